@@ -1,0 +1,161 @@
+//! The shared part of a local actor: its mailbox, its waker and its lifecycle record.
+//!
+//! Every [`ActorRef`](crate::ActorRef) to a local actor points at one cell. The cell outlives the
+//! actor (refs may be kept after it stops), so everything it holds is small.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::Waker;
+
+use parking_lot::Mutex;
+
+use crate::exit::{Down, ExitReason};
+use crate::id::ActorId;
+use crate::mailbox::Mailbox;
+use crate::system::SystemShared;
+use crate::system_msg::SystemMsg;
+
+/// Who wants to know when the actor stops.
+pub(crate) enum Watcher {
+    /// Gets a `Down` system message.
+    Monitor(Arc<dyn CellControl>),
+    /// Fails (or hears of it) when this actor fails.
+    Link(Arc<dyn CellControl>),
+    /// A non-actor waiter (`ActorRef::wait_for_exit`, system shutdown).
+    Signal(tokio::sync::oneshot::Sender<ExitReason>),
+}
+
+#[derive(Default)]
+pub(crate) struct Lifecycle {
+    pub(crate) watchers: Vec<Watcher>,
+    /// Set once, when the actor is gone for good.
+    pub(crate) exit: Option<ExitReason>,
+    /// Registry names to remove when the actor is gone.
+    pub(crate) names: Vec<String>,
+}
+
+/// Type-erased control of a cell, used by supervision, watches and the registry.
+pub(crate) trait CellControl: Send + Sync + 'static {
+    fn id(&self) -> ActorId;
+    /// Queues a system message and wakes the actor. False when the actor is gone.
+    fn send_system(&self, msg: SystemMsg) -> bool;
+    fn lifecycle(&self) -> &Mutex<Lifecycle>;
+    /// Stops the actor at once, even in the middle of an awaiting handler.
+    fn kill(&self);
+    fn message_type(&self) -> &'static str;
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+
+    fn is_alive(&self) -> bool {
+        self.lifecycle().lock().exit.is_none()
+    }
+
+    /// Adds a watcher. If the actor is already gone the watcher is told at once.
+    fn add_watcher(&self, watcher: Watcher) {
+        let mut life = self.lifecycle().lock();
+        match life.exit.clone() {
+            None => life.watchers.push(watcher),
+            Some(reason) => {
+                drop(life);
+                notify_watcher(self.id(), watcher, &reason);
+            }
+        }
+    }
+
+    /// Removes the monitors and links held by `watcher_id`.
+    fn remove_watcher(&self, watcher_id: ActorId) {
+        self.lifecycle().lock().watchers.retain(|w| match w {
+            Watcher::Monitor(c) | Watcher::Link(c) => c.id() != watcher_id,
+            Watcher::Signal(_) => true,
+        });
+    }
+
+    /// Records the final exit reason; returns the watchers to notify and the names to unregister.
+    fn mark_exited(&self, reason: &ExitReason) -> (Vec<Watcher>, Vec<String>) {
+        let mut life = self.lifecycle().lock();
+        life.exit = Some(reason.clone());
+        (std::mem::take(&mut life.watchers), std::mem::take(&mut life.names))
+    }
+}
+
+pub(crate) struct ActorCell<M> {
+    pub(crate) id: ActorId,
+    pub(crate) mailbox: Mailbox<M>,
+    waker: OnceLock<Waker>,
+    pub(crate) kill_requested: AtomicBool,
+    life: Mutex<Lifecycle>,
+    pub(crate) system: Weak<SystemShared>,
+}
+
+impl<M: Send + 'static> ActorCell<M> {
+    pub(crate) fn new(id: ActorId, capacity: usize, system: Weak<SystemShared>) -> Self {
+        ActorCell {
+            id,
+            mailbox: Mailbox::new(capacity),
+            waker: OnceLock::new(),
+            kill_requested: AtomicBool::new(false),
+            life: Mutex::new(Lifecycle::default()),
+            system,
+        }
+    }
+
+    /// Installs the waker of the actor's task (once, before the task first runs).
+    pub(crate) fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Schedules the actor's task.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        if let Some(waker) = self.waker.get() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+/// Tells one watcher that actor `id` stopped.
+pub(crate) fn notify_watcher(id: ActorId, watcher: Watcher, reason: &ExitReason) {
+    match watcher {
+        Watcher::Monitor(c) => {
+            c.send_system(SystemMsg::Down(Down { id, reason: reason.clone() }));
+        }
+        Watcher::Link(c) => {
+            if !reason.is_normal() {
+                c.send_system(SystemMsg::LinkExit { from: id, reason: reason.clone() });
+            }
+        }
+        Watcher::Signal(tx) => {
+            let _ = tx.send(reason.clone());
+        }
+    }
+}
+
+impl<M: Send + 'static> CellControl for ActorCell<M> {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn send_system(&self, msg: SystemMsg) -> bool {
+        let queued = self.mailbox.push_system(msg);
+        if queued {
+            self.wake();
+        }
+        queued
+    }
+
+    fn lifecycle(&self) -> &Mutex<Lifecycle> {
+        &self.life
+    }
+
+    fn kill(&self) {
+        self.kill_requested.store(true, Ordering::SeqCst);
+        self.send_system(SystemMsg::Kill);
+    }
+
+    fn message_type(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}

@@ -1,0 +1,240 @@
+//! Bounded actor mailboxes.
+//!
+//! Senders push under a short lock; the actor takes everything queued in one swap and works
+//! through that batch without any synchronisation. The capacity bounds the messages *waiting* in
+//! the mailbox; the batch the actor has taken (itself at most one capacity's worth) no longer
+//! counts, just as a message a channel receiver has taken no longer counts. So an actor holds at
+//! most twice its capacity in user messages, and a sender never waits while the actor is working
+//! through a batch it could refill behind.
+//!
+//! System messages (stop, down, supervision) live in a separate queue that the capacity does not
+//! bound, so they are never blocked by a full mailbox.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Waker;
+
+use parking_lot::Mutex;
+
+use crate::system_msg::SystemMsg;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// At capacity.
+    Full,
+    /// The actor no longer accepts messages.
+    Closed,
+}
+
+/// What a successful push asks the caller to do.
+#[must_use]
+pub(crate) struct Pushed {
+    /// The actor was waiting for messages: wake it.
+    pub(crate) wake_actor: bool,
+}
+
+struct Shared<M> {
+    queue: VecDeque<M>,
+    system: VecDeque<SystemMsg>,
+    /// The actor found no work and waits for a push to wake it.
+    receiver_waiting: bool,
+    closed: bool,
+    /// Closed for good: the actor has terminated; system messages are refused too.
+    gone: bool,
+    blocked_senders: Vec<Waker>,
+}
+
+/// The sending side, shared by every reference to the actor.
+pub(crate) struct Mailbox<M> {
+    shared: Mutex<Shared<M>>,
+    capacity: usize,
+    has_system: AtomicBool,
+}
+
+impl<M> Mailbox<M> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Mailbox {
+            shared: Mutex::new(Shared {
+                queue: VecDeque::new(),
+                system: VecDeque::new(),
+                receiver_waiting: false,
+                closed: false,
+                gone: false,
+                blocked_senders: Vec::new(),
+            }),
+            capacity: capacity.max(1),
+            has_system: AtomicBool::new(false),
+        }
+    }
+
+    /// The capacity in waiting user messages.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// User messages waiting (not yet taken by the actor).
+    pub(crate) fn len(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// Queues a user message if there is room; when full and `waker` is given, registers it to be
+    /// woken once the actor takes the waiting messages.
+    pub(crate) fn push(&self, msg: M, waker: Option<&Waker>) -> Result<Pushed, (Refused, M)> {
+        let mut shared = self.shared.lock();
+        if shared.closed {
+            return Err((Refused::Closed, msg));
+        }
+        if shared.queue.len() >= self.capacity {
+            if let Some(waker) = waker {
+                if !shared.blocked_senders.iter().any(|w| w.will_wake(waker)) {
+                    shared.blocked_senders.push(waker.clone());
+                }
+            }
+            return Err((Refused::Full, msg));
+        }
+        shared.queue.push_back(msg);
+        let wake_actor = std::mem::take(&mut shared.receiver_waiting);
+        Ok(Pushed { wake_actor })
+    }
+
+    /// Queues a system message; it is never refused for capacity. Returns false when the actor is
+    /// gone for good. The caller wakes the actor.
+    pub(crate) fn push_system(&self, msg: SystemMsg) -> bool {
+        let mut shared = self.shared.lock();
+        if shared.gone {
+            return false;
+        }
+        shared.system.push_back(msg);
+        shared.receiver_waiting = false;
+        self.has_system.store(true, Ordering::Release);
+        true
+    }
+
+    /// Cheap check used between messages.
+    pub(crate) fn has_system(&self) -> bool {
+        self.has_system.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn pop_system(&self) -> Option<SystemMsg> {
+        let mut shared = self.shared.lock();
+        let msg = shared.system.pop_front();
+        if shared.system.is_empty() {
+            self.has_system.store(false, Ordering::Release);
+        }
+        msg
+    }
+
+    /// Moves every waiting user message into `batch` (which must be empty) and wakes senders
+    /// waiting for room. When there is nothing (and no system message) and `wait` is set, records
+    /// that the actor waits for a push.
+    fn refill(&self, batch: &mut VecDeque<M>, wait: bool) {
+        let blocked = {
+            let mut shared = self.shared.lock();
+            std::mem::swap(&mut shared.queue, batch);
+            if batch.is_empty() && shared.system.is_empty() && wait {
+                shared.receiver_waiting = true;
+            }
+            if batch.is_empty() || shared.blocked_senders.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut shared.blocked_senders)
+            }
+        };
+        for waker in blocked {
+            waker.wake();
+        }
+    }
+
+    fn wake_blocked_senders(&self) {
+        let wakers = std::mem::take(&mut self.shared.lock().blocked_senders);
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Refuses further user messages (system messages are still accepted). Messages already
+    /// accepted stay queued for the actor.
+    pub(crate) fn close_for_senders(&self) {
+        self.shared.lock().closed = true;
+        self.wake_blocked_senders();
+    }
+
+    /// Closes the mailbox for good and returns what nobody will handle.
+    pub(crate) fn close_and_drain(&self) -> (VecDeque<M>, VecDeque<SystemMsg>) {
+        let drained = {
+            let mut shared = self.shared.lock();
+            shared.closed = true;
+            shared.gone = true;
+            self.has_system.store(false, Ordering::Release);
+            (std::mem::take(&mut shared.queue), std::mem::take(&mut shared.system))
+        };
+        self.wake_blocked_senders();
+        drained
+    }
+
+    /// Reopens a mailbox closed by [`close_for_senders`](Self::close_for_senders) (after a restart).
+    pub(crate) fn reopen(&self) {
+        self.shared.lock().closed = false;
+    }
+}
+
+/// The actor's side of its mailbox: the batch it is working through.
+pub(crate) struct Receiver<M> {
+    batch: VecDeque<M>,
+}
+
+impl<M> Receiver<M> {
+    pub(crate) fn new() -> Self {
+        Receiver { batch: VecDeque::new() }
+    }
+
+    /// The next user message, if any is queued. With `wait`, an empty result also registers the
+    /// actor to be woken by the next push.
+    #[inline]
+    pub(crate) fn next(&mut self, mailbox: &Mailbox<M>, wait: bool) -> Option<M> {
+        if let Some(msg) = self.batch.pop_front() {
+            return Some(msg);
+        }
+        mailbox.refill(&mut self.batch, wait);
+        if self.batch.capacity() > 4096 && self.batch.len() < 64 {
+            // Do not keep a burst's worth of memory in an idle actor.
+            self.batch.shrink_to(64);
+        }
+        self.batch.pop_front()
+    }
+
+    /// Removes the rest of the current batch (when the actor terminates).
+    pub(crate) fn drain(&mut self) -> VecDeque<M> {
+        std::mem::take(&mut self.batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_fifo() {
+        let mailbox = Mailbox::new(3);
+        let mut rx = Receiver::new();
+        assert!(rx.next(&mailbox, true).is_none());
+        assert!(mailbox.push(1, None).map(|p| p.wake_actor).unwrap_or(false), "first push wakes the waiting actor");
+        assert!(mailbox.push(2, None).is_ok());
+        assert!(mailbox.push(3, None).is_ok());
+        assert!(matches!(mailbox.push(4, None), Err((Refused::Full, 4))));
+        assert_eq!(mailbox.len(), 3);
+        assert_eq!(rx.next(&mailbox, true), Some(1));
+        // The actor took the batch: room again, while it works through it.
+        assert_eq!(mailbox.len(), 0);
+        assert!(mailbox.push(4, None).is_ok());
+        assert_eq!(rx.next(&mailbox, true), Some(2));
+        assert_eq!(rx.next(&mailbox, true), Some(3));
+        assert_eq!(rx.next(&mailbox, true), Some(4));
+        assert_eq!(rx.next(&mailbox, true), None);
+        assert!(mailbox.push(5, None).is_ok());
+        mailbox.close_for_senders();
+        assert!(matches!(mailbox.push(6, None), Err((Refused::Closed, 6))));
+        assert_eq!(rx.next(&mailbox, true), Some(5));
+    }
+}

@@ -1,0 +1,436 @@
+//! The life of one actor: incarnations, message loop, system messages, supervision, shutdown.
+//!
+//! Each actor is one future (`run_actor`) polled by the scheduler. Handler futures are awaited in
+//! place, so an `async` handler costs no allocation, and a handler that never awaits costs no more
+//! than a function call.
+
+use std::any::Any;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::actor::Actor;
+use crate::cell::{notify_watcher, ActorCell, CellControl};
+use crate::context::Context;
+use crate::error::ActorResult;
+use crate::exit::ExitReason;
+use crate::id::ActorId;
+use crate::mailbox::Receiver;
+use crate::props::Props;
+use crate::reference::UntypedRef;
+use crate::sched::task::YieldNow;
+use crate::supervision::StrategyKind;
+use crate::system_msg::SystemMsg;
+
+/// Messages handled per scheduling turn before the actor yields its worker.
+const BUDGET: u32 = 64;
+
+/// How an incarnation ended.
+enum Ended {
+    Exit(ExitReason),
+    /// A sibling failed and the supervisor restarts this actor too.
+    RestartRequested,
+}
+
+/// What the actor does after an incarnation.
+enum Next {
+    Restart,
+    Terminate(ExitReason),
+}
+
+pub(crate) async fn run_actor<A: Actor>(cell: Arc<ActorCell<A::Msg>>, mut props: Props<A>, mut ctx: Context<A>) {
+    let mut guard = ExitGuard { cell: cell.clone(), armed: true };
+    let mut rx = Receiver::new();
+    loop {
+        let ended = match create(&mut props, cell.id) {
+            Err(reason) => Ended::Exit(reason),
+            Ok(mut actor) => {
+                ctx.strategy = actor.supervision();
+                let mut ended = run_incarnation(&mut actor, &mut ctx, &cell, &mut rx).await;
+                let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed));
+                let killed = stop_children(&mut ctx, &cell, killed_before).await;
+                ctx.cancel_timers();
+                if killed {
+                    ended = Ended::Exit(ExitReason::Killed);
+                } else {
+                    let reason = match &ended {
+                        Ended::Exit(reason) => reason.clone(),
+                        Ended::RestartRequested => ExitReason::Shutdown,
+                    };
+                    let stopped = async {
+                        actor.stopped(&reason, &mut ctx).await;
+                        Ok(())
+                    };
+                    let _ = guarded(stopped, &cell.kill_requested, cell.id, "stopped").await;
+                }
+                ended
+            }
+        };
+        match after_incarnation(ended, &mut props, &ctx, &cell).await {
+            Next::Restart => {
+                ctx.stop_requested = false;
+                cell.kill_requested.store(false, Ordering::SeqCst);
+                cell.mailbox.reopen();
+                tracing::debug!(actor = %cell.id, "actor restarting");
+            }
+            Next::Terminate(reason) => {
+                finalize(&cell, &mut rx, &ctx, reason);
+                guard.armed = false;
+                return;
+            }
+        }
+    }
+}
+
+fn create<A: Actor>(props: &mut Props<A>, id: ActorId) -> Result<A, ExitReason> {
+    match catch_unwind(AssertUnwindSafe(|| props.create())) {
+        Ok(Some(actor)) => Ok(actor),
+        Ok(None) => Err(ExitReason::Failed("actor spawned from a value cannot be re-created".into())),
+        Err(panic) => {
+            let message = panic_message(&*panic);
+            tracing::error!(actor = %id, "actor factory panicked: {message}");
+            Err(ExitReason::Panicked(message))
+        }
+    }
+}
+
+async fn run_incarnation<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    cell: &ActorCell<A::Msg>,
+    rx: &mut Receiver<A::Msg>,
+) -> Ended {
+    if let Err(reason) = guarded(actor.started(ctx), &cell.kill_requested, cell.id, "started").await {
+        return Ended::Exit(reason);
+    }
+    // Set once a stop was requested: finish the accepted messages, then end with this reason.
+    let mut draining: Option<ExitReason> = None;
+    let mut budget = BUDGET;
+    loop {
+        if cell.mailbox.has_system() {
+            while let Some(msg) = cell.mailbox.pop_system() {
+                match handle_system(msg, actor, ctx, cell).await {
+                    Flow::Continue => {}
+                    Flow::Drain(reason) => draining = Some(reason),
+                    Flow::End(ended) => return ended,
+                }
+            }
+        }
+        if ctx.stop_requested {
+            return Ended::Exit(ExitReason::Normal);
+        }
+        match rx.next(&cell.mailbox, draining.is_none()) {
+            Some(msg) => {
+                if let Err(reason) = guarded(actor.handle(msg, ctx), &cell.kill_requested, cell.id, "handle").await {
+                    return Ended::Exit(reason);
+                }
+                budget -= 1;
+                if budget == 0 {
+                    budget = BUDGET;
+                    YieldNow::new().await;
+                }
+            }
+            None => {
+                if let Some(reason) = draining.take() {
+                    return Ended::Exit(reason);
+                }
+                if !cell.mailbox.has_system() {
+                    // Woken by the next push or system message.
+                    park().await;
+                }
+                budget = BUDGET;
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Drain(ExitReason),
+    End(Ended),
+}
+
+async fn handle_system<A: Actor>(
+    msg: SystemMsg,
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    cell: &ActorCell<A::Msg>,
+) -> Flow {
+    match msg {
+        SystemMsg::Stop => {
+            cell.mailbox.close_for_senders();
+            Flow::Drain(ExitReason::Normal)
+        }
+        SystemMsg::Shutdown => {
+            cell.mailbox.close_for_senders();
+            Flow::Drain(ExitReason::Shutdown)
+        }
+        SystemMsg::Kill => Flow::End(Ended::Exit(ExitReason::Killed)),
+        SystemMsg::Down(down) => {
+            match guarded(actor.on_down(down, ctx), &cell.kill_requested, cell.id, "on_down").await {
+                Ok(()) => Flow::Continue,
+                Err(reason) => Flow::End(Ended::Exit(reason)),
+            }
+        }
+        SystemMsg::LinkExit { from, reason } => {
+            tracing::info!(actor = %cell.id, linked = %from, %reason, "linked actor failed");
+            Flow::End(Ended::Exit(ExitReason::LinkFailed(from)))
+        }
+        SystemMsg::ChildFailed { child, reason } => supervise(ctx, child, reason),
+        SystemMsg::ChildTerminated { id } => {
+            ctx.children.retain(|c| c.id() != id);
+            Flow::Continue
+        }
+        SystemMsg::Adopt(child) => {
+            ctx.children.push(child);
+            Flow::Continue
+        }
+        SystemMsg::RestartNow => Flow::End(Ended::RestartRequested),
+        // Directives only mean something to an actor waiting for one.
+        SystemMsg::Restart { .. } | SystemMsg::Terminate => Flow::Continue,
+    }
+}
+
+/// A child's incarnation ended and it asks what to do: apply the strategy.
+fn supervise<A: Actor>(ctx: &mut Context<A>, child: UntypedRef, reason: ExitReason) -> Flow {
+    let Some(position) = ctx.children.iter().position(|c| c.id() == child.id()) else {
+        child.0.send_system(SystemMsg::Terminate);
+        return Flow::Continue;
+    };
+    let strategy = ctx.strategy;
+    let Some(recent) = ctx.restarts.record(&strategy, Instant::now()) else {
+        tracing::error!(
+            supervisor = %ctx.id(), child = %child.id(), %reason,
+            "restart intensity exceeded ({} in {:?}); supervisor gives up", strategy.max_restarts, strategy.within
+        );
+        return Flow::End(Ended::Exit(ExitReason::RestartLimit));
+    };
+    let delay = strategy.backoff.delay(recent);
+    tracing::info!(supervisor = %ctx.id(), child = %child.id(), %reason, ?delay, "restarting child");
+    child.0.send_system(SystemMsg::Restart { delay });
+    let siblings = match strategy.kind {
+        StrategyKind::OneForOne => 0..0,
+        StrategyKind::OneForAll => 0..ctx.children.len(),
+        StrategyKind::RestForOne => position + 1..ctx.children.len(),
+    };
+    for sibling in &ctx.children[siblings] {
+        if sibling.id() != child.id() {
+            sibling.0.send_system(SystemMsg::RestartNow);
+        }
+    }
+    Flow::Continue
+}
+
+/// Stops the children, last-spawned first, each before the next. Returns true when the actor was
+/// killed meanwhile.
+async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>, kill: bool) -> bool {
+    if kill {
+        for child in ctx.children.drain(..) {
+            child.kill();
+        }
+        return true;
+    }
+    let grace = ctx.system.shared.config.child_shutdown_timeout;
+    while let Some(child) = ctx.children.pop() {
+        child.0.send_system(SystemMsg::Shutdown);
+        let mut deadline = Instant::now() + grace;
+        let mut kill_sent = false;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match next_system_within(cell, left).await {
+                Some(SystemMsg::ChildTerminated { id }) if id == child.id() => break,
+                Some(SystemMsg::ChildTerminated { id }) => ctx.children.retain(|c| c.id() != id),
+                Some(SystemMsg::ChildFailed { child: failed, .. }) => {
+                    failed.0.send_system(SystemMsg::Terminate);
+                }
+                Some(SystemMsg::Adopt(orphan)) => {
+                    orphan.0.send_system(SystemMsg::Shutdown);
+                    ctx.children.insert(0, orphan);
+                }
+                Some(SystemMsg::Kill) => {
+                    child.kill();
+                    for other in ctx.children.drain(..) {
+                        other.kill();
+                    }
+                    return true;
+                }
+                Some(_) => {}
+                None if !kill_sent => {
+                    tracing::warn!(parent = %ctx.id(), child = %child.id(), "child did not stop within {grace:?}; killing it");
+                    child.kill();
+                    kill_sent = true;
+                    deadline = Instant::now() + grace;
+                }
+                None => {
+                    tracing::error!(parent = %ctx.id(), child = %child.id(), "child did not stop even when killed; abandoning it");
+                    break;
+                }
+            }
+        }
+    }
+    false
+}
+
+async fn after_incarnation<A: Actor>(
+    ended: Ended,
+    props: &mut Props<A>,
+    ctx: &Context<A>,
+    cell: &ActorCell<A::Msg>,
+) -> Next {
+    let reason = match ended {
+        Ended::RestartRequested if props.restartable() => return Next::Restart,
+        Ended::RestartRequested => return Next::Terminate(ExitReason::Shutdown),
+        Ended::Exit(reason) => reason,
+    };
+    if reason == ExitReason::Shutdown || !props.wants_restart(reason.is_normal()) {
+        return Next::Terminate(reason);
+    }
+    let Some(parent) = &ctx.parent else {
+        return Next::Terminate(reason);
+    };
+    let asked = parent.0.send_system(SystemMsg::ChildFailed { child: ctx.me.untyped(), reason: reason.clone() });
+    if !asked {
+        return Next::Terminate(reason);
+    }
+    loop {
+        match next_system_within(cell, Duration::MAX).await {
+            Some(SystemMsg::Restart { delay }) => {
+                return if wait_out(cell, delay).await { Next::Restart } else { Next::Terminate(reason) };
+            }
+            Some(SystemMsg::RestartNow) => return Next::Restart,
+            Some(SystemMsg::Terminate | SystemMsg::Stop | SystemMsg::Shutdown) => return Next::Terminate(reason),
+            Some(SystemMsg::Kill) => return Next::Terminate(ExitReason::Killed),
+            _ => {}
+        }
+    }
+}
+
+/// Waits `delay` before a restart. False when told to stop meanwhile.
+async fn wait_out<M: Send + 'static>(cell: &ActorCell<M>, delay: Duration) -> bool {
+    let deadline = Instant::now() + delay;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match next_system_within(cell, left).await {
+            None => return true,
+            Some(SystemMsg::Terminate | SystemMsg::Stop | SystemMsg::Shutdown | SystemMsg::Kill) => return false,
+            Some(_) => {}
+        }
+    }
+}
+
+/// The actor is gone for good: refuse messages, tell watchers and parent, free its names.
+fn finalize<A: Actor>(cell: &ActorCell<A::Msg>, rx: &mut Receiver<A::Msg>, ctx: &Context<A>, reason: ExitReason) {
+    let (queued, system_left) = cell.mailbox.close_and_drain();
+    let undelivered = queued.len() + rx.drain().len();
+    for msg in system_left {
+        match msg {
+            SystemMsg::ChildFailed { child, .. } => {
+                child.0.send_system(SystemMsg::Terminate);
+            }
+            SystemMsg::Adopt(orphan) => orphan.kill(),
+            _ => {}
+        }
+    }
+    let (watchers, names) = cell.mark_exited(&reason);
+    let system = &ctx.system.shared;
+    system.actor_exited(undelivered as u64);
+    system.registry.remove_names(&names, cell.id);
+    if undelivered > 0 {
+        tracing::debug!(actor = %cell.id, undelivered, "dropped messages of a stopped actor");
+    }
+    for watcher in watchers {
+        notify_watcher(cell.id, watcher, &reason);
+    }
+    if let Some(parent) = &ctx.parent {
+        parent.0.send_system(SystemMsg::ChildTerminated { id: cell.id });
+    }
+    tracing::debug!(actor = %cell.id, %reason, "actor stopped");
+}
+
+/// If an actor's future is dropped before it finished (its node's scheduler was shut down), the
+/// actor still ends visibly: messages are refused and watchers are told it was killed.
+struct ExitGuard<M: Send + 'static> {
+    cell: Arc<ActorCell<M>>,
+    armed: bool,
+}
+
+impl<M: Send + 'static> Drop for ExitGuard<M> {
+    fn drop(&mut self) {
+        if self.armed {
+            drop(self.cell.mailbox.close_and_drain());
+            let (watchers, _) = self.cell.mark_exited(&ExitReason::Killed);
+            for watcher in watchers {
+                notify_watcher(self.cell.id, watcher, &ExitReason::Killed);
+            }
+        }
+    }
+}
+
+/// Runs a handler or hook, turning a panic or an error into an exit reason, and abandoning it at
+/// an await point if the actor is killed.
+async fn guarded<F>(fut: F, kill: &AtomicBool, id: ActorId, what: &str) -> Result<(), ExitReason>
+where
+    F: Future<Output = ActorResult>,
+{
+    let mut fut = pin!(fut);
+    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+        Ok(Poll::Ready(Err(error))) => {
+            tracing::warn!(actor = %id, "{what} failed: {error}");
+            Poll::Ready(Err(ExitReason::Failed(error.to_string())))
+        }
+        Ok(Poll::Pending) if kill.load(Ordering::Acquire) => Poll::Ready(Err(ExitReason::Killed)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => {
+            let message = panic_message(&*panic);
+            tracing::error!(actor = %id, "{what} panicked: {message}");
+            Poll::Ready(Err(ExitReason::Panicked(message)))
+        }
+    })
+    .await
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Returns `Pending` once without arranging a wake-up: the actor's next message or system
+/// message wakes its task.
+async fn park() {
+    let mut parked = false;
+    poll_fn(|_| {
+        if parked {
+            Poll::Ready(())
+        } else {
+            parked = true;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The next system message, or `None` if none arrives within `limit`.
+async fn next_system_within<M: Send + 'static>(cell: &ActorCell<M>, limit: Duration) -> Option<SystemMsg> {
+    let wait_for_message = poll_fn(|_| match cell.mailbox.pop_system() {
+        Some(msg) => Poll::Ready(msg),
+        // Every system message wakes the actor.
+        None => Poll::Pending,
+    });
+    if limit == Duration::MAX {
+        return Some(wait_for_message.await);
+    }
+    tokio::time::timeout(limit, wait_for_message).await.ok()
+}

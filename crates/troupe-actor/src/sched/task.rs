@@ -1,0 +1,141 @@
+//! A schedulable task: one pinned future plus an atomic scheduling state.
+//!
+//! Every actor is exactly one task. The state machine guarantees that a task is in at most one run
+//! queue and is polled by at most one worker at a time, and that a wake-up arriving while the task
+//! runs is never lost (it is recorded as `NOTIFIED` and the task is polled again).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use parking_lot::Mutex;
+
+use super::PoolShared;
+
+/// Not queued and not running: waiting for a wake-up.
+const IDLE: u8 = 0;
+/// In a run queue.
+const SCHEDULED: u8 = 1;
+/// Being polled by a worker.
+const RUNNING: u8 = 2;
+/// Flag on `RUNNING`: woken while being polled, so poll again.
+const NOTIFIED: u8 = 4;
+/// The future finished; wake-ups are ignored.
+const COMPLETE: u8 = 8;
+
+/// Something a worker can run.
+pub(crate) trait Runnable: Send + Sync + 'static {
+    /// Poll the task once (called by a worker after taking it from a queue).
+    fn run(self: Arc<Self>);
+}
+
+/// The task behind an actor (or any future handed to a [`StagePool`](super::StagePool)).
+pub(crate) struct Task<F> {
+    state: AtomicU8,
+    // The mutex is never contended: the state machine lets only the worker that moved the task
+    // from SCHEDULED to RUNNING touch the future. It is here so this module needs no `unsafe`.
+    future: Mutex<Option<Pin<Box<F>>>>,
+    pool: Arc<PoolShared>,
+}
+
+impl<F> Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    /// Wraps `future` in a task owned by `pool`; the task starts IDLE (not yet scheduled).
+    pub(crate) fn new(future: F, pool: Arc<PoolShared>) -> Arc<Self> {
+        Arc::new(Task { state: AtomicU8::new(IDLE), future: Mutex::new(Some(Box::pin(future))), pool })
+    }
+
+    /// Marks the task runnable and queues it, unless it already is queued, running or complete.
+    pub(crate) fn schedule(self: &Arc<Self>) {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match current {
+                IDLE => SCHEDULED,
+                RUNNING => RUNNING | NOTIFIED,
+                // Already queued, already notified, or complete: nothing to do.
+                _ => return,
+            };
+            match self.state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if next == SCHEDULED {
+                        self.pool.push(self.clone(), false);
+                    }
+                    return;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl<F> Runnable for Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn run(self: Arc<Self>) {
+        self.state.store(RUNNING, Ordering::Release);
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut slot = self.future.lock();
+        let done = match slot.as_mut() {
+            Some(future) => future.as_mut().poll(&mut cx).is_ready(),
+            None => true,
+        };
+        if done {
+            // Drop the future (and everything the actor owned) outside the scheduling race.
+            let future = slot.take();
+            drop(slot);
+            self.state.store(COMPLETE, Ordering::Release);
+            drop(future);
+            return;
+        }
+        drop(slot);
+        if self.state.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Woken while running (by a message, a reply, or its own yield): queue it again,
+            // behind the tasks already waiting on this worker.
+            self.state.store(SCHEDULED, Ordering::Release);
+            self.pool.push(self.clone(), true);
+        }
+    }
+}
+
+impl<F> Wake for Task<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        self.schedule();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.schedule();
+    }
+}
+
+/// A future that returns `Pending` once, after asking to be polled again: gives other tasks on
+/// the worker a turn.
+pub(crate) struct YieldNow(bool);
+
+impl YieldNow {
+    pub(crate) fn new() -> Self {
+        YieldNow(false)
+    }
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}

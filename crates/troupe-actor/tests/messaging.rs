@@ -1,0 +1,369 @@
+//! Messaging semantics: FIFO, ask, backpressure, timers, async handlers, registry.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use troupe_actor::prelude::*;
+use troupe_actor::{AskError, RegistryError, TrySendError};
+
+fn system() -> ActorSystem {
+    ActorSystem::builder().workers(2).build().expect("system starts")
+}
+
+/// Records, per sender, that sequence numbers arrive in order.
+struct Recorder {
+    next: Vec<u64>,
+    violations: u64,
+    received: u64,
+}
+
+enum RecorderMsg {
+    Item { sender: usize, seq: u64 },
+    Report(Reply<(u64, u64)>),
+}
+impl Message for RecorderMsg {}
+
+impl Actor for Recorder {
+    type Msg = RecorderMsg;
+    async fn handle(&mut self, msg: RecorderMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            RecorderMsg::Item { sender, seq } => {
+                if self.next[sender] != seq {
+                    self.violations += 1;
+                }
+                self.next[sender] = seq + 1;
+                self.received += 1;
+            }
+            RecorderMsg::Report(reply) => {
+                reply.send((self.received, self.violations));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends `count` numbered messages to a target when told to go.
+struct Sender {
+    index: usize,
+    count: u64,
+    target: ActorRef<RecorderMsg>,
+}
+
+impl Actor for Sender {
+    type Msg = Reply<()>;
+    async fn handle(&mut self, done: Reply<()>, _ctx: &mut Context<Self>) -> ActorResult {
+        for seq in 0..self.count {
+            self.target.tell(RecorderMsg::Item { sender: self.index, seq }).await?;
+        }
+        done.send(());
+        Ok(())
+    }
+}
+
+#[test]
+fn fifo_per_sender_receiver_pair_under_concurrency() {
+    let system = system();
+    system.block_on(async {
+        const SENDERS: usize = 8;
+        const EACH: u64 = 20_000;
+        let recorder =
+            system.spawn(Props::new(Recorder { next: vec![0; SENDERS], violations: 0, received: 0 }).capacity(64));
+        let senders: Vec<_> =
+            (0..SENDERS).map(|index| system.spawn(Sender { index, count: EACH, target: recorder.clone() })).collect();
+        let mut waits = Vec::new();
+        for s in &senders {
+            let s = s.clone();
+            waits.push(tokio::spawn(async move { s.ask_timeout(|r| r, Duration::from_secs(30)).await }));
+        }
+        for w in waits {
+            w.await.expect("join").expect("sender finished");
+        }
+        let (received, violations) = recorder.ask(RecorderMsg::Report).await.expect("report");
+        assert_eq!(received, SENDERS as u64 * EACH);
+        assert_eq!(violations, 0, "messages from one sender arrived out of order");
+        system.shutdown().await;
+    });
+}
+
+/// Replies after an optional delay, or never, or drops the port.
+struct Echo;
+enum EchoMsg {
+    Now(u32, Reply<u32>),
+    After(Duration, u32, Reply<u32>),
+    Never(Reply<u32>),
+    Drop(Reply<u32>),
+}
+impl Message for EchoMsg {}
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    async fn handle(&mut self, msg: EchoMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            EchoMsg::Now(v, r) => {
+                r.send(v);
+            }
+            EchoMsg::After(d, v, r) => {
+                tokio::time::sleep(d).await;
+                r.send(v);
+            }
+            EchoMsg::Never(r) => std::mem::forget(r),
+            EchoMsg::Drop(r) => drop(r),
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn ask_replies_times_out_and_reports_stopped_actors() {
+    let system = system();
+    system.block_on(async {
+        let echo = system.spawn(Echo);
+        assert_eq!(echo.ask(|r| EchoMsg::Now(7, r)).await, Ok(7));
+        let started = Instant::now();
+        let err = echo.ask_timeout(EchoMsg::Never, Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(err, AskError::Timeout { .. }), "{err:?}");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(echo.ask(EchoMsg::Drop).await, Err(AskError::NoReply(echo.id())));
+        // An async handler that awaits: the reply still arrives.
+        assert_eq!(echo.ask(|r| EchoMsg::After(Duration::from_millis(20), 9, r)).await, Ok(9));
+
+        let (p1, p2) = (orphan_reply(&system).await, orphan_reply(&system).await);
+        echo.stop();
+        assert_eq!(echo.wait_for_exit().await, ExitReason::Normal);
+        assert!(!echo.is_alive());
+        let err = echo.ask(|r| EchoMsg::Now(1, r)).await.unwrap_err();
+        assert_eq!(err, AskError::NotRunning(echo.id()));
+        assert!(err.to_string().contains("not running"), "clear message: {err}");
+        assert!(matches!(echo.try_tell(EchoMsg::Never(p1)), Err(TrySendError::Closed { .. })));
+        assert!(echo.tell(EchoMsg::Never(p2)).await.is_err());
+        system.shutdown().await;
+    });
+}
+
+/// Keeps a reply port so a test can get one whose asker is gone.
+struct Keep(Option<Reply<u32>>);
+enum KeepMsg {
+    Put(Reply<u32>),
+    Take(Reply<Option<Reply<u32>>>),
+}
+impl Message for KeepMsg {}
+impl Actor for Keep {
+    type Msg = KeepMsg;
+    async fn handle(&mut self, msg: KeepMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            KeepMsg::Put(r) => self.0 = Some(r),
+            KeepMsg::Take(r) => {
+                r.send(self.0.take());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn orphan_reply(system: &ActorSystem) -> Reply<u32> {
+    let keep = system.spawn(Keep(None));
+    let _ = keep.ask_timeout(KeepMsg::Put, Duration::from_millis(1)).await;
+    keep.ask(KeepMsg::Take).await.expect("take").expect("port kept")
+}
+
+/// Blocks in its handler until a gate opens, so its mailbox fills up.
+struct Gated {
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    handled: Arc<AtomicU64>,
+}
+
+impl Actor for Gated {
+    type Msg = u64;
+    async fn handle(&mut self, _msg: u64, _ctx: &mut Context<Self>) -> ActorResult {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.await;
+        }
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn bounded_mailbox_backpressure_and_try_tell_full() {
+    let system = system();
+    system.block_on(async {
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let handled = Arc::new(AtomicU64::new(0));
+        let actor = system.spawn(Props::new(Gated { gate: Some(gate), handled: handled.clone() }).capacity(4));
+        assert_eq!(actor.mailbox_capacity(), 4);
+        // The first message is taken by the (blocked) handler; then 4 fill the mailbox.
+        actor.tell(0).await.expect("tell");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for i in 1..=4 {
+            actor.try_tell(i).expect("room for 4");
+        }
+        let full = actor.try_tell(5).unwrap_err();
+        assert!(matches!(full, TrySendError::Full { .. }), "{full:?}");
+        assert_eq!(full.into_message(), 5);
+        // `tell` waits while full...
+        let blocked = tokio::time::timeout(Duration::from_millis(100), actor.tell(5)).await;
+        assert!(blocked.is_err(), "tell must wait while the mailbox is full");
+        // ...and completes once the actor makes room.
+        let waiter = {
+            let actor = actor.clone();
+            tokio::spawn(async move { actor.tell(6).await.is_ok() })
+        };
+        open.send(()).expect("open gate");
+        assert!(waiter.await.expect("join"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while handled.load(Ordering::SeqCst) < 6 {
+            assert!(Instant::now() < deadline, "messages not handled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(handled.load(Ordering::SeqCst), 6);
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn system_messages_are_not_blocked_by_a_full_mailbox() {
+    let system = system();
+    system.block_on(async {
+        let (_open, gate) = tokio::sync::oneshot::channel::<()>();
+        let handled = Arc::new(AtomicU64::new(0));
+        let actor = system.spawn(Props::new(Gated { gate: Some(gate), handled }).capacity(1));
+        actor.tell(0).await.expect("tell");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        actor.try_tell(1).expect("one slot");
+        assert!(actor.try_tell(2).is_err());
+        // Kill reaches the actor even though its mailbox is full and its handler is blocked.
+        actor.kill();
+        let reason = tokio::time::timeout(Duration::from_secs(5), actor.wait_for_exit()).await.expect("exits");
+        assert_eq!(reason, ExitReason::Killed);
+        system.shutdown().await;
+    });
+}
+
+/// Counts ticks from timers.
+struct Ticker {
+    ticks: Arc<AtomicU64>,
+    delayed: Arc<AtomicU64>,
+}
+enum TickMsg {
+    Start,
+    Tick,
+    Delayed(Instant),
+}
+impl Message for TickMsg {}
+
+impl Actor for Ticker {
+    type Msg = TickMsg;
+    async fn handle(&mut self, msg: TickMsg, ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            TickMsg::Start => {
+                ctx.interval(Duration::from_millis(10), || TickMsg::Tick);
+                ctx.send_after(Duration::from_millis(50), TickMsg::Delayed(Instant::now()));
+                let cancelled = ctx.send_after(Duration::from_millis(30), TickMsg::Delayed(Instant::now()));
+                cancelled.cancel();
+            }
+            TickMsg::Tick => {
+                self.ticks.fetch_add(1, Ordering::SeqCst);
+            }
+            TickMsg::Delayed(sent) => {
+                assert!(sent.elapsed() >= Duration::from_millis(50), "delivered early");
+                self.delayed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn timers_send_after_interval_and_cancel() {
+    let system = system();
+    system.block_on(async {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let delayed = Arc::new(AtomicU64::new(0));
+        let ticker = system.spawn(Ticker { ticks: ticks.clone(), delayed: delayed.clone() });
+        ticker.tell(TickMsg::Start).await.expect("start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let seen = ticks.load(Ordering::SeqCst);
+        assert!((5..=25).contains(&seen), "interval ticked {seen} times in 200 ms at 10 ms");
+        assert_eq!(delayed.load(Ordering::SeqCst), 1, "one delayed message (the other was cancelled)");
+        ticker.stop();
+        ticker.wait_for_exit().await;
+        let after_stop = ticks.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), after_stop, "timers stop with their actor");
+        system.shutdown().await;
+    });
+}
+
+/// Waits for a slow reply from another actor without blocking the worker.
+struct Waiter {
+    slow: ActorRef<EchoMsg>,
+}
+impl Actor for Waiter {
+    type Msg = Reply<u32>;
+    async fn handle(&mut self, reply: Reply<u32>, _ctx: &mut Context<Self>) -> ActorResult {
+        let v = self.slow.ask(|r| EchoMsg::After(Duration::from_millis(300), 1, r)).await?;
+        reply.send(v);
+        Ok(())
+    }
+}
+
+#[test]
+fn async_handlers_do_not_block_other_actors() {
+    // One worker: if an awaiting handler blocked its thread, nothing else could run.
+    let system = ActorSystem::builder().workers(1).build().expect("system");
+    system.block_on(async {
+        let slow = system.spawn(Echo);
+        let waiters: Vec<_> = (0..4).map(|_| system.spawn(Waiter { slow: slow.clone() })).collect();
+        let fast = system.spawn(Echo);
+        let pending: Vec<_> = waiters
+            .iter()
+            .map(|w| {
+                let w = w.clone();
+                tokio::spawn(async move { w.ask(|r| r).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        assert_eq!(fast.ask(|r| EchoMsg::Now(5, r)).await, Ok(5));
+        assert!(started.elapsed() < Duration::from_millis(200), "a fast actor waited for slow handlers");
+        for p in pending {
+            assert_eq!(p.await.expect("join"), Ok(1));
+        }
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn registry_names_lookup_and_cleanup() {
+    let system = system();
+    system.block_on(async {
+        let echo = system.spawn(Echo);
+        system.register("echo", &echo).expect("register");
+        let other = system.spawn(Echo);
+        assert!(matches!(system.register("echo", &other), Err(RegistryError::NameTaken { .. })));
+        let found: ActorRef<EchoMsg> = system.lookup("echo").expect("found");
+        assert_eq!(found, echo);
+        assert_eq!(found.ask(|r| EchoMsg::Now(3, r)).await, Ok(3));
+        let wrong = system.lookup::<u64>("echo").unwrap_err();
+        assert!(matches!(wrong, RegistryError::WrongType { .. }), "{wrong}");
+        assert!(matches!(system.lookup::<EchoMsg>("nobody"), Err(RegistryError::NotFound(_))));
+        assert_eq!(system.registered_names(), vec!["echo".to_string()]);
+        echo.stop();
+        echo.wait_for_exit().await;
+        assert!(matches!(system.lookup::<EchoMsg>("echo"), Err(RegistryError::NotFound(_))), "name freed on stop");
+        system.register("echo", &other).expect("name reusable");
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn spawn_after_shutdown_gives_a_stopped_actor() {
+    let system = system();
+    system.block_on(async {
+        system.shutdown().await;
+        let late = system.spawn(Echo);
+        assert!(!late.is_alive());
+        assert_eq!(late.ask(|r| EchoMsg::Now(1, r)).await, Err(AskError::NotRunning(late.id())));
+    });
+}

@@ -1,0 +1,19 @@
+//! troupe: a distributed actor runtime for Rust.
+//!
+//! This crate is what applications depend on. It re-exports the runtime's layers:
+//! - [`actor`]: the local runtime (actors, references, supervision, scheduler);
+//!
+//! and offers a [`prelude`] with the names most programs need.
+#![deny(missing_docs)]
+
+pub use troupe_actor as actor;
+
+pub use troupe_actor::{
+    Actor, ActorId, ActorRef, ActorResult, ActorSystem, AskError, Backoff, Context, Down, ExitReason, Message, NodeId,
+    Props, Reply, Restart, SendError, StrategyKind, SupervisionStrategy, TrySendError, UntypedRef,
+};
+
+/// The names most programs need: `use troupe::prelude::*;`.
+pub mod prelude {
+    pub use troupe_actor::prelude::*;
+}
