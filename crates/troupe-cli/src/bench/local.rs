@@ -1,0 +1,565 @@
+//! `troupe bench local`: the local runtime against plain tokio tasks and channels.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use troupe::prelude::*;
+use troupe::UntypedRef;
+
+use super::{baseline, median_of, per_sec, BenchLine};
+
+/// Mailbox / channel capacity used by both sides.
+pub const MAILBOX: usize = 1024;
+
+/// Sizes of one run of the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub tell: u64,
+    pub pingpong: u64,
+    pub ring_actors: usize,
+    pub ring_hops: u64,
+    pub spawn: usize,
+    pub ask: u64,
+    pub big_actors: usize,
+    pub big_pings: u64,
+    pub idle_actors: usize,
+    pub runs: usize,
+}
+
+impl Sizes {
+    /// The sizes the issue specifies.
+    pub fn full() -> Self {
+        Sizes {
+            tell: 2_000_000,
+            pingpong: 1_000_000,
+            ring_actors: 100,
+            ring_hops: 1_000_000,
+            spawn: 100_000,
+            ask: 200_000,
+            big_actors: 120,
+            big_pings: 20_000,
+            idle_actors: 1_000_000,
+            runs: 3,
+        }
+    }
+
+    /// Small sizes for a smoke test.
+    pub fn quick() -> Self {
+        Sizes {
+            tell: 20_000,
+            pingpong: 10_000,
+            ring_actors: 100,
+            ring_hops: 10_000,
+            spawn: 2_000,
+            ask: 2_000,
+            big_actors: 20,
+            big_pings: 200,
+            idle_actors: 20_000,
+            runs: 1,
+        }
+    }
+}
+
+/// A small deterministic random generator (xorshift64*), the same on both sides.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Latency percentiles of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50_ns: f64,
+    pub p99_ns: f64,
+    pub total: Duration,
+}
+
+impl Latency {
+    pub fn from_histogram(hist: &Histogram<u64>, total: Duration) -> Self {
+        Latency { p50_ns: hist.value_at_quantile(0.5) as f64, p99_ns: hist.value_at_quantile(0.99) as f64, total }
+    }
+}
+
+fn system(workers: usize) -> ActorSystem {
+    ActorSystem::builder()
+        .name("bench")
+        .workers(workers)
+        .mailbox_capacity(MAILBOX)
+        .ask_timeout(Duration::from_secs(60))
+        .build()
+        .expect("actor system")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actors used by the benchmarks.
+
+struct Counter(u64);
+
+enum CounterMsg {
+    Add(u64),
+    Get(Reply<u64>),
+}
+impl Message for CounterMsg {}
+
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            CounterMsg::Add(n) => self.0 += n,
+            CounterMsg::Get(reply) => {
+                reply.send(self.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends `n` tells to a counter, then confirms with an ask.
+struct Blaster {
+    target: ActorRef<CounterMsg>,
+}
+
+impl Actor for Blaster {
+    type Msg = (u64, Reply<u64>);
+    async fn handle(&mut self, (n, done): (u64, Reply<u64>), _ctx: &mut Context<Self>) -> ActorResult {
+        for _ in 0..n {
+            self.target.tell(CounterMsg::Add(1)).await?;
+        }
+        done.send(self.target.ask(CounterMsg::Get).await?);
+        Ok(())
+    }
+}
+
+/// Ping side of ping-pong.
+struct Pinger {
+    pong: ActorRef<u64>,
+    rounds: u64,
+    target: u64,
+    done: Option<Reply<u64>>,
+}
+
+enum PingMsg {
+    Start(u64, Reply<u64>),
+    Ball(u64),
+}
+impl Message for PingMsg {}
+
+impl Actor for Pinger {
+    type Msg = PingMsg;
+    async fn handle(&mut self, msg: PingMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            PingMsg::Start(n, done) => {
+                self.target = n;
+                self.rounds = 0;
+                self.done = Some(done);
+                self.pong.tell(0).await?;
+            }
+            PingMsg::Ball(v) => {
+                self.rounds += 1;
+                if self.rounds == self.target {
+                    if let Some(done) = self.done.take() {
+                        done.send(v);
+                    }
+                } else {
+                    self.pong.tell(v + 1).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Ponger {
+    ping: Option<ActorRef<PingMsg>>,
+}
+
+enum PongMsg {
+    Ball(u64),
+    SetPing(ActorRef<PingMsg>),
+}
+impl Message for PongMsg {
+    fn visit_refs(&self, visit: &mut dyn FnMut(UntypedRef)) {
+        if let PongMsg::SetPing(r) = self {
+            r.visit_refs(visit);
+        }
+    }
+}
+
+impl Actor for Ponger {
+    type Msg = PongMsg;
+    async fn handle(&mut self, msg: PongMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            PongMsg::SetPing(r) => self.ping = Some(r),
+            PongMsg::Ball(v) => {
+                if let Some(ping) = &self.ping {
+                    ping.tell(PingMsg::Ball(v)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adapts `u64` balls to the ponger's message type.
+struct PongAdapter(ActorRef<PongMsg>);
+impl Actor for PongAdapter {
+    type Msg = u64;
+    async fn handle(&mut self, v: u64, _ctx: &mut Context<Self>) -> ActorResult {
+        self.0.tell(PongMsg::Ball(v)).await?;
+        Ok(())
+    }
+}
+
+/// One member of the token ring.
+struct RingMember {
+    next: Option<ActorRef<RingMsg>>,
+    done: Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<u64>>>>,
+    hops: u64,
+}
+
+enum RingMsg {
+    Next(ActorRef<RingMsg>),
+    Token(u64),
+}
+impl Message for RingMsg {}
+
+impl Actor for RingMember {
+    type Msg = RingMsg;
+    async fn handle(&mut self, msg: RingMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            RingMsg::Next(next) => self.next = Some(next),
+            RingMsg::Token(0) => {
+                if let Some(tx) = self.done.lock().take() {
+                    let _ = tx.send(self.hops);
+                }
+            }
+            RingMsg::Token(left) => {
+                if let Some(next) = &self.next {
+                    next.tell(RingMsg::Token(left - 1)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks a counter `n` times in sequence, recording each latency.
+struct Asker {
+    target: ActorRef<CounterMsg>,
+}
+
+struct AskRun(u64, Reply<(Histogram<u64>, Duration)>);
+impl Message for AskRun {}
+
+impl Actor for Asker {
+    type Msg = AskRun;
+    async fn handle(&mut self, AskRun(n, done): AskRun, _ctx: &mut Context<Self>) -> ActorResult {
+        let mut hist = Histogram::<u64>::new(3)?;
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            let v = self.target.ask(CounterMsg::Get).await?;
+            if v != 0 {
+                return Err("wrong reply".into());
+            }
+            hist.record(t.elapsed().as_nanos() as u64)?;
+        }
+        done.send((hist, start.elapsed()));
+        Ok(())
+    }
+}
+
+/// One actor of Savina's Big.
+struct BigActor {
+    index: usize,
+    peers: Arc<Vec<ActorRef<BigMsg>>>,
+    rng: XorShift,
+    left: u64,
+    done: Option<tokio::sync::mpsc::UnboundedSender<usize>>,
+}
+
+enum BigMsg {
+    Start(Arc<Vec<ActorRef<BigMsg>>>, u64, tokio::sync::mpsc::UnboundedSender<usize>),
+    Ping(usize),
+    Pong,
+}
+impl Message for BigMsg {}
+
+impl BigActor {
+    async fn ping_someone(&mut self) -> ActorResult {
+        let n = self.peers.len();
+        let mut target = self.rng.below(n as u64) as usize;
+        if target == self.index {
+            target = (target + 1) % n;
+        }
+        self.left -= 1;
+        self.peers[target].tell(BigMsg::Ping(self.index)).await?;
+        Ok(())
+    }
+}
+
+impl Actor for BigActor {
+    type Msg = BigMsg;
+    async fn handle(&mut self, msg: BigMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            BigMsg::Start(peers, pings, done) => {
+                self.peers = peers;
+                self.left = pings;
+                self.done = Some(done);
+                self.ping_someone().await?;
+            }
+            BigMsg::Ping(from) => self.peers[from].tell(BigMsg::Pong).await?,
+            BigMsg::Pong => {
+                if self.left == 0 {
+                    if let Some(done) = self.done.take() {
+                        let _ = done.send(self.index);
+                    }
+                } else {
+                    self.ping_someone().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The troupe side of each benchmark.
+
+fn troupe_tell(workers: usize, n: u64) -> Duration {
+    let system = system(workers);
+    let elapsed = system.block_on(async {
+        let counter = system.spawn(Counter(0));
+        let blaster = system.spawn(Blaster { target: counter });
+        let start = Instant::now();
+        let count = blaster.ask(|r| (n, r)).await.expect("blaster finished");
+        let elapsed = start.elapsed();
+        assert_eq!(count, n, "troupe tell lost messages");
+        elapsed
+    });
+    system.shutdown_blocking();
+    elapsed
+}
+
+fn troupe_pingpong(workers: usize, n: u64) -> Duration {
+    let system = system(workers);
+    let elapsed = system.block_on(async {
+        let ponger = system.spawn(Ponger { ping: None });
+        let adapter = system.spawn(PongAdapter(ponger.clone()));
+        let pinger = system.spawn(Pinger { pong: adapter, rounds: 0, target: 0, done: None });
+        ponger.tell(PongMsg::SetPing(pinger.clone())).await.expect("setup");
+        let start = Instant::now();
+        let last = pinger.ask(|r| PingMsg::Start(n, r)).await.expect("pingpong finished");
+        let elapsed = start.elapsed();
+        assert_eq!(last, n - 1, "troupe pingpong lost the ball");
+        elapsed
+    });
+    system.shutdown_blocking();
+    elapsed
+}
+
+fn troupe_ring(workers: usize, size: usize, hops: u64) -> Duration {
+    let system = system(workers);
+    let elapsed = system.block_on(async {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Arc::new(parking_lot::Mutex::new(Some(tx)));
+        let members: Vec<_> =
+            (0..size).map(|_| system.spawn(RingMember { next: None, done: done.clone(), hops })).collect();
+        for (i, m) in members.iter().enumerate() {
+            m.tell(RingMsg::Next(members[(i + 1) % size].clone())).await.expect("setup");
+        }
+        let start = Instant::now();
+        members[0].tell(RingMsg::Token(hops)).await.expect("token");
+        let got = rx.await.expect("ring finished");
+        let elapsed = start.elapsed();
+        assert_eq!(got, hops);
+        elapsed
+    });
+    system.shutdown_blocking();
+    elapsed
+}
+
+fn troupe_spawn(workers: usize, n: usize) -> Duration {
+    let system = system(workers);
+    let elapsed = system.block_on(async {
+        let alive_before = system.stats().alive();
+        let start = Instant::now();
+        let mut actors = Vec::with_capacity(n);
+        for _ in 0..n {
+            let actor = system.spawn(Counter(0));
+            actor.tell(CounterMsg::Add(1)).await.expect("tell");
+            actors.push(actor);
+        }
+        for actor in &actors {
+            assert_eq!(actor.ask(CounterMsg::Get).await.expect("ask"), 1);
+        }
+        for actor in &actors {
+            actor.stop();
+        }
+        while system.stats().alive() > alive_before {
+            tokio::task::yield_now().await;
+        }
+        let elapsed = start.elapsed();
+        assert!(actors.iter().all(|a| !a.is_alive()));
+        elapsed
+    });
+    system.shutdown_blocking();
+    elapsed
+}
+
+fn troupe_ask(workers: usize, n: u64) -> Latency {
+    let system = system(workers);
+    let latency = system.block_on(async {
+        let counter = system.spawn(Counter(0));
+        let asker = system.spawn(Asker { target: counter });
+        let (hist, total) = asker.ask(|r| AskRun(n, r)).await.expect("asks finished");
+        assert_eq!(hist.len(), n, "not every ask was recorded");
+        Latency::from_histogram(&hist, total)
+    });
+    system.shutdown_blocking();
+    latency
+}
+
+fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
+    let system = system(workers);
+    let result = system.block_on(async {
+        let refs: Vec<_> = (0..actors)
+            .map(|index| {
+                system.spawn(BigActor {
+                    index,
+                    peers: Arc::new(Vec::new()),
+                    rng: XorShift::new(index as u64),
+                    left: 0,
+                    done: None,
+                })
+            })
+            .collect();
+        let peers = Arc::new(refs);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        for r in peers.iter() {
+            r.tell(BigMsg::Start(peers.clone(), pings, done_tx.clone())).await.expect("start");
+        }
+        let mut finished = vec![false; actors];
+        for _ in 0..actors {
+            let index = done_rx.recv().await.expect("done");
+            assert!(!finished[index], "actor {index} finished twice");
+            finished[index] = true;
+        }
+        (start.elapsed(), actors as u64 * pings * 2)
+    });
+    system.shutdown_blocking();
+    result
+}
+
+/// Resident memory of this process in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// Bytes of resident memory per idle actor: spawn `n` actors, have each handle one message, wait
+/// until they are idle, and divide the growth of the resident set by `n`.
+fn troupe_idle_bytes(workers: usize, n: usize) -> f64 {
+    let system = system(workers);
+    let bytes = system.block_on(async {
+        let mut actors = Vec::with_capacity(n);
+        let before = rss_bytes();
+        for _ in 0..n {
+            actors.push(system.spawn(Counter(0)));
+        }
+        for actor in &actors {
+            actor.tell(CounterMsg::Add(1)).await.expect("tell");
+        }
+        // Every actor has handled its message once the last one answers an ask with 1 (FIFO per
+        // sender), and a sample of the others agree.
+        for actor in actors.iter().rev().step_by((n / 100).max(1)) {
+            assert_eq!(actor.ask(CounterMsg::Get).await.expect("ask"), 1);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = rss_bytes();
+        assert_eq!(system.stats().alive() as usize, n + 1, "actors died");
+        after.saturating_sub(before) as f64 / n as f64
+    });
+    system.shutdown_blocking();
+    bytes
+}
+
+/// Runs the suite and returns one line per benchmark.
+pub fn run(sizes: Sizes, workers: usize, mut on_line: impl FnMut(&BenchLine)) -> Vec<BenchLine> {
+    let runs = sizes.runs;
+    let mut lines = Vec::new();
+    let mut emit = |line: BenchLine| {
+        on_line(&line);
+        lines.push(line);
+    };
+
+    let ours = median_of(runs, || per_sec(sizes.tell, troupe_tell(workers, sizes.tell)));
+    let base = median_of(runs, || per_sec(sizes.tell, baseline::tell(workers, sizes.tell)));
+    emit(BenchLine::new("local", "tell", "msg/s", ours, Some(base)));
+
+    let ours = median_of(runs, || per_sec(sizes.pingpong, troupe_pingpong(workers, sizes.pingpong)));
+    let base = median_of(runs, || per_sec(sizes.pingpong, baseline::pingpong(workers, sizes.pingpong)));
+    emit(BenchLine::new("local", "pingpong", "roundtrips/s", ours, Some(base)));
+
+    let ours = median_of(runs, || per_sec(sizes.ring_hops, troupe_ring(workers, sizes.ring_actors, sizes.ring_hops)));
+    let base =
+        median_of(runs, || per_sec(sizes.ring_hops, baseline::ring(workers, sizes.ring_actors, sizes.ring_hops)));
+    emit(BenchLine::new("local", "ring", "hops/s", ours, Some(base)));
+
+    let ours = median_of(runs, || per_sec(sizes.spawn as u64, troupe_spawn(workers, sizes.spawn)));
+    let base = median_of(runs, || per_sec(sizes.spawn as u64, baseline::spawn(workers, sizes.spawn)));
+    emit(BenchLine::new("local", "spawn", "actors/s", ours, Some(base)));
+
+    let ours: Vec<Latency> = (0..runs).map(|_| troupe_ask(workers, sizes.ask)).collect();
+    let base: Vec<Latency> = (0..runs).map(|_| baseline::ask(workers, sizes.ask)).collect();
+    let ours = median_latency(ours);
+    let base = median_latency(base);
+    emit(
+        BenchLine::new("local", "ask", "ns", ours.p50_ns, Some(base.p50_ns))
+            .with("p99", ours.p99_ns)
+            .with("baseline_p99", base.p99_ns),
+    );
+
+    let big_rate = |w: usize| {
+        median_of(runs, || {
+            let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings);
+            per_sec(msgs, elapsed)
+        })
+    };
+    let ours_all = big_rate(workers);
+    let base = median_of(runs, || {
+        let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
+        per_sec(msgs, elapsed)
+    });
+    emit(BenchLine::new("local", "big", "msg/s", ours_all, Some(base)));
+
+    let idle = troupe_idle_bytes(workers, sizes.idle_actors);
+    emit(BenchLine::new("local", "idle_actor_bytes", "bytes", idle, None).with("actors", sizes.idle_actors));
+
+    let ours_one = big_rate(1);
+    emit(
+        BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
+            .with("workers", workers)
+            .with("all_workers_msg_s", ours_all)
+            .with("one_worker_msg_s", ours_one),
+    );
+    lines
+}
+
+fn median_latency(mut runs: Vec<Latency>) -> Latency {
+    runs.sort_by(|a, b| a.p50_ns.total_cmp(&b.p50_ns));
+    runs[runs.len() / 2]
+}

@@ -1,0 +1,85 @@
+//! `troupe bench …`: benchmarks that print JSON lines, each next to a baseline measured in the
+//! same process and run.
+
+pub mod baseline;
+pub mod local;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One benchmark result.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchLine {
+    pub suite: &'static str,
+    pub bench: &'static str,
+    pub unit: &'static str,
+    pub value: f64,
+    pub baseline: Option<f64>,
+    pub ratio: Option<f64>,
+    /// Extra measurements (for example a p99 next to a p50).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl BenchLine {
+    pub fn new(
+        suite: &'static str,
+        bench: &'static str,
+        unit: &'static str,
+        value: f64,
+        baseline: Option<f64>,
+    ) -> Self {
+        let ratio = baseline.filter(|b| *b != 0.0).map(|b| value / b);
+        BenchLine { suite, bench, unit, value, baseline, ratio, extra: serde_json::Map::new() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string(self).unwrap_or_default());
+        } else {
+            let baseline = self.baseline.map_or("-".to_string(), fmt_num);
+            let ratio = self.ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
+            let extra = if self.extra.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&self.extra).unwrap_or_default()
+            };
+            println!(
+                "{:<8} {:<18} {:>16} {:<10} baseline {:>16}  ratio {:>8} {}",
+                self.suite,
+                self.bench,
+                fmt_num(self.value),
+                self.unit,
+                baseline,
+                ratio,
+                extra
+            );
+        }
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The median of `runs` measurements produced by `f`.
+pub fn median_of(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut values: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Rate in units per second.
+pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
