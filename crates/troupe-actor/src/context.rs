@@ -1,5 +1,6 @@
 //! The [`Context`] an actor's handlers receive.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
@@ -11,7 +12,7 @@ use crate::id::ActorId;
 use crate::message::Message;
 use crate::props::Props;
 use crate::reference::{ActorRef, UntypedRef};
-use crate::supervision::{RestartHistory, SupervisionStrategy};
+use crate::supervision::RestartHistory;
 use crate::system::ActorSystem;
 
 /// An actor's view of the runtime: its own reference, its children, timers, watches.
@@ -19,12 +20,12 @@ pub struct Context<A: Actor> {
     pub(crate) me: ActorRef<A::Msg>,
     pub(crate) system: ActorSystem,
     pub(crate) parent: Option<UntypedRef>,
-    /// Children in spawn order.
-    pub(crate) children: Vec<UntypedRef>,
+    /// Children by id; ids grow with spawn order, so this is spawn order too.
+    pub(crate) children: BTreeMap<ActorId, UntypedRef>,
     pub(crate) timers: Vec<AbortHandle>,
     pub(crate) stop_requested: bool,
-    pub(crate) strategy: SupervisionStrategy,
-    pub(crate) restarts: RestartHistory,
+    /// Restart history, created when a child first fails.
+    pub(crate) restarts: Option<Box<RestartHistory>>,
 }
 
 /// A running timer; [`cancel`](TimerHandle::cancel) stops it. Timers also stop with their actor.
@@ -44,11 +45,10 @@ impl<A: Actor> Context<A> {
             me,
             system,
             parent,
-            children: Vec::new(),
+            children: BTreeMap::new(),
             timers: Vec::new(),
             stop_requested: false,
-            strategy: SupervisionStrategy::default(),
-            restarts: RestartHistory::default(),
+            restarts: None,
         }
     }
 
@@ -73,14 +73,14 @@ impl<A: Actor> Context<A> {
     }
 
     /// The running children, in spawn order.
-    pub fn children(&self) -> &[UntypedRef] {
-        &self.children
+    pub fn children(&self) -> impl Iterator<Item = &UntypedRef> {
+        self.children.values()
     }
 
     /// Spawns a child supervised by this actor. The child stops before this actor does.
     pub fn spawn<C: Actor>(&mut self, props: impl Into<Props<C>>) -> ActorRef<C::Msg> {
         let (child, start) = self.system.prepare(props.into(), Some(self.me.untyped()));
-        self.children.push(child.untyped());
+        self.children.insert(child.id(), child.untyped());
         start.start();
         child
     }

@@ -37,8 +37,6 @@ pub(crate) struct Pushed {
 struct Shared<M> {
     queue: VecDeque<M>,
     system: VecDeque<SystemMsg>,
-    /// The actor found no work and waits for a push to wake it.
-    receiver_waiting: bool,
     closed: bool,
     /// Closed for good: the actor has terminated; system messages are refused too.
     gone: bool,
@@ -50,6 +48,9 @@ pub(crate) struct Mailbox<M> {
     shared: Mutex<Shared<M>>,
     capacity: usize,
     has_system: AtomicBool,
+    /// Set by the actor each time it takes the waiting messages; the first push after that clears
+    /// it and wakes the actor. Lets an actor go idle without taking the lock again.
+    receiver_waiting: AtomicBool,
 }
 
 impl<M> Mailbox<M> {
@@ -58,13 +59,13 @@ impl<M> Mailbox<M> {
             shared: Mutex::new(Shared {
                 queue: VecDeque::new(),
                 system: VecDeque::new(),
-                receiver_waiting: false,
                 closed: false,
                 gone: false,
                 blocked_senders: Vec::new(),
             }),
             capacity: capacity.max(1),
             has_system: AtomicBool::new(false),
+            receiver_waiting: AtomicBool::new(false),
         }
     }
 
@@ -94,7 +95,9 @@ impl<M> Mailbox<M> {
             return Err((Refused::Full, msg));
         }
         shared.queue.push_back(msg);
-        let wake_actor = std::mem::take(&mut shared.receiver_waiting);
+        drop(shared);
+        let wake_actor =
+            self.receiver_waiting.load(Ordering::Relaxed) && self.receiver_waiting.swap(false, Ordering::AcqRel);
         Ok(Pushed { wake_actor })
     }
 
@@ -106,7 +109,6 @@ impl<M> Mailbox<M> {
             return false;
         }
         shared.system.push_back(msg);
-        shared.receiver_waiting = false;
         self.has_system.store(true, Ordering::Release);
         true
     }
@@ -126,14 +128,13 @@ impl<M> Mailbox<M> {
     }
 
     /// Moves every waiting user message into `batch` (which must be empty) and wakes senders
-    /// waiting for room. When there is nothing (and no system message) and `wait` is set, records
-    /// that the actor waits for a push.
+    /// waiting for room. With `wait`, the next push wakes the actor.
     fn refill(&self, batch: &mut VecDeque<M>, wait: bool) {
         let blocked = {
             let mut shared = self.shared.lock();
             std::mem::swap(&mut shared.queue, batch);
-            if batch.is_empty() && shared.system.is_empty() && wait {
-                shared.receiver_waiting = true;
+            if wait {
+                self.receiver_waiting.store(true, Ordering::Release);
             }
             if batch.is_empty() || shared.blocked_senders.is_empty() {
                 Vec::new()
@@ -182,21 +183,28 @@ impl<M> Mailbox<M> {
 /// The actor's side of its mailbox: the batch it is working through.
 pub(crate) struct Receiver<M> {
     batch: VecDeque<M>,
+    /// The mailbox will wake the actor on the next push (set by a waiting refill).
+    armed: bool,
 }
 
 impl<M> Receiver<M> {
     pub(crate) fn new() -> Self {
-        Receiver { batch: VecDeque::new() }
+        Receiver { batch: VecDeque::new(), armed: false }
     }
 
-    /// The next user message, if any is queued. With `wait`, an empty result also registers the
-    /// actor to be woken by the next push.
+    /// The next user message, if any is queued. With `wait`, an empty result means the actor may
+    /// go idle: the next push wakes it.
     #[inline]
     pub(crate) fn next(&mut self, mailbox: &Mailbox<M>, wait: bool) -> Option<M> {
         if let Some(msg) = self.batch.pop_front() {
             return Some(msg);
         }
+        if wait && self.armed && mailbox.receiver_waiting.load(Ordering::Acquire) {
+            // Nothing was pushed since the last refill (a push clears the flag).
+            return None;
+        }
         mailbox.refill(&mut self.batch, wait);
+        self.armed = wait;
         if self.batch.capacity() > 4096 && self.batch.len() < 64 {
             // Do not keep a burst's worth of memory in an idle actor.
             self.batch.shrink_to(64);
@@ -220,7 +228,7 @@ mod tests {
         let mut rx = Receiver::new();
         assert!(rx.next(&mailbox, true).is_none());
         assert!(mailbox.push(1, None).map(|p| p.wake_actor).unwrap_or(false), "first push wakes the waiting actor");
-        assert!(mailbox.push(2, None).is_ok());
+        assert!(!mailbox.push(2, None).map(|p| p.wake_actor).unwrap_or(true), "only the first push wakes");
         assert!(mailbox.push(3, None).is_ok());
         assert!(matches!(mailbox.push(4, None), Err((Refused::Full, 4))));
         assert_eq!(mailbox.len(), 3);

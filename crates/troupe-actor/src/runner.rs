@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::future::{poll_fn, Future};
+use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +24,7 @@ use crate::mailbox::Receiver;
 use crate::props::Props;
 use crate::reference::UntypedRef;
 use crate::sched::task::YieldNow;
-use crate::supervision::StrategyKind;
+use crate::supervision::{StrategyKind, SupervisionStrategy};
 use crate::system_msg::SystemMsg;
 
 /// Messages handled per scheduling turn before the actor yields its worker.
@@ -49,10 +50,10 @@ pub(crate) async fn run_actor<A: Actor>(cell: Arc<ActorCell<A::Msg>>, mut props:
         let ended = match create(&mut props, cell.id) {
             Err(reason) => Ended::Exit(reason),
             Ok(mut actor) => {
-                ctx.strategy = actor.supervision();
                 let mut ended = run_incarnation(&mut actor, &mut ctx, &cell, &mut rx).await;
                 let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed));
-                let killed = stop_children(&mut ctx, &cell, killed_before).await;
+                // Rare, slow paths are boxed so they do not grow every actor's future.
+                let killed = Box::pin(stop_children(&mut ctx, &cell, killed_before)).await;
                 ctx.cancel_timers();
                 if killed {
                     ended = Ended::Exit(ExitReason::Killed);
@@ -65,12 +66,12 @@ pub(crate) async fn run_actor<A: Actor>(cell: Arc<ActorCell<A::Msg>>, mut props:
                         actor.stopped(&reason, &mut ctx).await;
                         Ok(())
                     };
-                    let _ = guarded(stopped, &cell.kill_requested, cell.id, "stopped").await;
+                    let _ = Box::pin(guarded(stopped, &cell.kill_requested, cell.id, "stopped")).await;
                 }
                 ended
             }
         };
-        match after_incarnation(ended, &mut props, &ctx, &cell).await {
+        match Box::pin(after_incarnation(ended, &mut props, &ctx, &cell)).await {
             Next::Restart => {
                 ctx.stop_requested = false;
                 cell.kill_requested.store(false, Ordering::SeqCst);
@@ -180,13 +181,13 @@ async fn handle_system<A: Actor>(
             tracing::info!(actor = %cell.id, linked = %from, %reason, "linked actor failed");
             Flow::End(Ended::Exit(ExitReason::LinkFailed(from)))
         }
-        SystemMsg::ChildFailed { child, reason } => supervise(ctx, child, reason),
+        SystemMsg::ChildFailed { child, reason } => supervise(actor.supervision(), ctx, child, reason),
         SystemMsg::ChildTerminated { id } => {
-            ctx.children.retain(|c| c.id() != id);
+            ctx.children.remove(&id);
             Flow::Continue
         }
         SystemMsg::Adopt(child) => {
-            ctx.children.push(child);
+            ctx.children.insert(child.id(), child);
             Flow::Continue
         }
         SystemMsg::RestartNow => Flow::End(Ended::RestartRequested),
@@ -196,13 +197,18 @@ async fn handle_system<A: Actor>(
 }
 
 /// A child's incarnation ended and it asks what to do: apply the strategy.
-fn supervise<A: Actor>(ctx: &mut Context<A>, child: UntypedRef, reason: ExitReason) -> Flow {
-    let Some(position) = ctx.children.iter().position(|c| c.id() == child.id()) else {
+fn supervise<A: Actor>(
+    strategy: SupervisionStrategy,
+    ctx: &mut Context<A>,
+    child: UntypedRef,
+    reason: ExitReason,
+) -> Flow {
+    if !ctx.children.contains_key(&child.id()) {
         child.0.send_system(SystemMsg::Terminate);
         return Flow::Continue;
-    };
-    let strategy = ctx.strategy;
-    let Some(recent) = ctx.restarts.record(&strategy, Instant::now()) else {
+    }
+    let history = ctx.restarts.get_or_insert_with(Default::default);
+    let Some(recent) = history.record(&strategy, Instant::now()) else {
         tracing::error!(
             supervisor = %ctx.id(), child = %child.id(), %reason,
             "restart intensity exceeded ({} in {:?}); supervisor gives up", strategy.max_restarts, strategy.within
@@ -212,15 +218,15 @@ fn supervise<A: Actor>(ctx: &mut Context<A>, child: UntypedRef, reason: ExitReas
     let delay = strategy.backoff.delay(recent);
     tracing::info!(supervisor = %ctx.id(), child = %child.id(), %reason, ?delay, "restarting child");
     child.0.send_system(SystemMsg::Restart { delay });
-    let siblings = match strategy.kind {
-        StrategyKind::OneForOne => 0..0,
-        StrategyKind::OneForAll => 0..ctx.children.len(),
-        StrategyKind::RestForOne => position + 1..ctx.children.len(),
-    };
-    for sibling in &ctx.children[siblings] {
-        if sibling.id() != child.id() {
-            sibling.0.send_system(SystemMsg::RestartNow);
+    let siblings: Box<dyn Iterator<Item = &UntypedRef>> = match strategy.kind {
+        StrategyKind::OneForOne => Box::new(std::iter::empty()),
+        StrategyKind::OneForAll => Box::new(ctx.children.values()),
+        StrategyKind::RestForOne => {
+            Box::new(ctx.children.range((Bound::Excluded(child.id()), Bound::Unbounded)).map(|(_, c)| c))
         }
+    };
+    for sibling in siblings.filter(|s| s.id() != child.id()) {
+        sibling.0.send_system(SystemMsg::RestartNow);
     }
     Flow::Continue
 }
@@ -229,13 +235,13 @@ fn supervise<A: Actor>(ctx: &mut Context<A>, child: UntypedRef, reason: ExitReas
 /// killed meanwhile.
 async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>, kill: bool) -> bool {
     if kill {
-        for child in ctx.children.drain(..) {
+        for child in std::mem::take(&mut ctx.children).into_values() {
             child.kill();
         }
         return true;
     }
     let grace = ctx.system.shared.config.child_shutdown_timeout;
-    while let Some(child) = ctx.children.pop() {
+    while let Some((_, child)) = ctx.children.pop_last() {
         child.0.send_system(SystemMsg::Shutdown);
         let mut deadline = Instant::now() + grace;
         let mut kill_sent = false;
@@ -243,17 +249,19 @@ async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>,
             let left = deadline.saturating_duration_since(Instant::now());
             match next_system_within(cell, left).await {
                 Some(SystemMsg::ChildTerminated { id }) if id == child.id() => break,
-                Some(SystemMsg::ChildTerminated { id }) => ctx.children.retain(|c| c.id() != id),
+                Some(SystemMsg::ChildTerminated { id }) => {
+                    ctx.children.remove(&id);
+                }
                 Some(SystemMsg::ChildFailed { child: failed, .. }) => {
                     failed.0.send_system(SystemMsg::Terminate);
                 }
                 Some(SystemMsg::Adopt(orphan)) => {
                     orphan.0.send_system(SystemMsg::Shutdown);
-                    ctx.children.insert(0, orphan);
+                    ctx.children.insert(orphan.id(), orphan);
                 }
                 Some(SystemMsg::Kill) => {
                     child.kill();
-                    for other in ctx.children.drain(..) {
+                    for other in std::mem::take(&mut ctx.children).into_values() {
                         other.kill();
                     }
                     return true;

@@ -44,6 +44,9 @@ thread_local! {
 struct WorkerLocal {
     pool: Arc<PoolShared>,
     queue: Worker<TaskRef>,
+    /// The task woken last by this worker: runs next, without touching the shared deque. Not
+    /// stealable; a second wake-up moves the previous occupant to the deque.
+    next: RefCell<Option<TaskRef>>,
 }
 
 /// State shared by all workers of one pool.
@@ -68,7 +71,12 @@ impl PoolShared {
             let current = current.borrow();
             match current.as_ref() {
                 Some(local) if Arc::ptr_eq(&local.pool, self) && !yielded => {
-                    local.queue.push(task);
+                    let previous = local.next.borrow_mut().replace(task);
+                    if let Some(previous) = previous {
+                        local.queue.push(previous);
+                        // Work is piling up here: let an idle worker steal some.
+                        self.notify_if_idle();
+                    }
                     None
                 }
                 _ => Some(task),
@@ -76,8 +84,8 @@ impl PoolShared {
         });
         if let Some(task) = not_local {
             self.injector.push(task);
+            self.notify_if_idle();
         }
-        self.notify_if_idle();
     }
 
     /// Wakes one sleeping worker if there is one and nobody is already looking for work.
@@ -228,19 +236,24 @@ impl Drop for StagePool {
 }
 
 fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, parker: Parker) {
-    let local = Rc::new(WorkerLocal { pool: shared.clone(), queue });
+    let local = Rc::new(WorkerLocal { pool: shared.clone(), queue, next: RefCell::new(None) });
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
     let mut tick: u32 = 0;
     while !shared.shutdown.load(Ordering::Relaxed) {
         if index >= shared.active.load(Ordering::Relaxed) {
-            hand_over_and_wait(&shared, &local.queue, &parker);
+            hand_over_and_wait(&shared, &local, &parker);
             continue;
         }
         tick = tick.wrapping_add(1);
+        let next = local.next.borrow_mut().take();
         let task = if tick % FAIRNESS_TICK == 0 {
+            // Let older work go first now and then; the woken task waits in the deque.
+            if let Some(next) = next {
+                local.queue.push(next);
+            }
             oldest_first(&shared, &local.queue, index)
         } else {
-            local.queue.pop().or_else(|| find_elsewhere(&shared, &local.queue, index))
+            next.or_else(|| local.queue.pop()).or_else(|| find_elsewhere(&shared, &local.queue, index))
         };
         match task {
             Some(task) => task.run(),
@@ -248,6 +261,7 @@ fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, pa
         }
     }
     CURRENT.with(|c| *c.borrow_mut() = None);
+    drop(local.next.borrow_mut().take());
     // Queued tasks hold actor futures that may refer back to the pool; dropping them here, on the
     // worker, breaks those cycles.
     while local.queue.pop().is_some() {}
@@ -342,8 +356,13 @@ fn remove_sleeper(shared: &PoolShared, index: usize) {
 
 /// An inactive worker gives its queued tasks to the global queue and sleeps until the active count
 /// changes or the pool shuts down.
-fn hand_over_and_wait(shared: &Arc<PoolShared>, queue: &Worker<TaskRef>, parker: &Parker) {
+fn hand_over_and_wait(shared: &Arc<PoolShared>, local: &WorkerLocal, parker: &Parker) {
+    let queue = &local.queue;
     let mut moved = false;
+    if let Some(task) = local.next.borrow_mut().take() {
+        shared.injector.push(task);
+        moved = true;
+    }
     while let Some(task) = queue.pop() {
         shared.injector.push(task);
         moved = true;

@@ -36,8 +36,15 @@ pub(crate) struct Task<F> {
     state: AtomicU8,
     // The mutex is never contended: the state machine lets only the worker that moved the task
     // from SCHEDULED to RUNNING touch the future. It is here so this module needs no `unsafe`.
-    future: Mutex<Option<Pin<Box<F>>>>,
+    future: Mutex<Option<Live<F>>>,
     pool: Arc<PoolShared>,
+}
+
+/// A task's future and the waker it is polled with (created once, dropped with the future, which
+/// breaks the task → waker → task cycle when the task completes).
+struct Live<F> {
+    future: Pin<Box<F>>,
+    waker: Option<Waker>,
 }
 
 impl<F> Task<F>
@@ -46,7 +53,11 @@ where
 {
     /// Wraps `future` in a task owned by `pool`; the task starts IDLE (not yet scheduled).
     pub(crate) fn new(future: F, pool: Arc<PoolShared>) -> Arc<Self> {
-        Arc::new(Task { state: AtomicU8::new(IDLE), future: Mutex::new(Some(Box::pin(future))), pool })
+        Arc::new(Task {
+            state: AtomicU8::new(IDLE),
+            future: Mutex::new(Some(Live { future: Box::pin(future), waker: None })),
+            pool,
+        })
     }
 
     /// Marks the task runnable and queues it, unless it already is queued, running or complete.
@@ -78,11 +89,13 @@ where
 {
     fn run(self: Arc<Self>) {
         self.state.store(RUNNING, Ordering::Release);
-        let waker = Waker::from(self.clone());
-        let mut cx = Context::from_waker(&waker);
         let mut slot = self.future.lock();
         let done = match slot.as_mut() {
-            Some(future) => future.as_mut().poll(&mut cx).is_ready(),
+            Some(live) => {
+                let waker = live.waker.get_or_insert_with(|| Waker::from(self.clone()));
+                let mut cx = Context::from_waker(waker);
+                live.future.as_mut().poll(&mut cx).is_ready()
+            }
             None => true,
         };
         if done {

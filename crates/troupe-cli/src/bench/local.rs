@@ -82,6 +82,7 @@ impl XorShift {
 pub struct Latency {
     pub p50_ns: f64,
     pub p99_ns: f64,
+    #[allow(dead_code)]
     pub total: Duration,
 }
 
@@ -143,7 +144,7 @@ impl Actor for Blaster {
 
 /// Ping side of ping-pong.
 struct Pinger {
-    pong: ActorRef<u64>,
+    pong: ActorRef<PongMsg>,
     rounds: u64,
     target: u64,
     done: Option<Reply<u64>>,
@@ -163,7 +164,7 @@ impl Actor for Pinger {
                 self.target = n;
                 self.rounds = 0;
                 self.done = Some(done);
-                self.pong.tell(0).await?;
+                self.pong.tell(PongMsg::Ball(0)).await?;
             }
             PingMsg::Ball(v) => {
                 self.rounds += 1;
@@ -172,7 +173,7 @@ impl Actor for Pinger {
                         done.send(v);
                     }
                 } else {
-                    self.pong.tell(v + 1).await?;
+                    self.pong.tell(PongMsg::Ball(v + 1)).await?;
                 }
             }
         }
@@ -207,16 +208,6 @@ impl Actor for Ponger {
                 }
             }
         }
-        Ok(())
-    }
-}
-
-/// Adapts `u64` balls to the ponger's message type.
-struct PongAdapter(ActorRef<PongMsg>);
-impl Actor for PongAdapter {
-    type Msg = u64;
-    async fn handle(&mut self, v: u64, _ctx: &mut Context<Self>) -> ActorResult {
-        self.0.tell(PongMsg::Ball(v)).await?;
         Ok(())
     }
 }
@@ -356,8 +347,7 @@ fn troupe_pingpong(workers: usize, n: u64) -> Duration {
     let system = system(workers);
     let elapsed = system.block_on(async {
         let ponger = system.spawn(Ponger { ping: None });
-        let adapter = system.spawn(PongAdapter(ponger.clone()));
-        let pinger = system.spawn(Pinger { pong: adapter, rounds: 0, target: 0, done: None });
+        let pinger = system.spawn(Pinger { pong: ponger.clone(), rounds: 0, target: 0, done: None });
         ponger.tell(PongMsg::SetPing(pinger.clone())).await.expect("setup");
         let start = Instant::now();
         let last = pinger.ask(|r| PingMsg::Start(n, r)).await.expect("pingpong finished");
@@ -408,7 +398,8 @@ fn troupe_spawn(workers: usize, n: usize) -> Duration {
             actor.stop();
         }
         while system.stats().alive() > alive_before {
-            tokio::task::yield_now().await;
+            // Sleep rather than spin: a spinning waiter would take a core from the workers.
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let elapsed = start.elapsed();
         assert!(actors.iter().all(|a| !a.is_alive()));
