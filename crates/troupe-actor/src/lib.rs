@@ -40,6 +40,7 @@ mod exit;
 mod id;
 mod mailbox;
 mod message;
+mod panic_hook;
 mod props;
 mod reference;
 mod registry;
@@ -57,6 +58,7 @@ pub use error::{ActorResult, AskError, BoxError, RegistryError, SendError, Syste
 pub use exit::{Down, ExitReason};
 pub use id::{ActorId, NodeId};
 pub use message::Message;
+pub use panic_hook::quiet_actor_panics;
 pub use props::{Props, Restart};
 pub use reference::{ActorRef, Tell, UntypedRef};
 pub use reply::Reply;

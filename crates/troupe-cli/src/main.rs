@@ -1,6 +1,7 @@
 //! The `troupe` command: demo, benchmarks.
 
 mod bench;
+mod demo;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a supervision tree of thousands of actors under load and chaos, and report.
+    Demo(demo::DemoArgs),
     /// Run benchmarks and print one result per line.
     Bench {
         #[command(subcommand)]
@@ -38,7 +41,14 @@ enum BenchSuite {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG overrides the default (warnings, or nothing for the demo, whose
+    // injected panics are expected and counted in its summary).
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "off" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
+        Command::Demo(args) => demo::run(args)?,
         Command::Bench { suite: BenchSuite::Local { json, quick, workers } } => {
             let sizes = if quick { bench::local::Sizes::quick() } else { bench::local::Sizes::full() };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -9,8 +9,9 @@
 pub use troupe_actor as actor;
 
 pub use troupe_actor::{
-    Actor, ActorId, ActorRef, ActorResult, ActorSystem, AskError, Backoff, Context, Down, ExitReason, Message, NodeId,
-    Props, Reply, Restart, SendError, StrategyKind, SupervisionStrategy, TrySendError, UntypedRef,
+    quiet_actor_panics, Actor, ActorId, ActorRef, ActorResult, ActorSystem, AskError, Backoff, Context, Down,
+    ExitReason, Message, NodeId, Props, Reply, Restart, SendError, StrategyKind, SupervisionStrategy, TrySendError,
+    UntypedRef,
 };
 
 /// The names most programs need: `use troupe::prelude::*;`.

@@ -112,6 +112,11 @@ impl PoolShared {
     }
 }
 
+/// True on a worker thread of any pool.
+pub(crate) fn on_worker_thread() -> bool {
+    CURRENT.with(|c| c.try_borrow().map(|c| c.is_some()).unwrap_or(true))
+}
+
 /// A pool of worker threads running tasks (actors, or any `Send` future).
 ///
 /// Several pools can live in one process (several nodes, or several stages of one node).

@@ -1,0 +1,47 @@
+//! The `troupe` binary: the demo runs to completion and the benchmark prints well-formed JSON.
+
+use std::process::Command;
+
+fn troupe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+}
+
+#[test]
+fn demo_runs_and_reports() {
+    let out = troupe()
+        .args(["demo", "--seconds", "1", "--teams", "6", "--team-size", "20", "--crashes-per-sec", "50"])
+        .output()
+        .expect("run troupe demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("built a supervision tree: 6 teams"), "{stdout}");
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    assert!(stdout.contains("120/120 workers alive"), "{stdout}");
+    assert!(stdout.contains("0 still alive"), "{stdout}");
+}
+
+#[test]
+fn bench_local_quick_prints_json_lines() {
+    let out = troupe().args(["bench", "local", "--quick", "--json"]).output().expect("run troupe bench");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(names, ["tell", "pingpong", "ring", "spawn", "ask", "big", "idle_actor_bytes", "cores"]);
+    for line in &lines {
+        assert_eq!(line["suite"], "local");
+        assert!(line["value"].as_f64().is_some_and(|v| v > 0.0), "{line}");
+        if let Some(baseline) = line["baseline"].as_f64() {
+            let ratio = line["ratio"].as_f64().expect("ratio");
+            assert!((ratio - line["value"].as_f64().unwrap_or(0.0) / baseline).abs() < 1e-9);
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_a_clear_error() {
+    let out = troupe().args(["bench", "nonsense"]).output().expect("run troupe");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
+}
