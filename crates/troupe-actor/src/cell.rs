@@ -28,8 +28,8 @@ pub(crate) enum Watcher {
 #[derive(Default)]
 pub(crate) struct Lifecycle {
     pub(crate) watchers: Vec<Watcher>,
-    /// Set once, when the actor is gone for good.
-    pub(crate) exit: Option<ExitReason>,
+    /// Set once, when the actor is gone for good (boxed: most actors never need it).
+    pub(crate) exit: Option<Box<ExitReason>>,
     /// Registry names to remove when the actor is gone.
     pub(crate) names: Vec<String>,
 }
@@ -72,7 +72,7 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     /// Records the final exit reason; returns the watchers to notify and the names to unregister.
     fn mark_exited(&self, reason: &ExitReason) -> (Vec<Watcher>, Vec<String>) {
         let mut life = self.lifecycle().lock();
-        life.exit = Some(reason.clone());
+        life.exit = Some(Box::new(reason.clone()));
         (std::mem::take(&mut life.watchers), std::mem::take(&mut life.names))
     }
 }

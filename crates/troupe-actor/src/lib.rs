@@ -73,3 +73,4 @@ pub mod prelude {
         SupervisionStrategy,
     };
 }
+mod size_probe;

@@ -20,34 +20,41 @@ enum Source<A> {
     Factory(Arc<dyn Fn() -> A + Send + Sync>),
 }
 
-/// Everything needed to spawn an actor: where its state comes from, its restart type, its mailbox
-/// capacity and an optional registered name.
+/// Everything needed to spawn an actor: where its state comes from, its restart type and its
+/// mailbox capacity.
 ///
 /// An actor value converts into `Props` directly (`spawn(MyActor::new())`); such an actor cannot
 /// be re-created, so it is [`Restart::Temporary`]. Use [`Props::factory`] for an actor its
 /// supervisor may restart.
 pub struct Props<A> {
-    source: Source<A>,
-    pub(crate) restart: Restart,
+    recipe: Recipe<A>,
     pub(crate) capacity: Option<usize>,
-    pub(crate) name: Option<String>,
+}
+
+/// What an actor keeps of its [`Props`] after spawning: how to re-create it and when.
+pub(crate) struct Recipe<A> {
+    source: Source<A>,
+    restart: Restart,
 }
 
 impl<A: Actor> Props<A> {
     /// Props for a ready-made actor value (never restarted).
     pub fn new(actor: A) -> Self {
-        Props { source: Source::Instance(Some(actor)), restart: Restart::Temporary, capacity: None, name: None }
+        Props { recipe: Recipe { source: Source::Instance(Some(actor)), restart: Restart::Temporary }, capacity: None }
     }
 
     /// Props that build the actor with `factory`, at spawn and at every restart. Restart type
     /// [`Restart::Transient`] unless changed.
     pub fn factory(factory: impl Fn() -> A + Send + Sync + 'static) -> Self {
-        Props { source: Source::Factory(Arc::new(factory)), restart: Restart::Transient, capacity: None, name: None }
+        Props {
+            recipe: Recipe { source: Source::Factory(Arc::new(factory)), restart: Restart::Transient },
+            capacity: None,
+        }
     }
 
     /// Sets the restart type. A restart type other than `Temporary` needs a factory.
     pub fn restart(mut self, restart: Restart) -> Self {
-        self.restart = restart;
+        self.recipe.restart = restart;
         self
     }
 
@@ -57,12 +64,12 @@ impl<A: Actor> Props<A> {
         self
     }
 
-    /// Registers the actor under `name` in its node's registry when spawned.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
+    pub(crate) fn into_recipe(self) -> Recipe<A> {
+        self.recipe
     }
+}
 
+impl<A: Actor> Recipe<A> {
     /// Creates the actor for the next incarnation; `None` when it cannot be re-created.
     pub(crate) fn create(&mut self) -> Option<A> {
         match &mut self.source {

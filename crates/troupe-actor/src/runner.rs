@@ -8,7 +8,6 @@ use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::ops::Bound;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -21,7 +20,7 @@ use crate::error::ActorResult;
 use crate::exit::ExitReason;
 use crate::id::ActorId;
 use crate::mailbox::Receiver;
-use crate::props::Props;
+use crate::props::Recipe;
 use crate::reference::UntypedRef;
 use crate::sched::task::YieldNow;
 use crate::supervision::{StrategyKind, SupervisionStrategy};
@@ -43,51 +42,91 @@ enum Next {
     Terminate(ExitReason),
 }
 
-pub(crate) async fn run_actor<A: Actor>(cell: Arc<ActorCell<A::Msg>>, mut props: Props<A>, mut ctx: Context<A>) {
-    let mut guard = ExitGuard { cell: cell.clone(), armed: true };
-    let mut rx = Receiver::new();
-    loop {
-        let ended = match create(&mut props, cell.id) {
-            Err(reason) => Ended::Exit(reason),
-            Ok(mut actor) => {
-                let mut ended = run_incarnation(&mut actor, &mut ctx, &cell, &mut rx).await;
-                let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed));
-                // Rare, slow paths are boxed so they do not grow every actor's future.
-                let killed = Box::pin(stop_children(&mut ctx, &cell, killed_before)).await;
-                ctx.cancel_timers();
-                if killed {
-                    ended = Ended::Exit(ExitReason::Killed);
-                } else {
-                    let reason = match &ended {
-                        Ended::Exit(reason) => reason.clone(),
-                        Ended::RestartRequested => ExitReason::Shutdown,
-                    };
-                    let stopped = async {
-                        actor.stopped(&reason, &mut ctx).await;
-                        Ok(())
-                    };
-                    let _ = Box::pin(guarded(stopped, &cell.kill_requested, cell.id, "stopped")).await;
-                }
-                ended
-            }
-        };
-        match Box::pin(after_incarnation(ended, &mut props, &ctx, &cell)).await {
-            Next::Restart => {
-                ctx.stop_requested = false;
-                cell.kill_requested.store(false, Ordering::SeqCst);
-                cell.mailbox.reopen();
-                tracing::debug!(actor = %cell.id, "actor restarting");
-            }
-            Next::Terminate(reason) => {
-                finalize(&cell, &mut rx, &ctx, reason);
-                guard.armed = false;
-                return;
+/// Everything an actor's task owns across incarnations.
+pub(crate) struct Life<A: Actor> {
+    cell: Arc<ActorCell<A::Msg>>,
+    recipe: Recipe<A>,
+    ctx: Context<A>,
+    rx: Receiver<A::Msg>,
+    finished: bool,
+}
+
+impl<A: Actor> Life<A> {
+    pub(crate) fn new(cell: Arc<ActorCell<A::Msg>>, recipe: Recipe<A>, ctx: Context<A>) -> Self {
+        Life { cell, recipe, ctx, rx: Receiver::new(), finished: false }
+    }
+}
+
+/// If an actor's future is dropped before it finished (its node's scheduler was shut down), the
+/// actor still ends visibly: messages are refused and watchers are told it was killed.
+impl<A: Actor> Drop for Life<A> {
+    fn drop(&mut self) {
+        if !self.finished {
+            drop(self.cell.mailbox.close_and_drain());
+            let (watchers, _) = self.cell.mark_exited(&ExitReason::Killed);
+            for watcher in watchers {
+                notify_watcher(self.cell.id, watcher, &ExitReason::Killed);
             }
         }
     }
 }
 
-fn create<A: Actor>(props: &mut Props<A>, id: ActorId) -> Result<A, ExitReason> {
+/// The actor's whole life, as one future. Written as a plain function returning an `async move`
+/// block that borrows its captured state in place: an `async fn` taking `mut life` would keep two
+/// copies of it in the future (rust-lang/rust#62958), which every idle actor would pay for.
+pub(crate) fn run_actor<A: Actor>(life: Life<A>) -> impl Future<Output = ()> + Send {
+    let mut life = life;
+    async move {
+        let life = &mut life;
+        loop {
+            let ended = match create(&mut life.recipe, life.cell.id) {
+                Err(reason) => Ended::Exit(reason),
+                Ok(mut actor) => {
+                    let ended = run_incarnation(&mut actor, &mut life.ctx, &life.cell, &mut life.rx).await;
+                    // Everything after an incarnation is rare and slow: boxed, so it does not grow
+                    // every actor's future (its idle memory).
+                    Box::pin(wind_down(actor, ended, &mut life.ctx, &life.cell)).await
+                }
+            };
+            match Box::pin(after_incarnation(ended, &mut life.recipe, &life.ctx, &life.cell)).await {
+                Next::Restart => {
+                    life.ctx.stop_requested = false;
+                    life.cell.kill_requested.store(false, Ordering::SeqCst);
+                    life.cell.mailbox.reopen();
+                    tracing::debug!(actor = %life.cell.id, "actor restarting");
+                }
+                Next::Terminate(reason) => {
+                    finalize(&life.cell, &mut life.rx, &life.ctx, reason);
+                    life.finished = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Ends an incarnation: stops the children, cancels timers, runs the `stopped` hook (unless
+/// killed).
+async fn wind_down<A: Actor>(mut actor: A, ended: Ended, ctx: &mut Context<A>, cell: &ActorCell<A::Msg>) -> Ended {
+    let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed));
+    let killed = stop_children(ctx, cell, killed_before).await;
+    ctx.cancel_timers();
+    if killed {
+        return Ended::Exit(ExitReason::Killed);
+    }
+    let reason = match &ended {
+        Ended::Exit(reason) => reason.clone(),
+        Ended::RestartRequested => ExitReason::Shutdown,
+    };
+    let stopped = async {
+        actor.stopped(&reason, ctx).await;
+        Ok(())
+    };
+    let _ = guarded(stopped, &cell.kill_requested, cell.id, "stopped").await;
+    ended
+}
+
+fn create<A: Actor>(props: &mut Recipe<A>, id: ActorId) -> Result<A, ExitReason> {
     match catch_unwind(AssertUnwindSafe(|| props.create())) {
         Ok(Some(actor)) => Ok(actor),
         Ok(None) => Err(ExitReason::Failed("actor spawned from a value cannot be re-created".into())),
@@ -105,7 +144,9 @@ async fn run_incarnation<A: Actor>(
     cell: &ActorCell<A::Msg>,
     rx: &mut Receiver<A::Msg>,
 ) -> Ended {
-    if let Err(reason) = guarded(actor.started(ctx), &cell.kill_requested, cell.id, "started").await {
+    // `started` and system messages are rare next to user messages: boxing them keeps every
+    // actor's future (its idle memory) small.
+    if let Err(reason) = Box::pin(guarded(actor.started(ctx), &cell.kill_requested, cell.id, "started")).await {
         return Ended::Exit(reason);
     }
     // Set once a stop was requested: finish the accepted messages, then end with this reason.
@@ -114,7 +155,7 @@ async fn run_incarnation<A: Actor>(
     loop {
         if cell.mailbox.has_system() {
             while let Some(msg) = cell.mailbox.pop_system() {
-                match handle_system(msg, actor, ctx, cell).await {
+                match Box::pin(handle_system(msg, actor, ctx, cell)).await {
                     Flow::Continue => {}
                     Flow::Drain(reason) => draining = Some(reason),
                     Flow::End(ended) => return ended,
@@ -285,7 +326,7 @@ async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>,
 
 async fn after_incarnation<A: Actor>(
     ended: Ended,
-    props: &mut Props<A>,
+    props: &mut Recipe<A>,
     ctx: &Context<A>,
     cell: &ActorCell<A::Msg>,
 ) -> Next {
@@ -362,47 +403,48 @@ fn finalize<A: Actor>(cell: &ActorCell<A::Msg>, rx: &mut Receiver<A::Msg>, ctx: 
     tracing::debug!(actor = %cell.id, %reason, "actor stopped");
 }
 
-/// If an actor's future is dropped before it finished (its node's scheduler was shut down), the
-/// actor still ends visibly: messages are refused and watchers are told it was killed.
-struct ExitGuard<M: Send + 'static> {
-    cell: Arc<ActorCell<M>>,
-    armed: bool,
-}
-
-impl<M: Send + 'static> Drop for ExitGuard<M> {
-    fn drop(&mut self) {
-        if self.armed {
-            drop(self.cell.mailbox.close_and_drain());
-            let (watchers, _) = self.cell.mark_exited(&ExitReason::Killed);
-            for watcher in watchers {
-                notify_watcher(self.cell.id, watcher, &ExitReason::Killed);
-            }
-        }
+pin_project_lite::pin_project! {
+    /// Runs a handler or hook, turning a panic or an error into an exit reason, and abandoning it
+    /// at an await point if the actor is killed. A plain struct rather than an `async fn`, so it
+    /// adds a few words to the handler's future instead of copying it.
+    struct Guarded<'a, F> {
+        #[pin]
+        fut: F,
+        kill: &'a AtomicBool,
+        id: ActorId,
+        what: &'static str,
     }
 }
 
-/// Runs a handler or hook, turning a panic or an error into an exit reason, and abandoning it at
-/// an await point if the actor is killed.
-async fn guarded<F>(fut: F, kill: &AtomicBool, id: ActorId, what: &str) -> Result<(), ExitReason>
+fn guarded<'a, F>(fut: F, kill: &'a AtomicBool, id: ActorId, what: &'static str) -> Guarded<'a, F>
 where
     F: Future<Output = ActorResult>,
 {
-    let mut fut = pin!(fut);
-    poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
-        Ok(Poll::Ready(Err(error))) => {
-            tracing::warn!(actor = %id, "{what} failed: {error}");
-            Poll::Ready(Err(ExitReason::Failed(error.to_string())))
+    Guarded { fut, kill, id, what }
+}
+
+impl<F: Future<Output = ActorResult>> Future for Guarded<'_, F> {
+    type Output = Result<(), ExitReason>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (id, what) = (*this.id, *this.what);
+        let fut = this.fut;
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            Ok(Poll::Ready(Err(error))) => {
+                tracing::warn!(actor = %id, "{what} failed: {error}");
+                Poll::Ready(Err(ExitReason::Failed(error.to_string())))
+            }
+            Ok(Poll::Pending) if this.kill.load(Ordering::Acquire) => Poll::Ready(Err(ExitReason::Killed)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                tracing::error!(actor = %id, "{what} panicked: {message}");
+                Poll::Ready(Err(ExitReason::Panicked(message)))
+            }
         }
-        Ok(Poll::Pending) if kill.load(Ordering::Acquire) => Poll::Ready(Err(ExitReason::Killed)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(panic) => {
-            let message = panic_message(&*panic);
-            tracing::error!(actor = %id, "{what} panicked: {message}");
-            Poll::Ready(Err(ExitReason::Panicked(message)))
-        }
-    })
-    .await
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

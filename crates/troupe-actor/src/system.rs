@@ -17,7 +17,7 @@ use crate::message::Message;
 use crate::props::Props;
 use crate::reference::{ActorRef, UntypedRef};
 use crate::registry::Registry;
-use crate::runner::run_actor;
+use crate::runner::{run_actor, Life};
 use crate::sched::StagePool;
 use crate::system_msg::SystemMsg;
 
@@ -287,7 +287,7 @@ impl ActorSystem {
             return (actor, Starter { wake: None });
         }
         let ctx = Context::new(actor.clone(), self.clone(), parent);
-        let task = shared.pool.task(run_actor(cell.clone(), props, ctx));
+        let task = shared.pool.task(run_actor(Life::new(cell.clone(), props.into_recipe(), ctx)));
         cell.set_waker(std::task::Waker::from(task.clone()));
         let starter = Starter { wake: Some(Box::new(move || task.schedule())) };
         (actor, starter)

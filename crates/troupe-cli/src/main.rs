@@ -36,6 +36,9 @@ enum BenchSuite {
         /// Worker threads for both sides (default: the number of cores).
         #[arg(long)]
         workers: Option<usize>,
+        /// Run only this benchmark (tell, pingpong, ring, spawn, ask, big, idle_actor_bytes, cores).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -49,10 +52,10 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
-        Command::Bench { suite: BenchSuite::Local { json, quick, workers } } => {
+        Command::Bench { suite: BenchSuite::Local { json, quick, workers, only } } => {
             let sizes = if quick { bench::local::Sizes::quick() } else { bench::local::Sizes::full() };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            bench::local::run(sizes, workers, |line| line.print(json));
+            bench::local::run(sizes, workers, only.as_deref(), |line| line.print(json));
         }
     }
     Ok(())

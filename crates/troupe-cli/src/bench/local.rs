@@ -489,40 +489,52 @@ fn troupe_idle_bytes(workers: usize, n: usize) -> f64 {
 }
 
 /// Runs the suite and returns one line per benchmark.
-pub fn run(sizes: Sizes, workers: usize, mut on_line: impl FnMut(&BenchLine)) -> Vec<BenchLine> {
+pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)) -> Vec<BenchLine> {
     let runs = sizes.runs;
     let mut lines = Vec::new();
     let mut emit = |line: BenchLine| {
         on_line(&line);
         lines.push(line);
     };
+    let wanted = |name: &str| only.is_none_or(|o| o == name);
 
-    let ours = median_of(runs, || per_sec(sizes.tell, troupe_tell(workers, sizes.tell)));
-    let base = median_of(runs, || per_sec(sizes.tell, baseline::tell(workers, sizes.tell)));
-    emit(BenchLine::new("local", "tell", "msg/s", ours, Some(base)));
+    if wanted("tell") {
+        let ours = median_of(runs, || per_sec(sizes.tell, troupe_tell(workers, sizes.tell)));
+        let base = median_of(runs, || per_sec(sizes.tell, baseline::tell(workers, sizes.tell)));
+        emit(BenchLine::new("local", "tell", "msg/s", ours, Some(base)));
+    }
 
-    let ours = median_of(runs, || per_sec(sizes.pingpong, troupe_pingpong(workers, sizes.pingpong)));
-    let base = median_of(runs, || per_sec(sizes.pingpong, baseline::pingpong(workers, sizes.pingpong)));
-    emit(BenchLine::new("local", "pingpong", "roundtrips/s", ours, Some(base)));
+    if wanted("pingpong") {
+        let ours = median_of(runs, || per_sec(sizes.pingpong, troupe_pingpong(workers, sizes.pingpong)));
+        let base = median_of(runs, || per_sec(sizes.pingpong, baseline::pingpong(workers, sizes.pingpong)));
+        emit(BenchLine::new("local", "pingpong", "roundtrips/s", ours, Some(base)));
+    }
 
-    let ours = median_of(runs, || per_sec(sizes.ring_hops, troupe_ring(workers, sizes.ring_actors, sizes.ring_hops)));
-    let base =
-        median_of(runs, || per_sec(sizes.ring_hops, baseline::ring(workers, sizes.ring_actors, sizes.ring_hops)));
-    emit(BenchLine::new("local", "ring", "hops/s", ours, Some(base)));
+    if wanted("ring") {
+        let ours =
+            median_of(runs, || per_sec(sizes.ring_hops, troupe_ring(workers, sizes.ring_actors, sizes.ring_hops)));
+        let base =
+            median_of(runs, || per_sec(sizes.ring_hops, baseline::ring(workers, sizes.ring_actors, sizes.ring_hops)));
+        emit(BenchLine::new("local", "ring", "hops/s", ours, Some(base)));
+    }
 
-    let ours = median_of(runs, || per_sec(sizes.spawn as u64, troupe_spawn(workers, sizes.spawn)));
-    let base = median_of(runs, || per_sec(sizes.spawn as u64, baseline::spawn(workers, sizes.spawn)));
-    emit(BenchLine::new("local", "spawn", "actors/s", ours, Some(base)));
+    if wanted("spawn") {
+        let ours = median_of(runs, || per_sec(sizes.spawn as u64, troupe_spawn(workers, sizes.spawn)));
+        let base = median_of(runs, || per_sec(sizes.spawn as u64, baseline::spawn(workers, sizes.spawn)));
+        emit(BenchLine::new("local", "spawn", "actors/s", ours, Some(base)));
+    }
 
-    let ours: Vec<Latency> = (0..runs).map(|_| troupe_ask(workers, sizes.ask)).collect();
-    let base: Vec<Latency> = (0..runs).map(|_| baseline::ask(workers, sizes.ask)).collect();
-    let ours = median_latency(ours);
-    let base = median_latency(base);
-    emit(
-        BenchLine::new("local", "ask", "ns", ours.p50_ns, Some(base.p50_ns))
-            .with("p99", ours.p99_ns)
-            .with("baseline_p99", base.p99_ns),
-    );
+    if wanted("ask") {
+        let ours: Vec<Latency> = (0..runs).map(|_| troupe_ask(workers, sizes.ask)).collect();
+        let base: Vec<Latency> = (0..runs).map(|_| baseline::ask(workers, sizes.ask)).collect();
+        let ours = median_latency(ours);
+        let base = median_latency(base);
+        emit(
+            BenchLine::new("local", "ask", "ns", ours.p50_ns, Some(base.p50_ns))
+                .with("p99", ours.p99_ns)
+                .with("baseline_p99", base.p99_ns),
+        );
+    }
 
     let big_rate = |w: usize| {
         median_of(runs, || {
@@ -530,23 +542,29 @@ pub fn run(sizes: Sizes, workers: usize, mut on_line: impl FnMut(&BenchLine)) ->
             per_sec(msgs, elapsed)
         })
     };
-    let ours_all = big_rate(workers);
-    let base = median_of(runs, || {
-        let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
-        per_sec(msgs, elapsed)
-    });
-    emit(BenchLine::new("local", "big", "msg/s", ours_all, Some(base)));
+    let ours_all = (wanted("big") || wanted("cores")).then(|| big_rate(workers));
+    if let (true, Some(ours_all)) = (wanted("big"), ours_all) {
+        let base = median_of(runs, || {
+            let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
+            per_sec(msgs, elapsed)
+        });
+        emit(BenchLine::new("local", "big", "msg/s", ours_all, Some(base)));
+    }
 
-    let idle = troupe_idle_bytes(workers, sizes.idle_actors);
-    emit(BenchLine::new("local", "idle_actor_bytes", "bytes", idle, None).with("actors", sizes.idle_actors));
+    if wanted("idle_actor_bytes") {
+        let idle = troupe_idle_bytes(workers, sizes.idle_actors);
+        emit(BenchLine::new("local", "idle_actor_bytes", "bytes", idle, None).with("actors", sizes.idle_actors));
+    }
 
-    let ours_one = big_rate(1);
-    emit(
-        BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
-            .with("workers", workers)
-            .with("all_workers_msg_s", ours_all)
-            .with("one_worker_msg_s", ours_one),
-    );
+    if let (true, Some(ours_all)) = (wanted("cores"), ours_all) {
+        let ours_one = big_rate(1);
+        emit(
+            BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
+                .with("workers", workers)
+                .with("all_workers_msg_s", ours_all)
+                .with("one_worker_msg_s", ours_one),
+        );
+    }
     lines
 }
 
