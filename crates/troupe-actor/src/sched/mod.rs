@@ -74,7 +74,9 @@ impl PoolShared {
                     let previous = local.next.borrow_mut().replace(task);
                     if let Some(previous) = previous {
                         local.queue.push(previous);
-                        // Work is piling up here: let an idle worker steal some.
+                    }
+                    if !local.queue.is_empty() {
+                        // Work is waiting behind the woken task: let an idle worker steal some.
                         self.notify_if_idle();
                     }
                     None

@@ -281,7 +281,9 @@ struct BigActor {
 }
 
 enum BigMsg {
-    Start(Arc<Vec<ActorRef<BigMsg>>>, u64, tokio::sync::mpsc::UnboundedSender<usize>),
+    /// Every actor gets the peer list before anyone starts pinging.
+    Setup(Arc<Vec<ActorRef<BigMsg>>>, Reply<()>),
+    Start(u64, tokio::sync::mpsc::UnboundedSender<usize>),
     Ping(usize),
     Pong,
 }
@@ -304,8 +306,11 @@ impl Actor for BigActor {
     type Msg = BigMsg;
     async fn handle(&mut self, msg: BigMsg, _ctx: &mut Context<Self>) -> ActorResult {
         match msg {
-            BigMsg::Start(peers, pings, done) => {
+            BigMsg::Setup(peers, ready) => {
                 self.peers = peers;
+                ready.send(());
+            }
+            BigMsg::Start(pings, done) => {
                 self.left = pings;
                 self.done = Some(done);
                 self.ping_someone().await?;
@@ -437,14 +442,21 @@ fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
             })
             .collect();
         let peers = Arc::new(refs);
+        for r in peers.iter() {
+            r.ask(|ready| BigMsg::Setup(peers.clone(), ready)).await.expect("setup");
+        }
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         let start = Instant::now();
         for r in peers.iter() {
-            r.tell(BigMsg::Start(peers.clone(), pings, done_tx.clone())).await.expect("start");
+            r.tell(BigMsg::Start(pings, done_tx.clone())).await.expect("start");
         }
         let mut finished = vec![false; actors];
         for _ in 0..actors {
-            let index = done_rx.recv().await.expect("done");
+            // A failed actor would leave this waiting forever: bound the wait.
+            let index = tokio::time::timeout(Duration::from_secs(120), done_rx.recv())
+                .await
+                .expect("Big did not finish within 120 s")
+                .expect("done");
             assert!(!finished[index], "actor {index} finished twice");
             finished[index] = true;
         }
