@@ -101,7 +101,7 @@ impl<M: Message> ActorRef<M> {
     }
 
     /// Like [`ask`](Self::ask) with an explicit timeout (which also covers waiting for mailbox
-    /// room).
+    /// room). The timeout is never shorter than `timeout`; it may run over by one scheduling turn.
     pub async fn ask_timeout<R, F>(&self, make: F, timeout: Duration) -> Result<R, AskError>
     where
         R: Send + 'static,
@@ -109,14 +109,23 @@ impl<M: Message> ActorRef<M> {
     {
         let id = self.cell.id;
         let (tx, rx) = oneshot::channel();
-        let exchange = async move {
-            if self.tell(make(Reply::new(tx))).await.is_err() {
-                return Err(AskError::NotRunning(id));
+        match self.try_tell(make(Reply::new(tx))) {
+            Ok(()) => {}
+            Err(TrySendError::Closed { .. }) => return Err(AskError::NotRunning(id)),
+            Err(TrySendError::Full { message, .. }) => {
+                // Slow path: wait for room and for the answer under one timer.
+                let exchange = async move {
+                    self.tell(message).await.map_err(|_| AskError::NotRunning(id))?;
+                    rx.await.map_err(|_| AskError::NoReply(id))
+                };
+                return crate::time::timeout(&self.cell.system, timeout, exchange)
+                    .await
+                    .unwrap_or(Err(AskError::Timeout { id, timeout }));
             }
-            rx.await.map_err(|_| AskError::NoReply(id))
-        };
-        match crate::time::timeout(&self.cell.system, timeout, exchange).await {
-            Some(result) => result,
+        }
+        match crate::time::lazy_timeout(&self.cell.system, timeout, rx).await {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(_)) => Err(AskError::NoReply(id)),
             None => Err(AskError::Timeout { id, timeout }),
         }
     }

@@ -367,3 +367,46 @@ fn spawn_after_shutdown_gives_a_stopped_actor() {
         assert_eq!(late.ask(|r| EchoMsg::Now(1, r)).await, Err(AskError::NotRunning(late.id())));
     });
 }
+
+/// Asks from inside an actor (a worker thread): the lazy timeout must still fire, and slow
+/// answers within the limit must still arrive.
+struct InnerAsker {
+    target: ActorRef<EchoMsg>,
+}
+enum InnerMsg {
+    Never(Reply<Result<u32, AskError>>),
+    Slow(Reply<Result<u32, AskError>>),
+}
+impl Message for InnerMsg {}
+impl Actor for InnerAsker {
+    type Msg = InnerMsg;
+    async fn handle(&mut self, msg: InnerMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            InnerMsg::Never(reply) => {
+                reply.send(self.target.ask_timeout(EchoMsg::Never, Duration::from_millis(100)).await);
+            }
+            InnerMsg::Slow(reply) => {
+                let answer = self
+                    .target
+                    .ask_timeout(|r| EchoMsg::After(Duration::from_millis(30), 4, r), Duration::from_secs(2));
+                reply.send(answer.await);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn ask_timeouts_fire_between_actors() {
+    let system = system();
+    system.block_on(async {
+        let echo = system.spawn(Echo);
+        let asker = system.spawn(InnerAsker { target: echo.clone() });
+        let started = Instant::now();
+        let result = asker.ask(InnerMsg::Never).await.expect("asker answers");
+        assert!(matches!(result, Err(AskError::Timeout { .. })), "{result:?}");
+        assert!(started.elapsed() >= Duration::from_millis(100), "timed out early");
+        assert_eq!(asker.ask(InnerMsg::Slow).await.expect("asker answers"), Ok(4));
+        system.shutdown().await;
+    });
+}

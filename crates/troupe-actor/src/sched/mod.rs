@@ -47,6 +47,50 @@ struct WorkerLocal {
     /// The task woken last by this worker: runs next, without touching the shared deque. Not
     /// stealable; a second wake-up moves the previous occupant to the deque.
     next: RefCell<Option<TaskRef>>,
+    /// Wake-ups deferred by one task run (see [`defer_wake`]): `[after this run, after the next]`.
+    deferred: RefCell<[Vec<std::task::Waker>; 2]>,
+}
+
+impl WorkerLocal {
+    /// After each task run: wake what was deferred to now, and move the next batch up.
+    fn run_deferred(&self) {
+        let due = {
+            let mut deferred = self.deferred.borrow_mut();
+            if deferred[0].is_empty() && deferred[1].is_empty() {
+                return;
+            }
+            let due = std::mem::take(&mut deferred[0]);
+            deferred.swap(0, 1);
+            due
+        };
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    /// Before going idle: wake everything deferred.
+    fn flush_deferred(&self) {
+        let all: Vec<_> = self.deferred.borrow_mut().iter_mut().flat_map(std::mem::take).collect();
+        for waker in all {
+            waker.wake();
+        }
+    }
+}
+
+/// On a worker thread, arranges for `waker` to be woken once the *next* task this worker runs has
+/// finished, and returns true; elsewhere returns false. Lets an asker wait one turn for an answer
+/// the target (usually run next, from the LIFO slot) is about to give, without arming a timer.
+pub(crate) fn defer_wake(waker: &std::task::Waker) -> bool {
+    CURRENT.with(|c| match c.try_borrow() {
+        Ok(current) => match current.as_ref() {
+            Some(local) => {
+                local.deferred.borrow_mut()[1].push(waker.clone());
+                true
+            }
+            None => false,
+        },
+        Err(_) => false,
+    })
 }
 
 /// State shared by all workers of one pool.
@@ -243,7 +287,12 @@ impl Drop for StagePool {
 }
 
 fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, parker: Parker) {
-    let local = Rc::new(WorkerLocal { pool: shared.clone(), queue, next: RefCell::new(None) });
+    let local = Rc::new(WorkerLocal {
+        pool: shared.clone(),
+        queue,
+        next: RefCell::new(None),
+        deferred: RefCell::new([Vec::new(), Vec::new()]),
+    });
     CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
     let mut tick: u32 = 0;
     while !shared.shutdown.load(Ordering::Relaxed) {
@@ -263,12 +312,21 @@ fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, pa
             next.or_else(|| local.queue.pop()).or_else(|| find_elsewhere(&shared, &local.queue, index))
         };
         match task {
-            Some(task) => task.run(),
-            None => search_then_sleep(index, &shared, &local.queue, &parker),
+            Some(task) => {
+                task.run();
+                local.run_deferred();
+            }
+            None => {
+                local.flush_deferred();
+                if local.next.borrow().is_none() {
+                    search_then_sleep(index, &shared, &local.queue, &parker);
+                }
+            }
         }
     }
     CURRENT.with(|c| *c.borrow_mut() = None);
     drop(local.next.borrow_mut().take());
+    drop(std::mem::take(&mut *local.deferred.borrow_mut()));
     // Queued tasks hold actor futures that may refer back to the pool; dropping them here, on the
     // worker, breaks those cycles.
     while local.queue.pop().is_some() {}
