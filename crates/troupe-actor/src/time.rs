@@ -11,20 +11,17 @@ use tokio::time::Sleep;
 
 use crate::system::SystemShared;
 
-/// Runs `fut` for at most `limit`. `None` means it timed out.
+/// Runs `fut` for at most `limit`. `None` means it timed out (or no runtime is left to time it).
 pub(crate) async fn timeout<F: Future>(system: &Weak<SystemShared>, limit: Duration, fut: F) -> Option<F::Output> {
-    match sleep(system, limit) {
-        Some(_) if tokio::runtime::Handle::try_current().is_ok() => tokio::time::timeout(limit, fut).await.ok(),
-        Some(_) => {
-            let Some(system) = system.upgrade() else { return None };
-            let timed = {
-                let _entered = system.tokio.enter();
-                tokio::time::timeout(limit, fut)
-            };
-            timed.await.ok()
-        }
-        None => None,
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return tokio::time::timeout(limit, fut).await.ok();
     }
+    let timed = {
+        let system = system.upgrade()?;
+        let _entered = system.tokio.enter();
+        tokio::time::timeout(limit, fut)
+    };
+    timed.await.ok()
 }
 
 /// A tokio sleep created in a runtime context (the current one, or the system's). `None` when
