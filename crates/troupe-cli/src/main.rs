@@ -40,6 +40,15 @@ enum BenchSuite {
         #[arg(long)]
         only: Option<String>,
     },
+    /// CRDTs: AW-Set and AW-Map throughput, merge time, encoding size, delta sync savings.
+    Crdt {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Small sizes (a smoke test, not a measurement).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +65,16 @@ fn main() -> anyhow::Result<()> {
             let sizes = if quick { bench::local::Sizes::quick() } else { bench::local::Sizes::full() };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             bench::local::run(sizes, workers, only.as_deref(), |line| line.print(json));
+        }
+        Command::Bench { suite: BenchSuite::Crdt { json, quick } } => {
+            for line in troupe::crdt::bench::run(quick) {
+                if json {
+                    println!("{}", serde_json::to_string(&line)?);
+                } else {
+                    let extra = serde_json::to_string(&line.extra)?;
+                    println!("{:<6} {:<36} {:>16.1} {:<10} {extra}", line.suite, line.bench, line.value, line.unit);
+                }
+            }
         }
     }
     Ok(())

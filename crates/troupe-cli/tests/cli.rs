@@ -45,3 +45,17 @@ fn bad_arguments_are_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn bench_crdt_quick_reports_sync_saving() {
+    let out = troupe().args(["bench", "crdt", "--quick", "--json"]).output().expect("run troupe bench crdt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
+    assert!(lines.iter().all(|l| l["suite"] == "crdt" && l["value"].as_f64().is_some()));
+    let savings: Vec<f64> =
+        lines.iter().filter(|l| l["bench"] == "sync_saving").filter_map(|l| l["value"].as_f64()).collect();
+    assert!(!savings.is_empty(), "no sync_saving line: {stdout}");
+    assert!(savings.iter().all(|s| *s >= 20.0), "sync saving below 20: {savings:?}");
+}

@@ -2,11 +2,13 @@
 //!
 //! This crate is what applications depend on. It re-exports the runtime's layers:
 //! - [`actor`]: the local runtime (actors, references, supervision, scheduler);
+//! - [`crdt`]: state and delta CRDTs (Lasp's type set) with threshold reads and digest sync;
 //!
 //! and offers a [`prelude`] with the names most programs need.
 #![deny(missing_docs)]
 
 pub use troupe_actor as actor;
+pub use troupe_crdt as crdt;
 
 pub use troupe_actor::{
     quiet_actor_panics, Actor, ActorId, ActorRef, ActorResult, ActorSystem, AskError, Backoff, Context, Down,
