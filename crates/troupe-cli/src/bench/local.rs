@@ -102,6 +102,14 @@ fn system(workers: usize) -> ActorSystem {
         .expect("actor system")
 }
 
+/// Runs `body` against a fresh system of `workers` workers, then shuts the system down.
+fn with_system<T>(workers: usize, body: impl AsyncFnOnce(&ActorSystem) -> T) -> T {
+    let system = system(workers);
+    let out = system.block_on(body(&system));
+    system.shutdown_blocking();
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Actors used by the benchmarks.
 
@@ -334,8 +342,7 @@ impl Actor for BigActor {
 // The troupe side of each benchmark.
 
 fn troupe_tell(workers: usize, n: u64) -> Duration {
-    let system = system(workers);
-    let elapsed = system.block_on(async {
+    with_system(workers, async |system| {
         let counter = system.spawn(Counter(0));
         let blaster = system.spawn(Blaster { target: counter });
         let start = Instant::now();
@@ -343,14 +350,11 @@ fn troupe_tell(workers: usize, n: u64) -> Duration {
         let elapsed = start.elapsed();
         assert_eq!(count, n, "troupe tell lost messages");
         elapsed
-    });
-    system.shutdown_blocking();
-    elapsed
+    })
 }
 
 fn troupe_pingpong(workers: usize, n: u64) -> Duration {
-    let system = system(workers);
-    let elapsed = system.block_on(async {
+    with_system(workers, async |system| {
         let ponger = system.spawn(Ponger { ping: None });
         let pinger = system.spawn(Pinger { pong: ponger.clone(), rounds: 0, target: 0, done: None });
         ponger.tell(PongMsg::SetPing(pinger.clone())).await.expect("setup");
@@ -359,14 +363,11 @@ fn troupe_pingpong(workers: usize, n: u64) -> Duration {
         let elapsed = start.elapsed();
         assert_eq!(last, n - 1, "troupe pingpong lost the ball");
         elapsed
-    });
-    system.shutdown_blocking();
-    elapsed
+    })
 }
 
 fn troupe_ring(workers: usize, size: usize, hops: u64) -> Duration {
-    let system = system(workers);
-    let elapsed = system.block_on(async {
+    with_system(workers, async |system| {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done = Arc::new(parking_lot::Mutex::new(Some(tx)));
         let members: Vec<_> =
@@ -380,14 +381,11 @@ fn troupe_ring(workers: usize, size: usize, hops: u64) -> Duration {
         let elapsed = start.elapsed();
         assert_eq!(got, hops);
         elapsed
-    });
-    system.shutdown_blocking();
-    elapsed
+    })
 }
 
 fn troupe_spawn(workers: usize, n: usize) -> Duration {
-    let system = system(workers);
-    let elapsed = system.block_on(async {
+    with_system(workers, async |system| {
         let alive_before = system.stats().alive();
         let start = Instant::now();
         let mut actors = Vec::with_capacity(n);
@@ -409,27 +407,21 @@ fn troupe_spawn(workers: usize, n: usize) -> Duration {
         let elapsed = start.elapsed();
         assert!(actors.iter().all(|a| !a.is_alive()));
         elapsed
-    });
-    system.shutdown_blocking();
-    elapsed
+    })
 }
 
 fn troupe_ask(workers: usize, n: u64) -> Latency {
-    let system = system(workers);
-    let latency = system.block_on(async {
+    with_system(workers, async |system| {
         let counter = system.spawn(Counter(0));
         let asker = system.spawn(Asker { target: counter });
         let (hist, total) = asker.ask(|r| AskRun(n, r)).await.expect("asks finished");
         assert_eq!(hist.len(), n, "not every ask was recorded");
         Latency::from_histogram(&hist, total)
-    });
-    system.shutdown_blocking();
-    latency
+    })
 }
 
 fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
-    let system = system(workers);
-    let result = system.block_on(async {
+    with_system(workers, async |system| {
         let refs: Vec<_> = (0..actors)
             .map(|index| {
                 system.spawn(BigActor {
@@ -461,9 +453,7 @@ fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
             finished[index] = true;
         }
         (start.elapsed(), actors as u64 * pings * 2)
-    });
-    system.shutdown_blocking();
-    result
+    })
 }
 
 /// Resident memory of this process in bytes.
@@ -476,8 +466,7 @@ pub fn rss_bytes() -> u64 {
 /// Bytes of resident memory per idle actor: spawn `n` actors, have each handle one message, wait
 /// until they are idle, and divide the growth of the resident set by `n`.
 fn troupe_idle_bytes(workers: usize, n: usize) -> f64 {
-    let system = system(workers);
-    let bytes = system.block_on(async {
+    with_system(workers, async |system| {
         let mut actors = Vec::with_capacity(n);
         let before = rss_bytes();
         for _ in 0..n {
@@ -495,9 +484,7 @@ fn troupe_idle_bytes(workers: usize, n: usize) -> f64 {
         let after = rss_bytes();
         assert_eq!(system.stats().alive() as usize, n + 1, "actors died");
         after.saturating_sub(before) as f64 / n as f64
-    });
-    system.shutdown_blocking();
-    bytes
+    })
 }
 
 /// Runs the suite and returns one line per benchmark.
