@@ -69,10 +69,13 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { suite: BenchSuite::Crdt { json, quick } } => {
             for line in troupe::crdt::bench::run(quick) {
                 if json {
-                    println!("{}", serde_json::to_string(&line)?);
+                    bench::emit(&serde_json::to_string(&line)?);
                 } else {
                     let extra = serde_json::to_string(&line.extra)?;
-                    println!("{:<6} {:<36} {:>16.1} {:<10} {extra}", line.suite, line.bench, line.value, line.unit);
+                    bench::emit(&format!(
+                        "{:<6} {:<24} {:>16.1} {:<10} {extra}",
+                        line.suite, line.bench, line.value, line.unit
+                    ));
                 }
             }
         }

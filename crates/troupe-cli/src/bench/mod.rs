@@ -41,7 +41,7 @@ impl BenchLine {
 
     pub fn print(&self, json: bool) {
         if json {
-            println!("{}", serde_json::to_string(self).unwrap_or_default());
+            emit(&serde_json::to_string(self).unwrap_or_default());
         } else {
             let baseline = self.baseline.map_or("-".to_string(), fmt_num);
             let ratio = self.ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
@@ -50,7 +50,7 @@ impl BenchLine {
             } else {
                 serde_json::to_string(&self.extra).unwrap_or_default()
             };
-            println!(
+            emit(&format!(
                 "{:<8} {:<18} {:>16} {:<10} baseline {:>16}  ratio {:>8} {}",
                 self.suite,
                 self.bench,
@@ -59,8 +59,18 @@ impl BenchLine {
                 baseline,
                 ratio,
                 extra
-            );
+            ));
         }
+    }
+}
+
+/// Prints one line of results; if the reader has gone (`troupe bench … | head`), exits quietly
+/// instead of panicking.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        std::process::exit(0);
     }
 }
 
