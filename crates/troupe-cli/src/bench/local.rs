@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use troupe::prelude::*;
 use troupe::UntypedRef;
 
-use super::{baseline, median_of, per_sec, BenchLine};
+use super::{baseline, paired_medians, per_sec, BenchLine};
 
 /// Mailbox / channel capacity used by both sides.
 pub const MAILBOX: usize = 1024;
@@ -498,34 +498,47 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
     let wanted = |name: &str| only.is_none_or(|o| o == name);
 
     if wanted("tell") {
-        let ours = median_of(runs, || per_sec(sizes.tell, troupe_tell(workers, sizes.tell)));
-        let base = median_of(runs, || per_sec(sizes.tell, baseline::tell(workers, sizes.tell)));
+        let (ours, base) = paired_medians(
+            runs,
+            || per_sec(sizes.tell, troupe_tell(workers, sizes.tell)),
+            || per_sec(sizes.tell, baseline::tell(workers, sizes.tell)),
+        );
         emit(BenchLine::new("local", "tell", "msg/s", ours, Some(base)));
     }
 
     if wanted("pingpong") {
-        let ours = median_of(runs, || per_sec(sizes.pingpong, troupe_pingpong(workers, sizes.pingpong)));
-        let base = median_of(runs, || per_sec(sizes.pingpong, baseline::pingpong(workers, sizes.pingpong)));
+        let (ours, base) = paired_medians(
+            runs,
+            || per_sec(sizes.pingpong, troupe_pingpong(workers, sizes.pingpong)),
+            || per_sec(sizes.pingpong, baseline::pingpong(workers, sizes.pingpong)),
+        );
         emit(BenchLine::new("local", "pingpong", "roundtrips/s", ours, Some(base)));
     }
 
     if wanted("ring") {
-        let ours =
-            median_of(runs, || per_sec(sizes.ring_hops, troupe_ring(workers, sizes.ring_actors, sizes.ring_hops)));
-        let base =
-            median_of(runs, || per_sec(sizes.ring_hops, baseline::ring(workers, sizes.ring_actors, sizes.ring_hops)));
+        let (ours, base) = paired_medians(
+            runs,
+            || per_sec(sizes.ring_hops, troupe_ring(workers, sizes.ring_actors, sizes.ring_hops)),
+            || per_sec(sizes.ring_hops, baseline::ring(workers, sizes.ring_actors, sizes.ring_hops)),
+        );
         emit(BenchLine::new("local", "ring", "hops/s", ours, Some(base)));
     }
 
     if wanted("spawn") {
-        let ours = median_of(runs, || per_sec(sizes.spawn as u64, troupe_spawn(workers, sizes.spawn)));
-        let base = median_of(runs, || per_sec(sizes.spawn as u64, baseline::spawn(workers, sizes.spawn)));
+        let (ours, base) = paired_medians(
+            runs,
+            || per_sec(sizes.spawn as u64, troupe_spawn(workers, sizes.spawn)),
+            || per_sec(sizes.spawn as u64, baseline::spawn(workers, sizes.spawn)),
+        );
         emit(BenchLine::new("local", "spawn", "actors/s", ours, Some(base)));
     }
 
     if wanted("ask") {
-        let ours: Vec<Latency> = (0..runs).map(|_| troupe_ask(workers, sizes.ask)).collect();
-        let base: Vec<Latency> = (0..runs).map(|_| baseline::ask(workers, sizes.ask)).collect();
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            ours.push(troupe_ask(workers, sizes.ask));
+            base.push(baseline::ask(workers, sizes.ask));
+        }
         let ours = median_latency(ours);
         let base = median_latency(base);
         emit(
@@ -535,19 +548,17 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         );
     }
 
-    let big_rate = |w: usize| {
-        median_of(runs, || {
-            let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings);
-            per_sec(msgs, elapsed)
-        })
+    let big_base = || {
+        let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
+        per_sec(msgs, elapsed)
     };
-    let ours_all = (wanted("big") || wanted("cores")).then(|| big_rate(workers));
-    if let (true, Some(ours_all)) = (wanted("big"), ours_all) {
-        let base = median_of(runs, || {
-            let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
-            per_sec(msgs, elapsed)
-        });
-        emit(BenchLine::new("local", "big", "msg/s", ours_all, Some(base)));
+    let big_ours = |w: usize| {
+        let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings);
+        per_sec(msgs, elapsed)
+    };
+    if wanted("big") {
+        let (ours, base) = paired_medians(runs, || big_ours(workers), big_base);
+        emit(BenchLine::new("local", "big", "msg/s", ours, Some(base)));
     }
 
     if wanted("idle_actor_bytes") {
@@ -555,8 +566,9 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         emit(BenchLine::new("local", "idle_actor_bytes", "bytes", idle, None).with("actors", sizes.idle_actors));
     }
 
-    if let (true, Some(ours_all)) = (wanted("cores"), ours_all) {
-        let ours_one = big_rate(1);
+    if wanted("cores") {
+        // All workers against one worker, alternated like the pairs above.
+        let (ours_all, ours_one) = paired_medians(runs, || big_ours(workers), || big_ours(1));
         emit(
             BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
                 .with("workers", workers)

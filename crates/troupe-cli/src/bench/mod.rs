@@ -82,9 +82,18 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-/// The median of `runs` measurements produced by `f`.
-pub fn median_of(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    let mut values: Vec<f64> = (0..runs.max(1)).map(|_| f()).collect();
+/// Medians of `runs` measurements of two contenders, taken alternately (a, b, a, b, ...) so
+/// that both see the same machine conditions; this shared machine drifts during a run.
+pub fn paired_medians(runs: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (f64, f64) {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        xs.push(a());
+        ys.push(b());
+    }
+    (median(xs), median(ys))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
