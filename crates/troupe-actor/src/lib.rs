@@ -38,6 +38,7 @@ mod context;
 mod error;
 mod exit;
 mod id;
+mod lock;
 mod mailbox;
 mod message;
 mod panic_hook;

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
-use parking_lot::Mutex;
+use crate::lock::SpinLock;
 
 use crate::system_msg::SystemMsg;
 
@@ -45,7 +45,7 @@ struct Shared<M> {
 
 /// The sending side, shared by every reference to the actor.
 pub(crate) struct Mailbox<M> {
-    shared: Mutex<Shared<M>>,
+    shared: SpinLock<Shared<M>>,
     capacity: usize,
     has_system: AtomicBool,
     /// Set by the actor each time it takes the waiting messages; the first push after that clears
@@ -56,7 +56,7 @@ pub(crate) struct Mailbox<M> {
 impl<M> Mailbox<M> {
     pub(crate) fn new(capacity: usize) -> Self {
         Mailbox {
-            shared: Mutex::new(Shared {
+            shared: SpinLock::new(Shared {
                 queue: VecDeque::new(),
                 system: VecDeque::new(),
                 closed: false,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use parking_lot::Mutex;
+use crate::lock::SpinLock;
 
 use super::PoolShared;
 
@@ -34,9 +34,10 @@ pub(crate) trait Runnable: Send + Sync + 'static {
 /// The task behind an actor (or any future handed to a [`StagePool`](super::StagePool)).
 pub(crate) struct Task<F> {
     state: AtomicU8,
-    // The mutex is never contended: the state machine lets only the worker that moved the task
-    // from SCHEDULED to RUNNING touch the future. It is here so this module needs no `unsafe`.
-    future: Mutex<Option<Live<F>>>,
+    // The lock is never contended: the state machine lets only the worker that moved the task
+    // from SCHEDULED to RUNNING touch the future. It is here so this module needs no `unsafe`,
+    // and it costs one atomic operation per poll.
+    future: SpinLock<Option<Live<F>>>,
     pool: Arc<PoolShared>,
 }
 
@@ -55,7 +56,7 @@ where
     pub(crate) fn new(future: F, pool: Arc<PoolShared>) -> Arc<Self> {
         Arc::new(Task {
             state: AtomicU8::new(IDLE),
-            future: Mutex::new(Some(Live { future: Box::pin(future), waker: None })),
+            future: SpinLock::new(Some(Live { future: Box::pin(future), waker: None })),
             pool,
         })
     }
