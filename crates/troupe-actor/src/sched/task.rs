@@ -109,10 +109,10 @@ where
         }
         drop(slot);
         if self.state.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            // Woken while running (by a message, a reply, or its own yield): queue it again,
-            // behind the tasks already waiting on this worker.
+            // Woken while running. A task that yielded its turn goes to the global queue (fair to
+            // everyone); one woken by a message or a reply stays on this worker, where it is hot.
             self.state.store(SCHEDULED, Ordering::Release);
-            self.pool.push(self.clone(), true);
+            self.pool.push(self.clone(), take_yield_request());
         }
     }
 }
@@ -130,8 +130,17 @@ where
     }
 }
 
-/// A future that returns `Pending` once, after asking to be polled again: gives other tasks on
-/// the worker a turn.
+thread_local! {
+    /// Set by [`YieldNow`] when it gives up its turn, read by the worker after the poll.
+    static YIELD_REQUESTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn take_yield_request() -> bool {
+    YIELD_REQUESTED.with(|y| y.replace(false))
+}
+
+/// A future that returns `Pending` once, after asking to be polled again: gives other tasks a
+/// turn (the task goes to the back of the global queue).
 pub(crate) struct YieldNow(bool);
 
 impl YieldNow {
@@ -148,6 +157,7 @@ impl Future for YieldNow {
             Poll::Ready(())
         } else {
             self.0 = true;
+            YIELD_REQUESTED.with(|y| y.set(true));
             cx.waker().wake_by_ref();
             Poll::Pending
         }
