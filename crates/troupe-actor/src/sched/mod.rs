@@ -119,8 +119,10 @@ impl PoolShared {
                     if let Some(previous) = previous {
                         local.queue.push(previous);
                     }
-                    if !local.queue.is_empty() {
+                    if !local.queue.is_empty() && self.num_sleeping.load(Ordering::Relaxed) > 0 {
                         // Work is waiting behind the woken task: let an idle worker steal some.
+                        // (A stale read here cannot stall progress: this worker runs its own
+                        // deque; it only delays help, and sleepers re-check every 100 ms.)
                         self.notify_if_idle();
                     }
                     None
