@@ -82,17 +82,26 @@ pub(crate) struct ActorCell<M> {
     pub(crate) mailbox: Mailbox<M>,
     waker: OnceLock<Waker>,
     pub(crate) kill_requested: AtomicBool,
+    /// The system's default `ask` timeout, copied at spawn so an ask needs no trip to the
+    /// (shared, contended) system.
+    pub(crate) ask_timeout: std::time::Duration,
     life: Mutex<Lifecycle>,
     pub(crate) system: Weak<SystemShared>,
 }
 
 impl<M: Send + 'static> ActorCell<M> {
-    pub(crate) fn new(id: ActorId, capacity: usize, system: Weak<SystemShared>) -> Self {
+    pub(crate) fn new(
+        id: ActorId,
+        capacity: usize,
+        ask_timeout: std::time::Duration,
+        system: Weak<SystemShared>,
+    ) -> Self {
         ActorCell {
             id,
             mailbox: Mailbox::new(capacity),
             waker: OnceLock::new(),
             kill_requested: AtomicBool::new(false),
+            ask_timeout,
             life: Mutex::new(Lifecycle::default()),
             system,
         }

@@ -96,8 +96,7 @@ impl<M: Message> ActorRef<M> {
         R: Send + 'static,
         F: FnOnce(Reply<R>) -> M,
     {
-        let timeout = self.cell.system.upgrade().map_or(crate::system::DEFAULT_ASK_TIMEOUT, |s| s.config.ask_timeout);
-        self.ask_timeout(make, timeout).await
+        self.ask_timeout(make, self.cell.ask_timeout).await
     }
 
     /// Like [`ask`](Self::ask) with an explicit timeout (which also covers waiting for mailbox

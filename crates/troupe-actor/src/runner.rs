@@ -58,15 +58,12 @@ impl<A: Actor> Life<A> {
 }
 
 /// If an actor's future is dropped before it finished (its node's scheduler was shut down), the
-/// actor still ends visibly: messages are refused and watchers are told it was killed.
+/// actor still ends the ordinary way, as killed: messages refused, watchers and parent told,
+/// names freed, counted as exited.
 impl<A: Actor> Drop for Life<A> {
     fn drop(&mut self) {
         if !self.finished {
-            drop(self.cell.mailbox.close_and_drain());
-            let (watchers, _) = self.cell.mark_exited(&ExitReason::Killed);
-            for watcher in watchers {
-                notify_watcher(self.cell.id, watcher, &ExitReason::Killed);
-            }
+            finalize(&self.cell, &mut self.rx, &self.ctx, ExitReason::Killed);
         }
     }
 }

@@ -33,7 +33,12 @@ mod tests {
         });
         // A detached cell and future of the same shape, never run.
         let id = crate::ActorId { node: system.node_id(), serial: u64::MAX };
-        let cell = std::sync::Arc::new(crate::cell::ActorCell::<CounterMsg>::new(id, 8, std::sync::Weak::new()));
+        let cell = std::sync::Arc::new(crate::cell::ActorCell::<CounterMsg>::new(
+            id,
+            8,
+            std::time::Duration::from_secs(1),
+            std::sync::Weak::new(),
+        ));
         let ctx = crate::context::Context::<Counter>::new(ActorRef::from_cell(cell.clone()), system.clone(), None);
         let life = crate::runner::Life::new(cell, Props::new(Counter(0)).into_recipe(), ctx);
         let future = crate::runner::run_actor(life);

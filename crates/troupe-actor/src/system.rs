@@ -21,7 +21,7 @@ use crate::runner::{run_actor, Life};
 use crate::sched::StagePool;
 use crate::system_msg::SystemMsg;
 
-pub(crate) const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of an actor system.
 #[derive(Debug, Clone)]
@@ -218,13 +218,14 @@ impl std::fmt::Debug for ActorSystem {
 
 /// Starts an actor once everything that must know about it is in place.
 pub(crate) struct Starter {
-    wake: Option<Box<dyn FnOnce() + Send>>,
+    /// The new actor's task waker: waking it schedules the task's first run.
+    waker: Option<std::task::Waker>,
 }
 
 impl Starter {
-    pub(crate) fn start(mut self) {
-        if let Some(wake) = self.wake.take() {
-            wake();
+    pub(crate) fn start(self) {
+        if let Some(waker) = self.waker {
+            waker.wake();
         }
     }
 }
@@ -276,7 +277,7 @@ impl ActorSystem {
         let shared = &self.shared;
         let id = ActorId { node: shared.config.node_id, serial: shared.next_serial.fetch_add(1, Ordering::Relaxed) };
         let capacity = props.capacity.unwrap_or(shared.config.mailbox_capacity);
-        let cell = Arc::new(ActorCell::new(id, capacity, Arc::downgrade(shared)));
+        let cell = Arc::new(ActorCell::new(id, capacity, shared.config.ask_timeout, Arc::downgrade(shared)));
         let actor = ActorRef::from_cell(cell.clone());
         shared.spawned.fetch_add(1, Ordering::Relaxed);
         if shared.stopped.load(Ordering::SeqCst) {
@@ -284,13 +285,13 @@ impl ActorSystem {
             drop(cell.mailbox.close_and_drain());
             cell.mark_exited(&ExitReason::Shutdown);
             shared.actor_exited(0);
-            return (actor, Starter { wake: None });
+            return (actor, Starter { waker: None });
         }
         let ctx = Context::new(actor.clone(), self.clone(), parent);
         let task = shared.pool.task(run_actor(Life::new(cell.clone(), props.into_recipe(), ctx)));
-        cell.set_waker(std::task::Waker::from(task.clone()));
-        let starter = Starter { wake: Some(Box::new(move || task.schedule())) };
-        (actor, starter)
+        let waker = std::task::Waker::from(task);
+        cell.set_waker(waker.clone());
+        (actor, Starter { waker: Some(waker) })
     }
 
     /// Registers `actor` under `name` on this node. The name is freed when the actor stops.

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use troupe::prelude::*;
 
-use crate::bench::local::XorShift;
+use crate::rng::XorShift;
 
 /// Demo settings.
 #[derive(Debug, Clone, clap::Args)]

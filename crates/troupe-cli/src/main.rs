@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod rng;
 
 use clap::{Parser, Subcommand};
 

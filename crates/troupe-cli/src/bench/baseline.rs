@@ -161,17 +161,15 @@ pub fn ask(workers: usize, n: u64) -> Latency {
     rt.block_on(async move {
         tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3).expect("histogram");
-            let start = Instant::now();
-            for i in 0..n {
+            for _ in 0..n {
                 let t = Instant::now();
                 let (tx, rx) = oneshot::channel();
                 counter.send(CounterMsg::Get(tx)).await.expect("send");
                 let v = tokio::time::timeout(Duration::from_secs(5), rx).await.expect("in time").expect("reply");
                 assert_eq!(v, 0);
                 hist.record(t.elapsed().as_nanos() as u64).expect("record");
-                let _ = i;
             }
-            Latency::from_histogram(&hist, start.elapsed())
+            Latency::from_histogram(&hist)
         })
         .await
         .expect("join")
@@ -196,10 +194,10 @@ pub fn big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
             let peers = peers.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let mut rng = super::local::XorShift::new(index as u64);
+                let mut rng = crate::rng::XorShift::new(index as u64);
                 let mut left = pings;
                 let mut handled = 0u64;
-                let send_ping = |rng: &mut super::local::XorShift| {
+                let send_ping = |rng: &mut crate::rng::XorShift| {
                     let mut target = rng.below(peers.len() as u64) as usize;
                     if target == index {
                         target = (target + 1) % peers.len();

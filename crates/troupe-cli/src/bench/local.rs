@@ -8,6 +8,7 @@ use troupe::prelude::*;
 use troupe::UntypedRef;
 
 use super::{baseline, paired_medians, per_sec, BenchLine};
+use crate::rng::XorShift;
 
 /// Mailbox / channel capacity used by both sides.
 pub const MAILBOX: usize = 1024;
@@ -61,34 +62,16 @@ impl Sizes {
     }
 }
 
-/// A small deterministic random generator (xorshift64*), the same on both sides.
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 /// Latency percentiles of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Latency {
     pub p50_ns: f64,
     pub p99_ns: f64,
-    #[allow(dead_code)]
-    pub total: Duration,
 }
 
 impl Latency {
-    pub fn from_histogram(hist: &Histogram<u64>, total: Duration) -> Self {
-        Latency { p50_ns: hist.value_at_quantile(0.5) as f64, p99_ns: hist.value_at_quantile(0.99) as f64, total }
+    pub fn from_histogram(hist: &Histogram<u64>) -> Self {
+        Latency { p50_ns: hist.value_at_quantile(0.5) as f64, p99_ns: hist.value_at_quantile(0.99) as f64 }
     }
 }
 
@@ -258,14 +241,13 @@ struct Asker {
     target: ActorRef<CounterMsg>,
 }
 
-struct AskRun(u64, Reply<(Histogram<u64>, Duration)>);
+struct AskRun(u64, Reply<Histogram<u64>>);
 impl Message for AskRun {}
 
 impl Actor for Asker {
     type Msg = AskRun;
     async fn handle(&mut self, AskRun(n, done): AskRun, _ctx: &mut Context<Self>) -> ActorResult {
         let mut hist = Histogram::<u64>::new(3)?;
-        let start = Instant::now();
         for _ in 0..n {
             let t = Instant::now();
             let v = self.target.ask(CounterMsg::Get).await?;
@@ -274,7 +256,7 @@ impl Actor for Asker {
             }
             hist.record(t.elapsed().as_nanos() as u64)?;
         }
-        done.send((hist, start.elapsed()));
+        done.send(hist);
         Ok(())
     }
 }
@@ -414,9 +396,9 @@ fn troupe_ask(workers: usize, n: u64) -> Latency {
     with_system(workers, async |system| {
         let counter = system.spawn(Counter(0));
         let asker = system.spawn(Asker { target: counter });
-        let (hist, total) = asker.ask(|r| AskRun(n, r)).await.expect("asks finished");
+        let hist = asker.ask(|r| AskRun(n, r)).await.expect("asks finished");
         assert_eq!(hist.len(), n, "not every ask was recorded");
-        Latency::from_histogram(&hist, total)
+        Latency::from_histogram(&hist)
     })
 }
 
