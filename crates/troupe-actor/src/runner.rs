@@ -321,6 +321,8 @@ async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>,
     false
 }
 
+// `props` is only read, but taken `&mut`: `&Recipe<A>` would be `Send` only for `Sync` actors,
+// and the actor's future must be `Send`.
 async fn after_incarnation<A: Actor>(
     ended: Ended,
     props: &mut Recipe<A>,
