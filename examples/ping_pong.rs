@@ -29,14 +29,14 @@ impl Actor for Ping {
             PingMsg::Start { rounds, done } => {
                 self.rounds = rounds;
                 self.done = Some(done);
-                self.pong.tell(PongMsg::Ball { n: 1, back: ctx.myself().clone() }).await?;
+                self.pong.tell(PongMsg::Ball { n: 1, back: ctx.myself() }).await?;
             }
             PingMsg::Ball(n) if n >= self.rounds => {
                 if let Some(done) = self.done.take() {
                     done.send(n);
                 }
             }
-            PingMsg::Ball(n) => self.pong.tell(PongMsg::Ball { n: n + 1, back: ctx.myself().clone() }).await?,
+            PingMsg::Ball(n) => self.pong.tell(PongMsg::Ball { n: n + 1, back: ctx.myself() }).await?,
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ pub(crate) enum Watcher {
     Link(Arc<dyn CellControl>),
     /// A non-actor waiter (`ActorRef::wait_for_exit`, system shutdown).
     Signal(tokio::sync::oneshot::Sender<ExitReason>),
+    /// A function to call (`UntypedRef::on_exit`; the transport reports exits to remote watchers).
+    Callback(Box<dyn FnOnce(&ExitReason) + Send>),
 }
 
 #[derive(Default)]
@@ -65,7 +67,7 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     fn remove_watcher(&self, watcher_id: ActorId) {
         self.lifecycle().lock().watchers.retain(|w| match w {
             Watcher::Monitor(c) | Watcher::Link(c) => c.id() != watcher_id,
-            Watcher::Signal(_) => true,
+            Watcher::Signal(_) | Watcher::Callback(_) => true,
         });
     }
 
@@ -135,6 +137,7 @@ pub(crate) fn notify_watcher(id: ActorId, watcher: Watcher, reason: &ExitReason)
         Watcher::Signal(tx) => {
             let _ = tx.send(reason.clone());
         }
+        Watcher::Callback(f) => f(reason),
     }
 }
 

@@ -17,7 +17,8 @@ use crate::system::ActorSystem;
 
 /// An actor's view of the runtime: its own reference, its children, timers, watches.
 pub struct Context<A: Actor> {
-    pub(crate) me: ActorRef<A::Msg>,
+    /// This actor's cell (not an `ActorRef`: one pointer, where a ref is two words).
+    pub(crate) cell: std::sync::Arc<crate::cell::ActorCell<A::Msg>>,
     pub(crate) system: ActorSystem,
     pub(crate) parent: Option<UntypedRef>,
     /// Children by id; ids grow with spawn order, so this is spawn order too.
@@ -40,9 +41,13 @@ impl TimerHandle {
 }
 
 impl<A: Actor> Context<A> {
-    pub(crate) fn new(me: ActorRef<A::Msg>, system: ActorSystem, parent: Option<UntypedRef>) -> Self {
+    pub(crate) fn new(
+        cell: std::sync::Arc<crate::cell::ActorCell<A::Msg>>,
+        system: ActorSystem,
+        parent: Option<UntypedRef>,
+    ) -> Self {
         Context {
-            me,
+            cell,
             system,
             parent,
             children: BTreeMap::new(),
@@ -52,14 +57,19 @@ impl<A: Actor> Context<A> {
         }
     }
 
+    /// This actor as an untyped ref.
+    pub(crate) fn untyped_me(&self) -> UntypedRef {
+        UntypedRef(self.cell.clone())
+    }
+
     /// This actor's own reference.
-    pub fn myself(&self) -> &ActorRef<A::Msg> {
-        &self.me
+    pub fn myself(&self) -> ActorRef<A::Msg> {
+        ActorRef::from_cell(self.cell.clone())
     }
 
     /// This actor's id.
     pub fn id(&self) -> ActorId {
-        self.me.id()
+        self.cell.id
     }
 
     /// The actor system (node) this actor runs on.
@@ -79,7 +89,7 @@ impl<A: Actor> Context<A> {
 
     /// Spawns a child supervised by this actor. The child stops before this actor does.
     pub fn spawn<C: Actor>(&mut self, props: impl Into<Props<C>>) -> ActorRef<C::Msg> {
-        let (child, start) = self.system.prepare(props.into(), Some(self.me.untyped()));
+        let (child, start) = self.system.prepare(props.into(), Some(self.untyped_me()));
         self.children.insert(child.id(), child.untyped());
         start.start();
         child
@@ -92,7 +102,7 @@ impl<A: Actor> Context<A> {
 
     /// Delivers [`on_down`](Actor::on_down) when `target` stops (at once if it already has).
     pub fn watch(&mut self, target: impl Into<UntypedRef>) {
-        target.into().0.add_watcher(Watcher::Monitor(self.me.untyped().0));
+        target.into().0.add_watcher(Watcher::Monitor(self.untyped_me().0));
     }
 
     /// Cancels [`watch`](Self::watch) and [`link`](Self::link) on `target`.
@@ -104,13 +114,13 @@ impl<A: Actor> Context<A> {
     /// `ExitReason::LinkFailed`. A normal stop does not propagate.
     pub fn link(&mut self, target: impl Into<UntypedRef>) {
         let target = target.into();
-        self.me.untyped().0.add_watcher(Watcher::Link(target.0.clone()));
-        target.0.add_watcher(Watcher::Link(self.me.untyped().0));
+        self.untyped_me().0.add_watcher(Watcher::Link(target.0.clone()));
+        target.0.add_watcher(Watcher::Link(self.untyped_me().0));
     }
 
     /// Sends `msg` to this actor after `delay`.
     pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> TimerHandle {
-        let me = self.me.clone();
+        let me = self.myself();
         self.start_timer(async move {
             tokio::time::sleep(delay).await;
             let _ = me.tell(msg).await;
@@ -120,7 +130,7 @@ impl<A: Actor> Context<A> {
     /// Sends `make()` to this actor every `period` (first after one period). A tick that finds the
     /// mailbox full is skipped rather than queued.
     pub fn interval(&mut self, period: Duration, mut make: impl FnMut() -> A::Msg + Send + 'static) -> TimerHandle {
-        let me = self.me.clone();
+        let me = self.myself();
         self.start_timer(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -148,7 +158,7 @@ impl<A: Actor> Context<A> {
 
     /// Registers this actor in its node's registry under `name` (removed when it stops).
     pub fn register(&self, name: impl Into<String>) -> Result<(), RegistryError> {
-        self.system.register(name, &self.me)
+        self.system.register(name, &self.myself())
     }
 
     /// Looks up a named actor on this node.

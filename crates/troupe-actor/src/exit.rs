@@ -23,6 +23,8 @@ pub enum ExitReason {
     RestartLimit,
     /// The actor was not running when watched, and why it stopped is no longer known.
     NoActor,
+    /// The actor's node was lost (connection failure, crash, or it left the cluster).
+    NodeDown,
 }
 
 impl ExitReason {
@@ -43,6 +45,7 @@ impl std::fmt::Display for ExitReason {
             ExitReason::LinkFailed(id) => write!(f, "linked actor {id} failed"),
             ExitReason::RestartLimit => write!(f, "restart intensity exceeded"),
             ExitReason::NoActor => write!(f, "no such actor"),
+            ExitReason::NodeDown => write!(f, "its node is down"),
         }
     }
 }

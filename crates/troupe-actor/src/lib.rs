@@ -45,6 +45,7 @@ mod panic_hook;
 mod props;
 mod reference;
 mod registry;
+mod remote;
 mod reply;
 mod runner;
 mod sched;
@@ -55,13 +56,17 @@ mod time;
 
 pub use actor::Actor;
 pub use context::{Context, TimerHandle};
-pub use error::{ActorResult, AskError, BoxError, RegistryError, SendError, SystemError, TrySendError};
+pub use error::{ActorResult, AskError, BoxError, RegistryError, SendError, SendFailure, SystemError, TrySendError};
 pub use exit::{Down, ExitReason};
 pub use id::{ActorId, NodeId};
 pub use message::Message;
 pub use panic_hook::quiet_actor_panics;
 pub use props::{Props, Restart};
 pub use reference::{ActorRef, Tell, UntypedRef};
+pub use remote::{
+    decode_body, inbound, type_tag, with_codec_context, BodyEncoder, Delivery, Inbound, PendingReply, Refusal,
+    RemoteControl, RemoteMessage, RemoteProxy, ReplyOutcome, SendOptions, Transport,
+};
 pub use reply::Reply;
 pub use sched::StagePool;
 pub use supervision::{Backoff, StrategyKind, SupervisionStrategy};

@@ -14,33 +14,59 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::cell::{ActorCell, CellControl, Watcher};
-use crate::error::{AskError, SendError, TrySendError};
+use crate::error::{AskError, SendError, SendFailure, TrySendError};
 use crate::exit::ExitReason;
 use crate::id::ActorId;
 use crate::mailbox::Refused;
 use crate::message::Message;
+use crate::remote::{Refusal, RemoteMessage, RemoteProxy, RemoteTarget, SendOptions};
 use crate::reply::Reply;
+use crate::time::Clock;
 
-/// A typed reference to an actor taking messages of type `M`.
+/// A typed reference to an actor taking messages of type `M`, on this node or another.
 pub struct ActorRef<M> {
-    pub(crate) cell: Arc<ActorCell<M>>,
+    target: Target<M>,
+}
+
+enum Target<M> {
+    Local(Arc<ActorCell<M>>),
+    Remote(Arc<RemoteTarget<M>>),
 }
 
 impl<M> Clone for ActorRef<M> {
     fn clone(&self) -> Self {
-        ActorRef { cell: self.cell.clone() }
+        let target = match &self.target {
+            Target::Local(cell) => Target::Local(cell.clone()),
+            Target::Remote(remote) => Target::Remote(remote.clone()),
+        };
+        ActorRef { target }
+    }
+}
+
+impl<M> ActorRef<M> {
+    /// The actor's cluster-wide id.
+    pub fn id(&self) -> ActorId {
+        match &self.target {
+            Target::Local(cell) => cell.id,
+            Target::Remote(remote) => remote.proxy.id(),
+        }
+    }
+
+    /// True when the actor lives on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local(_))
     }
 }
 
 impl<M> std::fmt::Debug for ActorRef<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ActorRef({})", self.cell.id)
+        write!(f, "ActorRef({})", self.id())
     }
 }
 
 impl<M> PartialEq for ActorRef<M> {
     fn eq(&self, other: &Self) -> bool {
-        self.cell.id == other.cell.id
+        self.id() == other.id()
     }
 }
 
@@ -48,44 +74,88 @@ impl<M> Eq for ActorRef<M> {}
 
 impl<M> std::hash::Hash for ActorRef<M> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.cell.id.hash(state);
+        self.id().hash(state);
+    }
+}
+
+impl<M: RemoteMessage> ActorRef<M> {
+    /// A ref to a remote actor through its proxy (used by transports).
+    pub fn remote(proxy: Arc<RemoteProxy>, opts: SendOptions) -> Self {
+        ActorRef { target: Target::Remote(Arc::new(RemoteTarget::new(proxy, opts))) }
+    }
+
+    /// The same actor, with `opts` deciding how messages travel when it is remote (channel,
+    /// partition key, acknowledged delivery). A local ref is returned unchanged.
+    pub fn with_options(&self, opts: SendOptions) -> Self {
+        match &self.target {
+            Target::Local(_) => self.clone(),
+            Target::Remote(remote) => ActorRef::remote(remote.proxy.clone(), opts),
+        }
     }
 }
 
 impl<M: Message> ActorRef<M> {
     pub(crate) fn from_cell(cell: Arc<ActorCell<M>>) -> Self {
-        ActorRef { cell }
+        ActorRef { target: Target::Local(cell) }
     }
 
-    /// The actor's cluster-wide id.
-    pub fn id(&self) -> ActorId {
-        self.cell.id
+    /// The local ref, when the actor is local.
+    pub(crate) fn local_ref(&self) -> Option<ActorRef<M>> {
+        match &self.target {
+            Target::Local(cell) => Some(ActorRef::from_cell(cell.clone())),
+            Target::Remote(_) => None,
+        }
     }
 
-    /// Sends `msg`, waiting while the mailbox is full (backpressure).
+    /// Sends `msg`, waiting while the mailbox (or, for a remote actor, the connection's send
+    /// queue) is full: backpressure.
     ///
-    /// Messages from one sender to one receiver arrive in the order sent. Fails only when the
-    /// actor no longer accepts messages; the message is returned in the error.
+    /// Messages from one sender to one receiver arrive in the order sent. Fails when the actor
+    /// no longer accepts messages or cannot be reached; the message is returned in the error.
     pub fn tell(&self, msg: M) -> Tell<'_, M> {
-        Tell { cell: &self.cell, msg: Some(msg) }
+        Tell { target: &self.target, msg: Some(msg) }
     }
 
-    /// Sends `msg` if the mailbox has room, without waiting.
+    /// Sends `msg` if the mailbox (or send queue) has room, without waiting.
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        match self.cell.mailbox.push(msg, None) {
-            Ok(pushed) => {
-                if pushed.wake_actor {
-                    self.cell.wake();
+        match &self.target {
+            Target::Local(cell) => match cell.mailbox.push(msg, None) {
+                Ok(pushed) => {
+                    if pushed.wake_actor {
+                        cell.wake();
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-            Err((Refused::Full, message)) => Err(TrySendError::Full { id: self.cell.id, message }),
-            Err((Refused::Closed, message)) => Err(TrySendError::Closed { id: self.cell.id, message }),
+                Err((Refused::Full, message)) => Err(TrySendError::Full { id: cell.id, message }),
+                Err((Refused::Closed, message)) => Err(TrySendError::Closed { id: cell.id, message }),
+            },
+            Target::Remote(remote) => match remote.try_send(&msg) {
+                Ok(()) => Ok(()),
+                Err(Refusal::Full) => Err(TrySendError::Full { id: self.id(), message: msg }),
+                Err(Refusal::Failed(SendFailure::NotRunning)) => {
+                    Err(TrySendError::Closed { id: self.id(), message: msg })
+                }
+                Err(Refusal::Failed(reason)) => Err(TrySendError::Failed { id: self.id(), message: msg, reason }),
+            },
+        }
+    }
+
+    fn ask_timeout_default(&self) -> Duration {
+        match &self.target {
+            Target::Local(cell) => cell.ask_timeout,
+            Target::Remote(_) => DEFAULT_REMOTE_ASK_TIMEOUT,
+        }
+    }
+
+    fn clock(&self) -> Clock<'_> {
+        match &self.target {
+            Target::Local(cell) => Clock::System(&cell.system),
+            Target::Remote(remote) => Clock::Runtime(remote.proxy.transport().runtime()),
         }
     }
 
     /// Sends a request built around a fresh [`Reply`] port and waits for the answer, up to the
-    /// system's default ask timeout.
+    /// system's default ask timeout (5 s for a remote actor).
     ///
     /// ```ignore
     /// let total = counter.ask(CounterMsg::Get).await?;
@@ -96,7 +166,7 @@ impl<M: Message> ActorRef<M> {
         R: Send + 'static,
         F: FnOnce(Reply<R>) -> M,
     {
-        self.ask_timeout(make, self.cell.ask_timeout).await
+        self.ask_timeout(make, self.ask_timeout_default()).await
     }
 
     /// Like [`ask`](Self::ask) with an explicit timeout (which also covers waiting for mailbox
@@ -106,23 +176,28 @@ impl<M: Message> ActorRef<M> {
         R: Send + 'static,
         F: FnOnce(Reply<R>) -> M,
     {
-        let id = self.cell.id;
+        let id = self.id();
         let (tx, rx) = oneshot::channel();
+        let clock = self.clock();
         match self.try_tell(make(Reply::new(tx))) {
             Ok(()) => {}
             Err(TrySendError::Closed { .. }) => return Err(AskError::NotRunning(id)),
+            Err(TrySendError::Failed { reason, .. }) => return Err(AskError::Failed { id, reason }),
             Err(TrySendError::Full { message, .. }) => {
                 // Slow path: wait for room and for the answer under one timer.
                 let exchange = async move {
-                    self.tell(message).await.map_err(|_| AskError::NotRunning(id))?;
+                    self.tell(message).await.map_err(|e| match e.reason {
+                        SendFailure::NotRunning => AskError::NotRunning(id),
+                        reason => AskError::Failed { id, reason },
+                    })?;
                     rx.await.map_err(|_| AskError::NoReply(id))
                 };
-                return crate::time::timeout(&self.cell.system, timeout, exchange)
+                return crate::time::timeout(clock, timeout, exchange)
                     .await
                     .unwrap_or(Err(AskError::Timeout { id, timeout }));
             }
         }
-        match crate::time::lazy_timeout(&self.cell.system, timeout, rx).await {
+        match crate::time::lazy_timeout(clock, timeout, rx).await {
             Some(Ok(answer)) => Ok(answer),
             Some(Err(_)) => Err(AskError::NoReply(id)),
             None => Err(AskError::Timeout { id, timeout }),
@@ -132,47 +207,58 @@ impl<M: Message> ActorRef<M> {
     /// Asks the actor to stop once it has handled the messages already in its mailbox. New
     /// messages are refused from now on.
     pub fn stop(&self) {
-        self.cell.send_system(crate::system_msg::SystemMsg::Stop);
+        self.untyped().stop();
     }
 
     /// Stops the actor at once: its running handler is abandoned at its next await point and its
     /// queued messages are dropped. The `stopped` hook does not run.
     pub fn kill(&self) {
-        CellControl::kill(&*self.cell);
+        self.untyped().kill();
     }
 
-    /// False once the actor has stopped for good.
+    /// False once the actor is known to have stopped for good.
     pub fn is_alive(&self) -> bool {
-        self.cell.is_alive()
+        self.untyped().is_alive()
     }
 
-    /// User messages accepted and not yet handled.
+    /// User messages accepted and not yet handled (0 for a remote actor).
     pub fn mailbox_len(&self) -> usize {
-        self.cell.mailbox.len()
+        match &self.target {
+            Target::Local(cell) => cell.mailbox.len(),
+            Target::Remote(_) => 0,
+        }
     }
 
-    /// The mailbox capacity.
+    /// The mailbox capacity (0 for a remote actor).
     pub fn mailbox_capacity(&self) -> usize {
-        self.cell.mailbox.capacity()
+        match &self.target {
+            Target::Local(cell) => cell.mailbox.capacity(),
+            Target::Remote(_) => 0,
+        }
     }
 
-    /// Waits until the actor has stopped for good and returns why.
+    /// Waits until the actor has stopped for good and returns why. For a remote actor this
+    /// watches it through its node; losing the node ends the wait with `ExitReason::NodeDown`.
     pub async fn wait_for_exit(&self) -> ExitReason {
-        let (tx, rx) = oneshot::channel();
-        self.cell.add_watcher(Watcher::Signal(tx));
-        rx.await.unwrap_or(ExitReason::NoActor)
+        self.untyped().wait_for_exit().await
     }
 
     /// A reference that forgets the message type (for watching, stopping, collections).
     pub fn untyped(&self) -> UntypedRef {
-        UntypedRef(self.cell.clone())
+        match &self.target {
+            Target::Local(cell) => UntypedRef(cell.clone()),
+            Target::Remote(remote) => UntypedRef(remote.proxy.clone()),
+        }
     }
 }
+
+/// How long an `ask` to a remote actor waits by default.
+const DEFAULT_REMOTE_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The future returned by [`ActorRef::tell`].
 #[must_use = "a tell does nothing unless awaited"]
 pub struct Tell<'a, M> {
-    cell: &'a Arc<ActorCell<M>>,
+    target: &'a Target<M>,
     msg: Option<M>,
 }
 
@@ -185,18 +271,42 @@ impl<M: Message> Future for Tell<'_, M> {
         let Some(msg) = self.msg.take() else {
             panic!("`Tell` polled after completion");
         };
-        match self.cell.mailbox.push(msg, Some(cx.waker())) {
-            Ok(pushed) => {
-                if pushed.wake_actor {
-                    self.cell.wake();
+        match self.target {
+            Target::Local(cell) => match cell.mailbox.push(msg, Some(cx.waker())) {
+                Ok(pushed) => {
+                    if pushed.wake_actor {
+                        cell.wake();
+                    }
+                    Poll::Ready(Ok(()))
                 }
-                Poll::Ready(Ok(()))
+                Err((Refused::Full, msg)) => {
+                    self.msg = Some(msg);
+                    Poll::Pending
+                }
+                Err((Refused::Closed, message)) => {
+                    Poll::Ready(Err(SendError { id: cell.id, message, reason: SendFailure::NotRunning }))
+                }
+            },
+            Target::Remote(remote) => {
+                let id = remote.proxy.id();
+                loop {
+                    match remote.try_send(&msg) {
+                        Ok(()) => return Poll::Ready(Ok(())),
+                        Err(Refusal::Failed(reason)) => {
+                            return Poll::Ready(Err(SendError { id, message: msg, reason }))
+                        }
+                        Err(Refusal::Full) => {}
+                    }
+                    match remote.proxy.transport().poll_ready(id, &remote.opts, cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(reason)) => return Poll::Ready(Err(SendError { id, message: msg, reason })),
+                        Poll::Pending => {
+                            self.msg = Some(msg);
+                            return Poll::Pending;
+                        }
+                    }
+                }
             }
-            Err((Refused::Full, msg)) => {
-                self.msg = Some(msg);
-                Poll::Pending
-            }
-            Err((Refused::Closed, message)) => Poll::Ready(Err(SendError { id: self.cell.id, message })),
         }
     }
 }
@@ -242,6 +352,17 @@ impl UntypedRef {
         self.0.add_watcher(Watcher::Signal(tx));
         rx.await.unwrap_or(ExitReason::NoActor)
     }
+
+    /// Calls `f` once when the actor has stopped for good (at once if it already has). `f` runs
+    /// on whatever thread notices the exit, so it must be quick.
+    pub fn on_exit(&self, f: impl FnOnce(&ExitReason) + Send + 'static) {
+        self.0.add_watcher(Watcher::Callback(Box::new(f)));
+    }
+
+    /// True when the actor lives on this node.
+    pub fn is_local(&self) -> bool {
+        self.0.clone().as_any().downcast::<RemoteProxy>().is_err()
+    }
 }
 
 impl std::fmt::Debug for UntypedRef {
@@ -260,7 +381,7 @@ impl Eq for UntypedRef {}
 
 impl<M: Message> From<ActorRef<M>> for UntypedRef {
     fn from(r: ActorRef<M>) -> Self {
-        UntypedRef(r.cell)
+        r.untyped()
     }
 }
 

@@ -340,7 +340,7 @@ async fn after_incarnation<A: Actor>(
     let Some(parent) = &ctx.parent else {
         return Next::Terminate(reason);
     };
-    let asked = parent.0.send_system(SystemMsg::ChildFailed { child: ctx.me.untyped(), reason: reason.clone() });
+    let asked = parent.0.send_system(SystemMsg::ChildFailed { child: ctx.untyped_me(), reason: reason.clone() });
     if !asked {
         return Next::Terminate(reason);
     }

@@ -287,7 +287,7 @@ impl ActorSystem {
             shared.actor_exited(0);
             return (actor, Starter { waker: None });
         }
-        let ctx = Context::new(actor.clone(), self.clone(), parent);
+        let ctx = Context::new(cell.clone(), self.clone(), parent);
         let task = shared.pool.task(run_actor(Life::new(cell.clone(), props.into_recipe(), ctx)));
         let waker = std::task::Waker::from(task);
         cell.set_waker(waker.clone());
@@ -343,13 +343,19 @@ impl ActorSystem {
             Some(guardian) => {
                 guardian.0.send_system(SystemMsg::Shutdown);
                 let limit = self.shared.config.shutdown_timeout;
-                match crate::time::timeout(&Arc::downgrade(&self.shared), limit, guardian.wait_for_exit()).await {
+                match crate::time::timeout(
+                    crate::time::Clock::System(&Arc::downgrade(&self.shared)),
+                    limit,
+                    guardian.wait_for_exit(),
+                )
+                .await
+                {
                     Some(reason) => reason,
                     None => {
                         tracing::warn!(node = %self.node_id(), "shutdown did not finish within {limit:?}; killing the rest");
                         guardian.kill();
                         crate::time::timeout(
-                            &Arc::downgrade(&self.shared),
+                            crate::time::Clock::System(&Arc::downgrade(&self.shared)),
                             Duration::from_secs(1),
                             guardian.wait_for_exit(),
                         )

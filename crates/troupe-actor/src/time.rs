@@ -11,28 +11,45 @@ use tokio::time::Sleep;
 
 use crate::system::SystemShared;
 
-/// Runs `fut` for at most `limit`. `None` means it timed out (or no runtime is left to time it).
-pub(crate) async fn timeout<F: Future>(system: &Weak<SystemShared>, limit: Duration, fut: F) -> Option<F::Output> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return tokio::time::timeout(limit, fut).await.ok();
+/// Where timers come from when the current thread has no tokio runtime (actor workers do not).
+#[derive(Clone)]
+pub(crate) enum Clock<'a> {
+    /// The actor system's own I/O runtime.
+    System(&'a Weak<SystemShared>),
+    /// A runtime handle (a remote actor's transport).
+    Runtime(tokio::runtime::Handle),
+}
+
+impl Clock<'_> {
+    /// Runs `f` inside a runtime context. `None` when there is no runtime left anywhere.
+    fn enter<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Some(f());
+        }
+        match self {
+            Clock::System(system) => {
+                let system = system.upgrade()?;
+                let _entered = system.tokio.enter();
+                Some(f())
+            }
+            Clock::Runtime(handle) => {
+                let _entered = handle.enter();
+                Some(f())
+            }
+        }
     }
-    let timed = {
-        let system = system.upgrade()?;
-        let _entered = system.tokio.enter();
-        tokio::time::timeout(limit, fut)
-    };
+}
+
+/// Runs `fut` for at most `limit`. `None` means it timed out (or no runtime is left to time it).
+pub(crate) async fn timeout<F: Future>(clock: Clock<'_>, limit: Duration, fut: F) -> Option<F::Output> {
+    let timed = clock.enter(|| tokio::time::timeout(limit, fut))?;
     timed.await.ok()
 }
 
-/// A tokio sleep created in a runtime context (the current one, or the system's). `None` when
+/// A tokio sleep created in a runtime context (the current one, or the clock's). `None` when
 /// there is no runtime left anywhere: nothing could answer then.
-fn sleep(system: &Weak<SystemShared>, limit: Duration) -> Option<Pin<Box<Sleep>>> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Some(Box::pin(tokio::time::sleep(limit)));
-    }
-    let system = system.upgrade()?;
-    let _entered = system.tokio.enter();
-    Some(Box::pin(tokio::time::sleep(limit)))
+fn sleep(clock: &Clock<'_>, limit: Duration) -> Option<Pin<Box<Sleep>>> {
+    clock.enter(|| Box::pin(tokio::time::sleep(limit)))
 }
 
 /// Like [`timeout`], but cheap when `fut` finishes within one scheduling turn: on a worker
@@ -40,12 +57,8 @@ fn sleep(system: &Weak<SystemShared>, limit: Duration) -> Option<Pin<Box<Sleep>>
 /// arming a timer (an ask's target usually runs next, on the same worker, and has answered by
 /// then). Only if it is still pending is a timer armed, for the full `limit` from that moment; so
 /// the timeout is never shorter than `limit`, and at most one task run longer.
-pub(crate) fn lazy_timeout<F: Future + Unpin>(
-    system: &Weak<SystemShared>,
-    limit: Duration,
-    fut: F,
-) -> LazyTimeout<'_, F> {
-    LazyTimeout { fut, system, limit, stage: Stage::First }
+pub(crate) fn lazy_timeout<F: Future + Unpin>(clock: Clock<'_>, limit: Duration, fut: F) -> LazyTimeout<'_, F> {
+    LazyTimeout { fut, clock, limit, stage: Stage::First }
 }
 
 enum Stage {
@@ -57,7 +70,7 @@ enum Stage {
 
 pub(crate) struct LazyTimeout<'a, F> {
     fut: F,
-    system: &'a Weak<SystemShared>,
+    clock: Clock<'a>,
     limit: Duration,
     stage: Stage,
 }
@@ -80,7 +93,7 @@ impl<F: Future + Unpin> Future for LazyTimeout<'_, F> {
                     }
                 }
                 Stage::Yielded => {
-                    this.stage = match sleep(this.system, this.limit) {
+                    this.stage = match sleep(&this.clock, this.limit) {
                         Some(timer) => Stage::Armed(timer),
                         None => Stage::Expired,
                     };

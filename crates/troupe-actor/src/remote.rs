@@ -1,0 +1,479 @@
+//! The seam between local actors and the network.
+//!
+//! The actor runtime knows nothing of sockets. A transport (troupe-net's `Node`) implements
+//! [`Transport`]; this module gives it what it needs to make [`ActorRef`] location transparent:
+//!
+//! - [`RemoteMessage`]: a message type that can cross the network, with a stable name whose
+//!   [`type_tag`] travels in every envelope so the receiver can check what it decodes.
+//! - [`RemoteProxy`]: the local stand-in for an actor on another node. Remote refs share one
+//!   proxy per actor; watching a remote actor registers with the proxy, which asks the actor's
+//!   node to report the exit, and the transport calls [`RemoteProxy::exited`] when the Down
+//!   arrives or the node is lost.
+//! - [`Inbound`]: a local actor exported to the network, decoding and delivering message bodies.
+//! - A codec context: while the transport encodes or decodes a message body inside
+//!   [`with_codec_context`], the `ActorRef`s and [`Reply`](crate::Reply) ports inside it
+//!   serialize to wire names and resolve on arrival.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::{CellControl, Lifecycle, Watcher};
+use crate::error::{SendFailure, TrySendError};
+use crate::exit::ExitReason;
+use crate::id::{ActorId, NodeId};
+use crate::message::Message;
+use crate::reference::{ActorRef, UntypedRef};
+use crate::system_msg::SystemMsg;
+
+/// A message type that can cross the network.
+///
+/// `TYPE_NAME` must be the same on every node and unique among the message types of a cluster;
+/// a hash of it ([`type_tag`]) travels with every message so a receiver never decodes bytes as
+/// the wrong type.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use troupe_actor::{Message, RemoteMessage};
+///
+/// #[derive(Serialize, Deserialize)]
+/// enum Ping { Ping(u64) }
+/// impl Message for Ping {}
+/// impl RemoteMessage for Ping { const TYPE_NAME: &'static str = "example.Ping"; }
+/// ```
+pub trait RemoteMessage: Message + Serialize + DeserializeOwned {
+    /// The stable, cluster-wide name of the type.
+    const TYPE_NAME: &'static str;
+}
+
+macro_rules! remote_primitives {
+    ($($t:ty),*) => { $(impl RemoteMessage for $t { const TYPE_NAME: &'static str = stringify!($t); })* };
+}
+remote_primitives!((), bool, char, u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64, String);
+
+/// The stable 64-bit tag of a type name (FNV-1a), as carried in message envelopes.
+pub const fn type_tag(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// How a message travels to a remote actor. Ignored for local actors.
+///
+/// Build it with the methods and attach it to a ref with
+/// [`ActorRef::with_options`](crate::ActorRef::with_options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SendOptions {
+    /// The named channel (None: the default channel).
+    pub channel: Option<Arc<str>>,
+    /// Picks the connection within the channel (None: derived from the target actor, which keeps
+    /// messages from one sender to one actor in order).
+    pub partition_key: Option<u64>,
+    /// Acknowledged delivery: retransmitted across connection loss until the receiving node
+    /// confirms it, and delivered once.
+    pub ack: bool,
+}
+
+impl SendOptions {
+    /// The defaults: default channel, key from the target, at-most-once.
+    pub fn new() -> Self {
+        SendOptions::default()
+    }
+
+    /// Sends on the named channel.
+    pub fn channel(mut self, name: &str) -> Self {
+        self.channel = Some(Arc::from(name));
+        self
+    }
+
+    /// Sends with an explicit partition key.
+    pub fn partition_key(mut self, key: u64) -> Self {
+        self.partition_key = Some(key);
+        self
+    }
+
+    /// Asks for acknowledged delivery.
+    pub fn ack(mut self) -> Self {
+        self.ack = true;
+        self
+    }
+}
+
+/// A request about a remote actor other than a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteControl {
+    /// Stop it after its queued messages.
+    Stop,
+    /// Kill it.
+    Kill,
+    /// Report its exit to this node.
+    Watch,
+}
+
+/// Appends a message body to the transport's buffer.
+pub type BodyEncoder<'a> = &'a mut dyn FnMut(&mut Vec<u8>) -> Result<(), SendFailure>;
+
+/// Why a transport did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The send queue is full; wait with [`Transport::poll_ready`] and retry.
+    Full,
+    /// The message cannot be sent.
+    Failed(SendFailure),
+}
+
+/// Outcome of a reply that came back over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    /// The body holds the answer.
+    Answered,
+    /// The replier dropped the reply port, failed to decode the request, or its node was lost.
+    NoReply,
+}
+
+/// A pending `ask` waiting for a reply from the network.
+pub trait PendingReply: Send + 'static {
+    /// True when the asker no longer waits (the entry can be dropped).
+    fn is_closed(&self) -> bool;
+    /// Completes the ask. Called inside a codec context for the replying node.
+    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8]);
+}
+
+/// What the actor runtime needs from a network transport.
+pub trait Transport: Send + Sync + 'static {
+    /// This node's id.
+    fn local_node(&self) -> NodeId;
+
+    /// Queues a message for `target`; `body` appends its encoded body.
+    fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal>;
+
+    /// Ready when a send to `target` with `opts` may be accepted; registers the waker otherwise.
+    fn poll_ready(
+        &self,
+        target: ActorId,
+        opts: &SendOptions,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), SendFailure>>;
+
+    /// Sends a control request about a remote actor.
+    fn control(&self, target: ActorId, control: RemoteControl);
+
+    /// Makes a local actor reachable from the network (idempotent).
+    fn export(&self, actor: Arc<dyn Inbound>);
+
+    /// The one proxy for the remote actor `id`.
+    fn proxy(&self, id: ActorId) -> Arc<RemoteProxy>;
+
+    /// The exported local actor with this serial, if any.
+    fn local_actor(&self, serial: u64) -> Option<UntypedRef>;
+
+    /// Registers a pending ask whose request travels to `to`; returns the request number.
+    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64;
+
+    /// Sends the answer to request `request` of node `to`. False when it cannot be sent.
+    fn send_reply(&self, to: NodeId, request: u64, outcome: ReplyOutcome, body: BodyEncoder<'_>) -> bool;
+
+    /// A tokio runtime for timers of asks to remote actors.
+    fn runtime(&self) -> tokio::runtime::Handle;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codec context
+
+#[derive(Clone)]
+struct CodecContext {
+    transport: Arc<dyn Transport>,
+    peer: NodeId,
+}
+
+thread_local! {
+    static CODEC: RefCell<Option<CodecContext>> = const { RefCell::new(None) };
+}
+
+struct Restore(Option<CodecContext>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CODEC.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// Runs `f` with `transport` as the codec context for messages exchanged with node `peer`:
+/// refs and reply ports serialized or deserialized inside `f` use it.
+pub fn with_codec_context<R>(transport: &Arc<dyn Transport>, peer: NodeId, f: impl FnOnce() -> R) -> R {
+    let context = CodecContext { transport: transport.clone(), peer };
+    let previous = CODEC.with(|c| c.borrow_mut().replace(context));
+    let _restore = Restore(previous);
+    f()
+}
+
+fn current_context() -> Option<CodecContext> {
+    CODEC.with(|c| c.borrow().clone())
+}
+
+/// Encodes a message body with postcard.
+pub(crate) fn encode_body<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), SendFailure> {
+    postcard::to_io(value, out).map(|_| ()).map_err(|e| SendFailure::Encode(e.to_string()))
+}
+
+/// Decodes a message body with postcard; trailing bytes are an error.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire names of refs and reply ports
+
+#[derive(Serialize, Deserialize)]
+struct WireRef {
+    node: u64,
+    serial: u64,
+}
+
+impl<M: RemoteMessage> Serialize for ActorRef<M> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let id = self.id();
+        if let (Some(context), Some(local)) = (current_context(), self.local_ref()) {
+            context.transport.export(Arc::new(Exported(local)));
+        }
+        WireRef { node: id.node.0, serial: id.serial }.serialize(serializer)
+    }
+}
+
+impl<'de, M: RemoteMessage> Deserialize<'de> for ActorRef<M> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = WireRef::deserialize(deserializer)?;
+        let id = ActorId { node: NodeId(wire.node), serial: wire.serial };
+        let context = current_context().ok_or_else(|| D::Error::custom("actor refs decode only inside a node"))?;
+        if id.node == context.transport.local_node() {
+            if let Some(local) = context.transport.local_actor(id.serial) {
+                return local.downcast::<M>().ok_or_else(|| {
+                    D::Error::custom(format!("actor {id} takes {}, not {}", local.message_type(), M::TYPE_NAME))
+                });
+            }
+        }
+        Ok(ActorRef::remote(context.transport.proxy(id), SendOptions::default()))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireReply {
+    pub(crate) node: u64,
+    pub(crate) request: u64,
+}
+
+/// The current codec context, for reply ports.
+pub(crate) fn reply_context() -> Option<(Arc<dyn Transport>, NodeId)> {
+    current_context().map(|c| (c.transport, c.peer))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exported local actors
+
+/// What became of a message body handed to an exported actor.
+pub enum Delivery {
+    /// In the mailbox.
+    Accepted,
+    /// The mailbox is full: await this to deliver with backpressure (true when delivered).
+    Full(Pin<Box<dyn Future<Output = bool> + Send>>),
+    /// The actor no longer accepts messages.
+    Closed,
+}
+
+/// A local actor reachable from the network.
+pub trait Inbound: Send + Sync + 'static {
+    /// The actor.
+    fn id(&self) -> ActorId;
+    /// The tag of the message type it takes.
+    fn type_tag(&self) -> u64;
+    /// The name of the message type it takes.
+    fn type_name(&self) -> &'static str;
+    /// Decodes a body (inside a codec context) and delivers it.
+    fn deliver(&self, body: &[u8]) -> Result<Delivery, String>;
+    /// The untyped ref, for control requests and watches.
+    fn untyped(&self) -> UntypedRef;
+}
+
+/// Makes `actor` an [`Inbound`] (what [`Transport::export`] receives).
+pub fn inbound<M: RemoteMessage>(actor: ActorRef<M>) -> Arc<dyn Inbound> {
+    Arc::new(Exported(actor))
+}
+
+struct Exported<M>(ActorRef<M>);
+
+impl<M: RemoteMessage> Inbound for Exported<M> {
+    fn id(&self) -> ActorId {
+        self.0.id()
+    }
+
+    fn type_tag(&self) -> u64 {
+        const { type_tag(M::TYPE_NAME) }
+    }
+
+    fn type_name(&self) -> &'static str {
+        M::TYPE_NAME
+    }
+
+    fn deliver(&self, body: &[u8]) -> Result<Delivery, String> {
+        let message: M = decode_body(body)?;
+        Ok(match self.0.try_tell(message) {
+            Ok(()) => Delivery::Accepted,
+            Err(TrySendError::Full { message, .. }) => {
+                let actor = self.0.clone();
+                Delivery::Full(Box::pin(async move { actor.tell(message).await.is_ok() }))
+            }
+            Err(_) => Delivery::Closed,
+        })
+    }
+
+    fn untyped(&self) -> UntypedRef {
+        self.0.untyped()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote proxies
+
+/// The local stand-in for an actor on another node: where its watchers wait.
+pub struct RemoteProxy {
+    id: ActorId,
+    transport: Arc<dyn Transport>,
+    life: Mutex<Lifecycle>,
+    watch_requested: AtomicBool,
+}
+
+impl RemoteProxy {
+    /// A proxy for remote actor `id` reached through `transport`.
+    pub fn new(id: ActorId, transport: Arc<dyn Transport>) -> Arc<RemoteProxy> {
+        Arc::new(RemoteProxy {
+            id,
+            transport,
+            life: Mutex::new(Lifecycle::default()),
+            watch_requested: AtomicBool::new(false),
+        })
+    }
+
+    /// The remote actor.
+    pub fn id(&self) -> ActorId {
+        self.id
+    }
+
+    /// The transport that reaches it.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// True once the actor is known to be gone.
+    pub fn has_exited(&self) -> bool {
+        self.life.lock().exit.is_some()
+    }
+
+    /// Records that the remote actor is gone and tells its watchers (once; later calls do nothing).
+    pub fn exited(&self, reason: ExitReason) {
+        let watchers = {
+            let mut life = self.life.lock();
+            if life.exit.is_some() {
+                return;
+            }
+            life.exit = Some(Box::new(reason.clone()));
+            std::mem::take(&mut life.watchers)
+        };
+        for watcher in watchers {
+            crate::cell::notify_watcher(self.id, watcher, &reason);
+        }
+    }
+}
+
+impl CellControl for RemoteProxy {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn send_system(&self, msg: SystemMsg) -> bool {
+        match msg {
+            SystemMsg::Stop => self.transport.control(self.id, RemoteControl::Stop),
+            SystemMsg::Kill => self.transport.control(self.id, RemoteControl::Kill),
+            // Down and link notifications for a remote actor would need a remote link protocol;
+            // links across nodes are one-way (the remote side is watched) for now.
+            _ => return false,
+        }
+        !self.has_exited()
+    }
+
+    fn lifecycle(&self) -> &Mutex<Lifecycle> {
+        &self.life
+    }
+
+    fn kill(&self) {
+        self.transport.control(self.id, RemoteControl::Kill);
+    }
+
+    fn message_type(&self) -> &'static str {
+        "<remote>"
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    fn add_watcher(&self, watcher: Watcher) {
+        let mut life = self.life.lock();
+        match life.exit.clone() {
+            None => {
+                life.watchers.push(watcher);
+                drop(life);
+                if !self.watch_requested.swap(true, Ordering::AcqRel) {
+                    self.transport.control(self.id, RemoteControl::Watch);
+                }
+            }
+            Some(reason) => {
+                drop(life);
+                crate::cell::notify_watcher(self.id, watcher, &reason);
+            }
+        }
+    }
+}
+
+/// The remote half of an [`ActorRef`]: the proxy, the send options and the body encoder.
+pub(crate) struct RemoteTarget<M> {
+    pub(crate) proxy: Arc<RemoteProxy>,
+    pub(crate) opts: SendOptions,
+    pub(crate) tag: u64,
+    pub(crate) encode: fn(&M, &mut Vec<u8>) -> Result<(), SendFailure>,
+}
+
+impl<M: RemoteMessage> RemoteTarget<M> {
+    pub(crate) fn new(proxy: Arc<RemoteProxy>, opts: SendOptions) -> Self {
+        RemoteTarget { proxy, opts, tag: const { type_tag(M::TYPE_NAME) }, encode: encode_body::<M> }
+    }
+}
+
+impl<M> RemoteTarget<M> {
+    /// Hands `msg` to the transport without waiting.
+    pub(crate) fn try_send(&self, msg: &M) -> Result<(), Refusal> {
+        let transport = &self.proxy.transport;
+        let encode = self.encode;
+        with_codec_context(transport, self.proxy.id.node, || {
+            transport.try_send(self.proxy.id, &self.opts, self.tag, &mut |out| encode(msg, out))
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! One connection's I/O: dialing and accepting (TCP, optionally TLS), the handshake, and the
+//! writer loop that drains a lane's send queue. The reader loop, which dispatches frames, lives
+//! in `core`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use troupe_wire::{
+    ConnPurpose, Established, FrameDecoder, HandshakeConfig, HandshakeError, HandshakeStep, Initiator, Responder,
+    MAX_HANDSHAKE_PAYLOAD,
+};
+
+use crate::queue::SendQueue;
+use crate::tls::TlsContext;
+
+/// The read half of a connection.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half of a connection.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Why setting up a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// TCP connect, TLS or socket I/O failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS setup failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The peer did not finish the handshake in time.
+    #[error("handshake timed out after {0:?}")]
+    Timeout(Duration),
+    /// The peer closed the connection during the handshake.
+    #[error("connection closed during the handshake")]
+    Closed,
+}
+
+/// A connection that finished its handshake.
+pub(crate) struct Opened {
+    pub(crate) reader: ReadHalf,
+    pub(crate) writer: WriteHalf,
+    pub(crate) established: Established,
+    /// Bytes read past the handshake (the start of the first frames).
+    pub(crate) leftover: Vec<u8>,
+}
+
+fn split_tcp(tcp: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tcp.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+fn split_any<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tokio::io::split(stream);
+    (Box::new(r), Box::new(w))
+}
+
+/// Dials `addr`, sets up TLS if configured, and runs the initiator handshake.
+pub(crate) async fn dial(
+    addr: SocketAddr,
+    tls: Option<&TlsContext>,
+    config: HandshakeConfig,
+    purpose: ConnPurpose,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+) -> Result<Opened, ConnectError> {
+    let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(connect_timeout))??;
+    tcp.set_nodelay(true)?;
+    let work = async move {
+        let (mut reader, mut writer) = match tls {
+            None => split_tcp(tcp),
+            Some(tls) => split_any(tls.connect(tcp, addr).await.map_err(|e| ConnectError::Tls(e.to_string()))?),
+        };
+        let (mut machine, hello) = Initiator::start(config, purpose, rand::random());
+        writer.write_all(&hello).await?;
+        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f)).await?;
+        Ok(Opened { reader, writer, established, leftover })
+    };
+    tokio::time::timeout(handshake_timeout, work).await.map_err(|_| ConnectError::Timeout(handshake_timeout))?
+}
+
+/// Runs the responder handshake on an accepted connection.
+pub(crate) async fn accept(
+    tcp: TcpStream,
+    tls: Option<&TlsContext>,
+    config: HandshakeConfig,
+    handshake_timeout: Duration,
+) -> Result<Opened, ConnectError> {
+    tcp.set_nodelay(true)?;
+    let work = async move {
+        let (mut reader, mut writer) = match tls {
+            None => split_tcp(tcp),
+            Some(tls) => split_any(tls.accept(tcp).await.map_err(|e| ConnectError::Tls(e.to_string()))?),
+        };
+        let mut machine = Responder::new(config, rand::random());
+        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f)).await?;
+        Ok(Opened { reader, writer, established, leftover })
+    };
+    tokio::time::timeout(handshake_timeout, work).await.map_err(|_| ConnectError::Timeout(handshake_timeout))?
+}
+
+/// Feeds handshake frames to a state machine until it finishes.
+async fn drive(
+    reader: &mut ReadHalf,
+    writer: &mut WriteHalf,
+    mut receive: impl FnMut(troupe_wire::Frame<'_>) -> HandshakeStep,
+) -> Result<(Established, Vec<u8>), ConnectError> {
+    let decoder = FrameDecoder::new(MAX_HANDSHAKE_PAYLOAD);
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        loop {
+            let (step, used) = match decoder.decode(&buf).map_err(HandshakeError::from)? {
+                None => break,
+                Some((frame, used)) => (receive(frame), used),
+            };
+            buf.drain(..used);
+            match step {
+                HandshakeStep::Send(bytes) => writer.write_all(&bytes).await?,
+                HandshakeStep::Done(bytes, established) => {
+                    if !bytes.is_empty() {
+                        writer.write_all(&bytes).await?;
+                    }
+                    return Ok((established, buf));
+                }
+                HandshakeStep::Fail(bytes, error) => {
+                    if !bytes.is_empty() {
+                        let _ = writer.write_all(&bytes).await;
+                        let _ = writer.flush().await;
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+        if buf.len() > MAX_HANDSHAKE_PAYLOAD * 2 {
+            return Err(ConnectError::Closed);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ConnectError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes everything pushed into `queue` until the queue closes, the connection fails or
+/// `stop` fires. Returns the I/O error, if any.
+pub(crate) async fn write_loop(
+    mut writer: WriteHalf,
+    queue: Arc<SendQueue>,
+    stop: Arc<tokio::sync::Notify>,
+    written: impl Fn(usize),
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        if !queue.take(&mut buf) {
+            let _ = writer.shutdown().await;
+            return Ok(());
+        }
+        if buf.is_empty() {
+            tokio::select! {
+                _ = queue.ready.notified() => continue,
+                _ = stop.notified() => {
+                    let _ = writer.shutdown().await;
+                    return Ok(());
+                }
+            }
+        }
+        writer.write_all(&buf).await?;
+        written(buf.len());
+        buf.clear();
+        // Large messages leave a large buffer behind; do not keep it for an idle lane.
+        if buf.capacity() > 4 << 20 {
+            buf = Vec::new();
+        }
+    }
+}

@@ -1,0 +1,999 @@
+//! The state every task of a node shares: peers, exported actors, remote proxies, pending asks,
+//! and the tasks that move frames (listener, lanes, readers). It implements
+//! [`troupe_actor::Transport`], which is how remote `ActorRef`s reach the network.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, oneshot};
+use troupe_actor::{
+    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, Inbound, NodeId, PendingReply, Refusal, RemoteControl,
+    RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
+};
+use troupe_wire::{
+    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, flags, ConnPurpose, Control, Envelope,
+    FrameDecoder, FrameKind, HandshakeConfig, NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit,
+};
+
+use crate::acks::Unacked;
+use crate::conn::{self, ConnectError, Opened, ReadHalf};
+use crate::fault::{Faults, MessageInfo, Verdict};
+use crate::peer::{default_key, Peer};
+use crate::queue::{QueueRefusal, SendQueue};
+use crate::stats::Counters;
+use crate::tls::TlsContext;
+use crate::NodeEvent;
+
+/// Settings the running node needs, resolved from its configuration.
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) secret: Vec<u8>,
+    /// Channel names and (parallelism, monotonic), index 0 = control, 1 = default.
+    pub(crate) channels: Vec<(String, u16, bool)>,
+    pub(crate) max_frame: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_ping: Duration,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) ping_attempts: u32,
+    pub(crate) ack_retransmit: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+}
+
+/// A pending registry lookup on another node.
+type LookupReply = Option<(ActorId, String)>;
+
+/// Asks waiting for replies, with the node each request went to.
+type PendingReplies = HashMap<u64, (NodeId, Box<dyn PendingReply>)>;
+
+pub(crate) struct NodeShared {
+    pub(crate) me: Weak<NodeShared>,
+    pub(crate) id: NodeId,
+    pub(crate) settings: Settings,
+    pub(crate) system: ActorSystem,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) tls: Option<TlsContext>,
+    pub(crate) advertised: RwLock<Vec<String>>,
+    pub(crate) peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    exported: RwLock<HashMap<u64, Arc<dyn Inbound>>>,
+    pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
+    proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
+    proxies_since_sweep: AtomicU64,
+    replies: Mutex<PendingReplies>,
+    lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
+    next_request: AtomicU64,
+    pub(crate) faults: Faults,
+    pub(crate) counters: Counters,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) stop: Arc<tokio::sync::Notify>,
+}
+
+impl NodeShared {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        settings: Settings,
+        system: ActorSystem,
+        runtime: tokio::runtime::Handle,
+        tls: Option<TlsContext>,
+        loss: f64,
+    ) -> Arc<NodeShared> {
+        Arc::new_cyclic(|me| NodeShared {
+            me: me.clone(),
+            id: system.node_id(),
+            settings,
+            system,
+            runtime,
+            tls,
+            advertised: RwLock::new(Vec::new()),
+            peers: RwLock::new(HashMap::new()),
+            exported: RwLock::new(HashMap::new()),
+            named: RwLock::new(HashMap::new()),
+            proxies: Mutex::new(HashMap::new()),
+            proxies_since_sweep: AtomicU64::new(0),
+            replies: Mutex::new(HashMap::new()),
+            lookups: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            faults: Faults::with_loss(loss),
+            counters: Counters::default(),
+            events: broadcast::channel(1024).0,
+            shutting_down: AtomicBool::new(false),
+            stop: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        self.me.upgrade().map(|me| me as Arc<dyn Transport>)
+    }
+
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            cluster: self.settings.cluster.clone(),
+            secret: self.settings.secret.clone(),
+            me: NodeInfo {
+                name: self.settings.name.clone(),
+                incarnation: self.id.0,
+                listen: self.advertised.read().clone(),
+            },
+            max_frame: self.settings.max_frame,
+        }
+    }
+
+    pub(crate) fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers.read().get(&id).cloned()
+    }
+
+    pub(crate) fn peer_named(&self, name: &str) -> Option<Arc<Peer>> {
+        self.peers.read().values().find(|p| p.name == name && !p.is_down()).cloned()
+    }
+
+    fn channel_index(&self, name: Option<&str>) -> usize {
+        match name {
+            None => 1,
+            Some(name) => self.settings.channels.iter().position(|(n, _, _)| n == name).unwrap_or_else(|| {
+                tracing::warn!(channel = name, "unknown channel; using the default channel");
+                1
+            }),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Peers and lanes
+
+    /// The peer for an established handshake, created (and its lanes started) on first sight.
+    /// `first` is a connection already open for one of its lanes (a connect we initiated).
+    pub(crate) fn ensure_peer(&self, info: &NodeInfo, first: Option<(ConnPurpose, Opened)>) -> Option<Arc<Peer>> {
+        let id = NodeId(info.incarnation);
+        if self.shutting_down.load(Ordering::Acquire) || id == self.id {
+            return None;
+        }
+        let (peer, created) = {
+            let mut peers = self.peers.write();
+            match peers.get(&id) {
+                Some(peer) => (peer.clone(), false),
+                None => {
+                    let addrs: Vec<SocketAddr> = info.listen.iter().filter_map(|a| a.parse().ok()).collect();
+                    let channels: Vec<(u16, bool)> = self.settings.channels.iter().map(|(_, p, m)| (*p, *m)).collect();
+                    let peer = Arc::new(Peer::new(
+                        id,
+                        info.name.clone(),
+                        addrs,
+                        &channels,
+                        self.settings.queue_bytes,
+                        self.settings.queue_bytes * 4,
+                    ));
+                    peers.insert(id, peer.clone());
+                    (peer, true)
+                }
+            }
+        };
+        if created {
+            tracing::debug!(node = %self.settings.name, peer = %info.name, id = %id, "new peer");
+            let mut first = first;
+            for channel in 0..peer.lanes.len() {
+                for lane in 0..peer.lanes[channel].len() {
+                    let purpose = ConnPurpose { channel: channel as u16, lane: lane as u16 };
+                    let opened = match &first {
+                        Some((p, _)) if *p == purpose => first.take().map(|(_, o)| o),
+                        _ => None,
+                    };
+                    let shared = self.me.upgrade()?;
+                    let peer = peer.clone();
+                    self.runtime.spawn(async move { shared.lane_loop(peer, purpose, opened).await });
+                }
+            }
+            let shared = self.me.upgrade()?;
+            let retransmit_peer = peer.clone();
+            self.runtime.spawn(async move { shared.retransmit_loop(retransmit_peer).await });
+        }
+        Some(peer)
+    }
+
+    /// Keeps one lane connected: dial, run, redial with backoff and jitter. Two failed dials in
+    /// a row of the control lane after it had been connected mean the node is down.
+    async fn lane_loop(self: Arc<Self>, peer: Arc<Peer>, purpose: ConnPurpose, mut opened: Option<Opened>) {
+        let control = purpose.channel == 0;
+        let mut backoff = self.settings.reconnect_min;
+        let mut failures = 0u32;
+        loop {
+            if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            let attempt = match opened.take() {
+                Some(o) => Ok(o),
+                None => self.dial_peer(&peer, purpose).await,
+            };
+            match attempt {
+                Ok(o) if o.established.peer.incarnation != peer.id.0 => {
+                    // Someone else answers at that address now: the node restarted.
+                    let info = o.established.peer.clone();
+                    self.peer_down(&peer, "restarted with a new incarnation");
+                    self.ensure_peer(&info, Some((purpose, o)));
+                    return;
+                }
+                Ok(o) => {
+                    failures = 0;
+                    backoff = self.settings.reconnect_min;
+                    let lane = peer.lane((purpose.channel as usize, purpose.lane as usize));
+                    lane.connected.store(true, Ordering::Release);
+                    if control && !peer.up.swap(true, Ordering::AcqRel) {
+                        tracing::info!(node = %self.settings.name, peer = %peer.name, "node up");
+                        let _ = self.events.send(NodeEvent::Up { node: peer.id, name: peer.name.clone() });
+                    }
+                    let queue = lane.queue.clone();
+                    let reason = self.clone().run_connection(peer.clone(), o, queue).await;
+                    lane.connected.store(false, Ordering::Release);
+                    tracing::debug!(node = %self.settings.name, peer = %peer.name, ?purpose, %reason, "lane disconnected");
+                    if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if control && self.faults.is_partitioned(peer.id) {
+                        failures += 1;
+                    }
+                    continue; // redial at once
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::debug!(node = %self.settings.name, peer = %peer.name, ?purpose, %error, "dial failed");
+                    if control && failures >= 2 {
+                        self.peer_down(&peer, "unreachable");
+                        return;
+                    }
+                }
+            }
+            let jitter = rand::random::<f64>() * 0.5 + 0.75;
+            let wait = backoff.mul_f64(jitter);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = peer.stop.notified() => return,
+            }
+            backoff = (backoff * 2).min(self.settings.reconnect_max);
+        }
+    }
+
+    async fn dial_peer(&self, peer: &Peer, purpose: ConnPurpose) -> Result<Opened, ConnectError> {
+        if self.faults.is_partitioned(peer.id) {
+            return Err(ConnectError::Handshake(troupe_wire::HandshakeError::Rejected("partitioned".into())));
+        }
+        let mut last = ConnectError::Closed;
+        for addr in &peer.addrs {
+            match self.dial(*addr, purpose).await {
+                Ok(o) => return Ok(o),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    pub(crate) async fn dial(&self, addr: SocketAddr, purpose: ConnPurpose) -> Result<Opened, ConnectError> {
+        let result = conn::dial(
+            addr,
+            self.tls.as_ref(),
+            self.handshake_config(),
+            purpose,
+            self.settings.connect_timeout,
+            self.settings.handshake_timeout,
+        )
+        .await;
+        if let Err(ConnectError::Handshake(e)) = &result {
+            self.counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.settings.name, %addr, error = %e, "handshake with peer failed");
+        }
+        result
+    }
+
+    /// Accepts connections until the node stops.
+    pub(crate) async fn listen(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = self.stop.notified() => return,
+            };
+            let (tcp, from) = match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    tracing::warn!(node = %self.settings.name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let shared = self.clone();
+            self.runtime.spawn(async move { shared.serve_inbound(tcp, from).await });
+        }
+    }
+
+    async fn serve_inbound(self: Arc<Self>, tcp: tokio::net::TcpStream, from: SocketAddr) {
+        let opened = match conn::accept(
+            tcp,
+            self.tls.as_ref(),
+            self.handshake_config(),
+            self.settings.handshake_timeout,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(error) => {
+                self.counters.handshakes_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.settings.name, %from, %error, "rejected an inbound connection");
+                return;
+            }
+        };
+        let info = opened.established.peer.clone();
+        if self.faults.is_partitioned(NodeId(info.incarnation)) {
+            return;
+        }
+        let Some(peer) = self.ensure_peer(&info, None) else { return };
+        let queue = Arc::new(SendQueue::new(self.settings.queue_bytes, false));
+        let reason = self.clone().run_connection(peer, opened, queue.clone()).await;
+        queue.close();
+        tracing::debug!(node = %self.settings.name, peer = %info.name, %reason, "inbound connection closed");
+    }
+
+    /// Runs one connection: the writer drains `queue`, the reader dispatches frames. Returns
+    /// when either side ends; says why.
+    async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
+        let Opened { reader, writer, established, leftover } = opened;
+        let channel = established.purpose.channel as usize;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let counters = self.me.clone();
+        let mut write = self.runtime.spawn(conn::write_loop(writer, queue.clone(), stop.clone(), move |n| {
+            if let Some(s) = counters.upgrade() {
+                s.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }));
+        let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
+        let reason = tokio::select! {
+            r = read => r,
+            w = &mut write => match w {
+                Ok(Ok(())) => "writer finished".to_string(),
+                Ok(Err(e)) => format!("write failed: {e}"),
+                Err(e) => format!("writer task: {e}"),
+            },
+            _ = peer.stop.notified() => "peer down".to_string(),
+            _ = self.stop.notified() => "node stopping".to_string(),
+        };
+        stop.notify_one();
+        if !write.is_finished() {
+            // Give the writer a moment to flush what is queued (a Goodbye, acks), then drop it.
+            if tokio::time::timeout(Duration::from_millis(200), &mut write).await.is_err() {
+                write.abort();
+            }
+        }
+        reason
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Receiving
+
+    /// Reads and dispatches frames until the connection fails; pings an idle connection and
+    /// gives up on it after the configured attempts.
+    async fn read_loop(
+        self: Arc<Self>,
+        peer: Arc<Peer>,
+        mut reader: ReadHalf,
+        leftover: Vec<u8>,
+        reply_queue: Arc<SendQueue>,
+        channel: usize,
+    ) -> String {
+        let Some(transport) = self.transport() else { return "node gone".into() };
+        let decoder = FrameDecoder::new(self.settings.max_frame);
+        let mut buf = leftover;
+        let mut start = 0usize;
+        let mut acks: Vec<u64> = Vec::new();
+        let mut unanswered = 0u32;
+        let mut cache: Option<Arc<dyn Inbound>> = None;
+        loop {
+            // Dispatch every whole frame in the buffer.
+            loop {
+                let (header, payload_range, used) = match decoder.decode(&buf[start..]) {
+                    Ok(None) => break,
+                    Ok(Some((frame, used))) => {
+                        let offset = start + (used - frame.payload.len());
+                        (frame.header, offset..start + used, used)
+                    }
+                    Err(error) => {
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(node = %self.settings.name, peer = %peer.name, %error, "bad frame; closing the connection");
+                        return format!("bad frame: {error}");
+                    }
+                };
+                start += used;
+                unanswered = 0;
+                self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+                let payload = &buf[payload_range];
+                if self.faults.active() && self.faults.is_partitioned(peer.id) {
+                    continue;
+                }
+                match header.kind {
+                    FrameKind::Message => {
+                        let acked = header.flags & flags::ACK_REQUESTED != 0;
+                        let wait = self.on_message(
+                            &transport,
+                            &peer,
+                            payload,
+                            acked,
+                            header.channel as usize,
+                            &mut acks,
+                            &mut cache,
+                        );
+                        if let Some(wait) = wait {
+                            if !wait.await {
+                                self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    FrameKind::Reply => self.on_reply(&transport, &peer, payload),
+                    FrameKind::Ack => match decode_acks(payload) {
+                        Ok(seqs) => {
+                            peer.outstanding.lock().ack(&seqs);
+                            peer.wake_ack_waiters();
+                        }
+                        Err(error) => tracing::warn!(peer = %peer.name, %error, "bad ack frame"),
+                    },
+                    FrameKind::Control => match Control::decode(payload) {
+                        Ok(control) => self.on_control(&peer, control),
+                        Err(error) => {
+                            self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(peer = %peer.name, %error, "bad control frame");
+                        }
+                    },
+                    FrameKind::Ping => {
+                        let mut pong = Vec::with_capacity(8);
+                        let _ = encode_frame(&mut pong, FrameKind::Pong, 0, channel as u16, &[], usize::MAX);
+                        reply_queue.push_raw(&pong);
+                    }
+                    FrameKind::Pong => {}
+                    FrameKind::Close => return "peer closed the connection".into(),
+                    other => {
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.name, kind = ?other, "handshake frame on an open connection");
+                        return "protocol violation".into();
+                    }
+                }
+            }
+            if !acks.is_empty() {
+                let mut payload = Vec::with_capacity(acks.len() * 2 + 4);
+                encode_acks(&mut payload, &acks);
+                let mut frame = Vec::with_capacity(payload.len() + 8);
+                if encode_frame(&mut frame, FrameKind::Ack, 0, channel as u16, &payload, usize::MAX).is_ok() {
+                    reply_queue.push_raw(&frame);
+                }
+                acks.clear();
+            }
+            // Compact, then read more.
+            if start > 0 {
+                buf.drain(..start);
+                start = 0;
+            }
+            if buf.capacity() - buf.len() < 32 * 1024 {
+                buf.reserve(64 * 1024);
+            }
+            if buf.is_empty() && buf.capacity() > 8 << 20 {
+                buf = Vec::with_capacity(64 * 1024);
+            }
+            let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
+            match tokio::time::timeout(wait, reader.read_buf(&mut buf)).await {
+                Ok(Ok(0)) => return "closed by peer".into(),
+                Ok(Ok(n)) => {
+                    self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => return format!("read failed: {e}"),
+                Err(_) => {
+                    if unanswered >= self.settings.ping_attempts {
+                        tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
+                        return "idle ping unanswered".into();
+                    }
+                    unanswered += 1;
+                    let mut ping = Vec::with_capacity(8);
+                    let _ = encode_frame(&mut ping, FrameKind::Ping, 0, channel as u16, &[], usize::MAX);
+                    reply_queue.push_raw(&ping);
+                }
+            }
+        }
+    }
+
+    /// Delivers one Message frame. Returns a future to await when the mailbox is full.
+    #[allow(clippy::too_many_arguments)]
+    fn on_message(
+        &self,
+        transport: &Arc<dyn Transport>,
+        peer: &Peer,
+        payload: &[u8],
+        acked: bool,
+        channel: usize,
+        acks: &mut Vec<u64>,
+        cache: &mut Option<Arc<dyn Inbound>>,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> {
+        let (env, body) = match Envelope::read(payload, acked) {
+            Ok(x) => x,
+            Err(error) => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, %error, "bad message envelope");
+                return None;
+            }
+        };
+        if let Some(seq) = env.seq {
+            acks.push(seq);
+            if !peer.delivered.lock().first_time(seq) {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let target = ActorId { node: NodeId(env.target_node), serial: env.target_serial };
+        if self.faults.active() {
+            let info = MessageInfo { peer: peer.id, target, channel, type_tag: env.type_tag, acked };
+            if self.faults.on_receive(&info) == Verdict::Drop {
+                return None;
+            }
+        }
+        if target.node != self.id {
+            self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let inbound = match cache {
+            Some(i) if i.id() == target => i.clone(),
+            _ => match self.exported.read().get(&target.serial) {
+                Some(i) => {
+                    *cache = Some(i.clone());
+                    i.clone()
+                }
+                None => {
+                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
+                    return None;
+                }
+            },
+        };
+        if inbound.type_tag() != env.type_tag {
+            self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %peer.name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
+            return None;
+        }
+        match troupe_actor::with_codec_context(transport, peer.id, || inbound.deliver(body)) {
+            Ok(Delivery::Accepted) => {
+                self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Delivery::Full(wait)) => {
+                self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                Some(wait)
+            }
+            Ok(Delivery::Closed) => {
+                self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(error) => {
+                self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, %target, %error, "undecodable message dropped");
+                None
+            }
+        }
+    }
+
+    fn on_reply(&self, transport: &Arc<dyn Transport>, peer: &Peer, payload: &[u8]) {
+        let (header, body) = match ReplyHeader::read(payload) {
+            Ok(x) => x,
+            Err(error) => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, %error, "bad reply frame");
+                return;
+            }
+        };
+        let pending = self.replies.lock().remove(&header.request);
+        if let Some((_, pending)) = pending {
+            let outcome = match header.status {
+                ReplyStatus::Ok => ReplyOutcome::Answered,
+                _ => ReplyOutcome::NoReply,
+            };
+            troupe_actor::with_codec_context(transport, peer.id, || pending.complete(outcome, body));
+        }
+    }
+
+    fn on_control(&self, peer: &Arc<Peer>, control: Control) {
+        match control {
+            Control::Watch { target } => {
+                let id = actor_id(&target);
+                let watched = (id.node == self.id).then(|| self.exported.read().get(&id.serial).map(|i| i.untyped()));
+                match watched.flatten() {
+                    Some(actor) => {
+                        let me = self.me.clone();
+                        let watcher = peer.id;
+                        actor.on_exit(move |reason| {
+                            if let Some(shared) = me.upgrade() {
+                                let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
+                                shared.send_control(watcher, &down);
+                            }
+                        });
+                    }
+                    None => {
+                        self.send_control(peer.id, &Control::Down { target, reason: WireExit::NoActor });
+                    }
+                }
+            }
+            Control::Unwatch { .. } => {}
+            Control::Down { target, reason } => {
+                let proxy = self.proxies.lock().get(&actor_id(&target)).and_then(Weak::upgrade);
+                if let Some(proxy) = proxy {
+                    proxy.exited(exit_reason(reason));
+                }
+            }
+            Control::Stop { ref target } | Control::Kill { ref target } => {
+                let kill = matches!(control, Control::Kill { .. });
+                let id = actor_id(target);
+                let actor = self.exported.read().get(&id.serial).map(|i| i.untyped());
+                match actor {
+                    Some(actor) if id.node == self.id && kill => actor.kill(),
+                    Some(actor) if id.node == self.id => actor.stop(),
+                    _ => {}
+                }
+            }
+            Control::Lookup { request, name } => {
+                let found = self.named.read().get(&name).map(|i| (wire_id(i.id()), i.type_name().to_string()));
+                self.send_control(peer.id, &Control::LookupReply { request, found });
+            }
+            Control::LookupReply { request, found } => {
+                if let Some((_, tx)) = self.lookups.lock().remove(&request) {
+                    let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
+                }
+            }
+            Control::Goodbye => self.peer_down(peer, "left the cluster"),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sending helpers
+
+    /// Queues a control message on the peer's control lane.
+    pub(crate) fn send_control(&self, to: NodeId, control: &Control) -> bool {
+        let Some(peer) = self.peer(to) else { return false };
+        let mut payload = Vec::new();
+        if control.encode(&mut payload).is_err() {
+            return false;
+        }
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        if encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_err() {
+            return false;
+        }
+        peer.control_lane().queue.push_raw(&frame)
+    }
+
+    /// Re-queues acknowledged messages that were not acknowledged in time.
+    async fn retransmit_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        let period = self.settings.ack_retransmit;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period / 2) => {}
+                _ = peer.stop.notified() => return,
+            }
+            if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            let due = peer.outstanding.lock().due(Instant::now(), period);
+            for (_, lane, frame) in due {
+                self.counters.retransmits.fetch_add(1, Ordering::Relaxed);
+                peer.lane(lane).queue.push_raw(&frame);
+            }
+        }
+    }
+
+    /// Marks a peer down: stops its lanes, fails what waits on it, tells watchers and user code.
+    pub(crate) fn peer_down(&self, peer: &Arc<Peer>, why: &str) {
+        if peer.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.peers.write().remove(&peer.id);
+        peer.close_lanes();
+        tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
+        let proxies: Vec<Arc<RemoteProxy>> = {
+            let proxies = self.proxies.lock();
+            proxies.iter().filter(|(id, _)| id.node == peer.id).filter_map(|(_, p)| p.upgrade()).collect()
+        };
+        for proxy in proxies {
+            proxy.exited(ExitReason::NodeDown);
+        }
+        let failed: Vec<Box<dyn PendingReply>> = {
+            let mut replies = self.replies.lock();
+            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| *to == peer.id).map(|(k, _)| *k).collect();
+            ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
+        };
+        for pending in failed {
+            pending.complete(ReplyOutcome::NoReply, &[]);
+        }
+        self.lookups.lock().retain(|_, (to, _)| *to != peer.id);
+        let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
+    }
+
+    /// Asks `peer` for the actor registered as `name`.
+    pub(crate) async fn lookup(&self, peer: NodeId, name: &str) -> Option<(ActorId, String)> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lookups.lock().insert(request, (peer, tx));
+        if !self.send_control(peer, &Control::Lookup { request, name: name.to_string() }) {
+            self.lookups.lock().remove(&request);
+            return None;
+        }
+        let answer = tokio::time::timeout(self.settings.handshake_timeout, rx).await;
+        self.lookups.lock().remove(&request);
+        answer.ok().and_then(Result::ok).flatten()
+    }
+
+    /// Sends Goodbye to every peer and stops all tasks.
+    pub(crate) async fn shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let peers: Vec<Arc<Peer>> = self.peers.read().values().cloned().collect();
+        for peer in &peers {
+            self.send_control(peer.id, &Control::Goodbye);
+        }
+        // Let the writers flush the goodbyes.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline && peers.iter().any(|p| p.control_lane().queue.len() > 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for peer in &peers {
+            peer.down.store(true, Ordering::Release);
+            peer.close_lanes();
+        }
+        self.peers.write().clear();
+        self.stop.notify_waiters();
+    }
+}
+
+impl Transport for NodeShared {
+    fn local_node(&self) -> NodeId {
+        self.id
+    }
+
+    fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
+        let Some(peer) = self.peer(target.node) else {
+            return Err(Refusal::Failed(if target.node == self.id {
+                SendFailure::NotRunning
+            } else {
+                SendFailure::Unreachable(target.node)
+            }));
+        };
+        let channel = self.channel_index(opts.channel.as_deref());
+        let key = opts.partition_key.unwrap_or_else(|| default_key(target));
+        let lane_ix = peer.pick(channel, key);
+        if self.faults.active() {
+            let info = MessageInfo { peer: peer.id, target, channel: lane_ix.0, type_tag: tag, acked: opts.ack };
+            match self.faults.on_send(&info) {
+                Verdict::Pass => {}
+                Verdict::Drop => {
+                    self.counters.dropped_by_faults.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Verdict::Delay(delay) => {
+                    let mut frame = Vec::new();
+                    self.write_message(&mut frame, target, tag, None, lane_ix.0, body)?;
+                    let queue = peer.lane(lane_ix).queue.clone();
+                    self.runtime.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        queue.push_raw(&frame);
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        let seq = if opts.ack {
+            if peer.outstanding.lock().is_full() {
+                return Err(Refusal::Full);
+            }
+            Some(peer.next_seq())
+        } else {
+            None
+        };
+        let lane = peer.lane(lane_ix);
+        let monotonic = self.settings.channels[lane_ix.0].2.then_some(target);
+        let pushed = lane.queue.push(monotonic, |buf| {
+            let start = buf.len();
+            self.write_message(buf, target, tag, seq, lane_ix.0, body)?;
+            if let Some(seq) = seq {
+                let unacked = Unacked { frame: buf[start..].to_vec(), lane: lane_ix, sent: Instant::now() };
+                peer.outstanding.lock().insert(seq, unacked);
+            }
+            Ok(())
+        });
+        match pushed {
+            Ok(Ok(())) => {
+                self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(refusal)) => Err(refusal),
+            Err(QueueRefusal::Full) => Err(Refusal::Full),
+            Err(QueueRefusal::Closed) => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
+        }
+    }
+
+    fn poll_ready(
+        &self,
+        target: ActorId,
+        opts: &SendOptions,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), SendFailure>> {
+        let Some(peer) = self.peer(target.node) else {
+            return Poll::Ready(Err(SendFailure::Unreachable(target.node)));
+        };
+        if opts.ack {
+            let mut waiters = peer.ack_waiters.lock();
+            if peer.outstanding.lock().is_full() {
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+        }
+        let channel = self.channel_index(opts.channel.as_deref());
+        let key = opts.partition_key.unwrap_or_else(|| default_key(target));
+        let lane = peer.lane(peer.pick(channel, key));
+        match lane.queue.poll_room(cx.waker()) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(SendFailure::Unreachable(target.node))),
+        }
+    }
+
+    fn control(&self, target: ActorId, control: RemoteControl) {
+        let wire = wire_id(target);
+        let message = match control {
+            RemoteControl::Stop => Control::Stop { target: wire },
+            RemoteControl::Kill => Control::Kill { target: wire },
+            RemoteControl::Watch => Control::Watch { target: wire },
+        };
+        if !self.send_control(target.node, &message) && control == RemoteControl::Watch {
+            // Nobody to ask: the node is gone (or was never reached).
+            self.proxy(target).exited(ExitReason::NodeDown);
+        }
+    }
+
+    fn export(&self, actor: Arc<dyn Inbound>) {
+        let serial = actor.id().serial;
+        if self.exported.read().contains_key(&serial) {
+            return;
+        }
+        let untyped = actor.untyped();
+        if self.exported.write().insert(serial, actor).is_none() {
+            let me = self.me.clone();
+            untyped.on_exit(move |_| {
+                if let Some(shared) = me.upgrade() {
+                    shared.exported.write().remove(&serial);
+                }
+            });
+        }
+    }
+
+    fn proxy(&self, id: ActorId) -> Arc<RemoteProxy> {
+        let mut proxies = self.proxies.lock();
+        if let Some(proxy) = proxies.get(&id).and_then(Weak::upgrade) {
+            return proxy;
+        }
+        let transport = self.transport().expect("a node's transport outlives its calls");
+        let proxy = RemoteProxy::new(id, transport);
+        proxies.insert(id, Arc::downgrade(&proxy));
+        if self.proxies_since_sweep.fetch_add(1, Ordering::Relaxed) >= 1024 {
+            self.proxies_since_sweep.store(0, Ordering::Relaxed);
+            proxies.retain(|_, p| p.strong_count() > 0);
+        }
+        proxy
+    }
+
+    fn local_actor(&self, serial: u64) -> Option<UntypedRef> {
+        self.exported.read().get(&serial).map(|i| i.untyped())
+    }
+
+    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64 {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let mut replies = self.replies.lock();
+        if replies.len() >= 4096 && request % 1024 == 0 {
+            replies.retain(|_, (_, p)| !p.is_closed());
+        }
+        replies.insert(request, (to, pending));
+        request
+    }
+
+    fn send_reply(&self, to: NodeId, request: u64, outcome: ReplyOutcome, body: BodyEncoder<'_>) -> bool {
+        let status = match outcome {
+            ReplyOutcome::Answered => ReplyStatus::Ok,
+            ReplyOutcome::NoReply => ReplyStatus::NoReply,
+        };
+        if to == self.id {
+            // The asker is here (a reply port that travelled out and back).
+            let mut bytes = Vec::new();
+            if body(&mut bytes).is_err() {
+                return false;
+            }
+            let pending = self.replies.lock().remove(&request);
+            return match pending {
+                Some((_, p)) => {
+                    p.complete(outcome, &bytes);
+                    true
+                }
+                None => false,
+            };
+        }
+        let Some(peer) = self.peer(to) else { return false };
+        let lane = peer.lane(peer.pick(1, request));
+        let max = self.settings.max_frame;
+        let pushed = lane.queue.push_unbounded(|buf| {
+            let start = begin_frame(buf, FrameKind::Reply, 0, 1);
+            ReplyHeader { request, status }.write(buf);
+            if let Err(e) = body(buf) {
+                buf.truncate(start.offset());
+                return Err(e);
+            }
+            finish_frame(buf, start, max).map_err(|_| SendFailure::TooLarge { len: 0, max })
+        });
+        matches!(pushed, Some(Ok(())))
+    }
+
+    fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.clone()
+    }
+}
+
+impl NodeShared {
+    /// Writes one whole Message frame.
+    fn write_message(
+        &self,
+        buf: &mut Vec<u8>,
+        target: ActorId,
+        tag: u64,
+        seq: Option<u64>,
+        channel: usize,
+        body: BodyEncoder<'_>,
+    ) -> Result<(), Refusal> {
+        let flags = if seq.is_some() { flags::ACK_REQUESTED } else { 0 };
+        let start = begin_frame(buf, FrameKind::Message, flags, channel as u16);
+        let offset = start.offset();
+        Envelope { target_node: target.node.0, target_serial: target.serial, type_tag: tag, seq }.write(buf);
+        if let Err(e) = body(buf) {
+            buf.truncate(offset);
+            return Err(Refusal::Failed(e));
+        }
+        let len = buf.len() - offset;
+        finish_frame(buf, start, self.settings.max_frame)
+            .map_err(|_| Refusal::Failed(SendFailure::TooLarge { len, max: self.settings.max_frame }))
+    }
+}
+
+fn actor_id(w: &WireActorId) -> ActorId {
+    ActorId { node: NodeId(w.node), serial: w.serial }
+}
+
+fn wire_id(id: ActorId) -> WireActorId {
+    WireActorId { node: id.node.0, serial: id.serial }
+}
+
+fn wire_exit(reason: &ExitReason) -> WireExit {
+    match reason {
+        ExitReason::Normal => WireExit::Normal,
+        ExitReason::Shutdown => WireExit::Stopped,
+        ExitReason::Killed => WireExit::Killed,
+        ExitReason::Panicked(m) | ExitReason::Failed(m) => WireExit::Failed(m.clone()),
+        ExitReason::NoActor => WireExit::NoActor,
+        ExitReason::NodeDown => WireExit::NodeDown,
+        other => WireExit::Other(other.to_string()),
+    }
+}
+
+fn exit_reason(reason: WireExit) -> ExitReason {
+    match reason {
+        WireExit::Normal => ExitReason::Normal,
+        WireExit::Stopped => ExitReason::Shutdown,
+        WireExit::Killed => ExitReason::Killed,
+        WireExit::Failed(m) => ExitReason::Failed(m),
+        WireExit::NoActor => ExitReason::NoActor,
+        WireExit::NodeDown => ExitReason::NodeDown,
+        WireExit::Other(m) => ExitReason::Failed(m),
+    }
+}

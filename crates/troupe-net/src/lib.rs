@@ -1,0 +1,32 @@
+//! troupe's transport: nodes, secure connections, channels with parallel connections, remote refs.
+//!
+//! A [`Node`] is an actor system reachable over TCP (optionally TLS). Nodes authenticate each
+//! other with an HMAC challenge over the cluster secret, then open one connection per lane:
+//! every named channel has `parallelism` lanes, and a message's partition key (by default its
+//! target actor) picks the lane, so a large message on one channel never delays a small one on
+//! another (Partisan's answer to head-of-line blocking). Remote actors are reached through the
+//! same [`troupe_actor::ActorRef`] as local ones.
+//!
+//! Delivery is at-most-once by default; [`troupe_actor::SendOptions::ack`] gives acknowledged
+//! delivery (retransmitted across reconnects, deduplicated on arrival). Send queues are bounded
+//! in bytes: `tell` waits and `try_tell` fails when a lane is full.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod acks;
+pub mod config;
+mod conn;
+mod core;
+pub mod emulation;
+mod fault;
+mod node;
+mod peer;
+mod queue;
+mod stats;
+pub mod tls;
+
+pub use config::{ChannelConfig, ConfigError, LinkEmulation, NodeConfig, TlsConfig};
+pub use conn::ConnectError;
+pub use fault::{Interposer, MessageInfo, Verdict};
+pub use node::{LookupError, Node, NodeError, NodeEvent, PeerInfo};
+pub use stats::NodeStats;

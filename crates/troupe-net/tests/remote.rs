@@ -1,0 +1,150 @@
+//! Two and three nodes in one process over real loopback TCP: tell, ask, watch, refs in messages.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use troupe_actor::{Actor, ActorRef, ActorResult, Context, Down, ExitReason, Message, RemoteMessage, Reply};
+use troupe_net::{Node, NodeConfig, NodeEvent};
+
+const SECRET: &str = "a test secret of enough bytes";
+
+fn config(name: &str) -> NodeConfig {
+    NodeConfig {
+        name: name.into(),
+        secret: Some(SECRET.into()),
+        listen: vec!["127.0.0.1:0".into()],
+        workers: Some(1),
+        ..NodeConfig::default()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum CounterMsg {
+    Add(u64),
+    Get(Reply<u64>),
+    /// Forward our total to another counter (a ref inside a message).
+    SendTotalTo(ActorRef<CounterMsg>),
+}
+impl Message for CounterMsg {}
+impl RemoteMessage for CounterMsg {
+    const TYPE_NAME: &'static str = "test.Counter";
+}
+
+struct Counter(u64);
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            CounterMsg::Add(n) => self.0 += n,
+            CounterMsg::Get(reply) => {
+                reply.send(self.0);
+            }
+            CounterMsg::SendTotalTo(other) => {
+                other.tell(CounterMsg::Add(self.0)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn pair() -> (Node, Node) {
+    let a = Node::start(config("a")).await.expect("a");
+    let b = Node::start(config("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tell_and_ask_across_nodes() {
+    let (a, b) = pair().await;
+    let counter = b.system().spawn(Counter(0));
+    b.register("counter", &counter).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    assert!(!remote.is_local());
+    for _ in 0..1000 {
+        remote.tell(CounterMsg::Add(1)).await.unwrap();
+    }
+    assert_eq!(remote.ask(CounterMsg::Get).await.unwrap(), 1000);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_travel_inside_messages() {
+    let (a, b) = pair().await;
+    let on_b = b.system().spawn(Counter(7));
+    b.register("counter", &on_b).unwrap();
+    let on_a = a.system().spawn(Counter(0));
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.unwrap();
+    // b's counter receives a ref to a's counter and uses it.
+    remote.tell(CounterMsg::SendTotalTo(on_a.clone())).await.unwrap();
+    let mut total = 0;
+    for _ in 0..100 {
+        total = on_a.ask(CounterMsg::Get).await.unwrap();
+        if total == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(total, 7);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+struct Watcher(Option<tokio::sync::oneshot::Sender<Down>>, ActorRef<CounterMsg>);
+impl Actor for Watcher {
+    type Msg = ();
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        ctx.watch(&self.1);
+        Ok(())
+    }
+    async fn handle(&mut self, _: (), _ctx: &mut Context<Self>) -> ActorResult {
+        Ok(())
+    }
+    async fn on_down(&mut self, down: Down, _ctx: &mut Context<Self>) -> ActorResult {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(down);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_a_remote_actor_and_its_node() {
+    let (a, b) = pair().await;
+    let on_b = b.system().spawn(Counter(0));
+    b.register("counter", &on_b).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.system().spawn(Watcher(Some(tx), remote.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    remote.stop();
+    let down = tokio::time::timeout(Duration::from_secs(5), rx).await.expect("down in time").unwrap();
+    assert_eq!(down.id, on_b.id());
+    assert_eq!(down.reason, ExitReason::Normal);
+
+    // Now a second actor, and b leaves: Down with NodeDown, and a Down event.
+    let second = b.system().spawn(Counter(0));
+    b.register("second", &second).unwrap();
+    let remote2: ActorRef<CounterMsg> = a.lookup("b", "second").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut events = a.events();
+    a.system().spawn(Watcher(Some(tx), remote2.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.shutdown().await;
+    let down = tokio::time::timeout(Duration::from_secs(10), rx).await.expect("down in time").unwrap();
+    assert!(matches!(down.reason, ExitReason::NodeDown | ExitReason::Shutdown), "{:?}", down.reason);
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(NodeEvent::Down { name, .. }) = events.recv().await {
+                return name;
+            }
+        }
+    })
+    .await
+    .expect("down event");
+    assert_eq!(event, "b");
+    assert!(remote2.ask(CounterMsg::Get).await.is_err());
+    a.shutdown().await;
+}

@@ -1,0 +1,275 @@
+//! Control messages (payload of Control frames) and acknowledgement lists (payload of Ack frames).
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::WireError;
+
+/// The most sequence numbers one Ack frame may carry; [`decode_acks`] rejects more.
+pub const MAX_ACKS: usize = 1 << 20;
+
+/// An actor id on the wire: the node's incarnation id and the actor's serial number on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WireActorId {
+    /// The node (incarnation id).
+    pub node: u64,
+    /// The actor's serial number on that node.
+    pub serial: u64,
+}
+
+/// Why an actor stopped, as reported in a [`Control::Down`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireExit {
+    /// It finished normally.
+    Normal,
+    /// It was stopped.
+    Stopped,
+    /// It was killed.
+    Killed,
+    /// It failed (panic or handler error), with a description.
+    Failed(String),
+    /// There was no such actor.
+    NoActor,
+    /// Its node went down or became unreachable.
+    NodeDown,
+    /// Any other reason.
+    Other(String),
+}
+
+/// A control message: the payload of a Control frame, encoded with postcard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    /// The sender wants a [`Control::Down`] when `target` stops.
+    Watch {
+        /// The watched actor (on the receiving node).
+        target: WireActorId,
+    },
+    /// The sender no longer wants a Down for `target`.
+    Unwatch {
+        /// The actor that was watched.
+        target: WireActorId,
+    },
+    /// `target` (on the sending node) stopped.
+    Down {
+        /// The actor that stopped.
+        target: WireActorId,
+        /// Why.
+        reason: WireExit,
+    },
+    /// Stop `target` (on the receiving node) in an orderly way.
+    Stop {
+        /// The actor to stop.
+        target: WireActorId,
+    },
+    /// Kill `target` (on the receiving node) immediately.
+    Kill {
+        /// The actor to kill.
+        target: WireActorId,
+    },
+    /// Look `name` up in the receiving node's registry.
+    Lookup {
+        /// Request id, echoed in the [`Control::LookupReply`].
+        request: u64,
+        /// The registered name.
+        name: String,
+    },
+    /// Answer to a [`Control::Lookup`].
+    LookupReply {
+        /// The request id of the lookup.
+        request: u64,
+        /// The actor and the name of its message type, if the name is registered.
+        found: Option<(WireActorId, String)>,
+    },
+    /// The sending node is shutting down in an orderly way.
+    Goodbye,
+}
+
+impl Control {
+    /// Appends the postcard encoding of this message to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        postcard::to_io(self, out)
+            .map(|_| ())
+            .map_err(|e| WireError::Malformed { what: "control message", detail: e.to_string() })
+    }
+
+    /// Decodes a Control frame payload. Trailing bytes are an error.
+    pub fn decode(payload: &[u8]) -> Result<Control, WireError> {
+        let malformed = |detail: String| WireError::Malformed { what: "control message", detail };
+        let (control, rest) = postcard::take_from_bytes(payload).map_err(|e| malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(malformed(format!("{} trailing bytes", rest.len())));
+        }
+        Ok(control)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an LEB128 varint from the front of `buf`, advancing it.
+fn take_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let Some((&byte, rest)) = buf.split_first() else {
+            return Err(WireError::Truncated { what: "ack list", need: i + 1, have: i });
+        };
+        *buf = rest;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            break;
+        }
+        value |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(WireError::Malformed { what: "ack list", detail: "varint overflows 64 bits".to_string() })
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Appends the Ack frame payload listing `seqs`, preserving their order.
+///
+/// Encoding: the number of runs (LEB128 varint), then for each run of consecutive ascending sequence
+/// numbers `start, start+1, …, start+n-1`: the zigzag varint of `start - expected` (wrapping, where
+/// `expected` is one past the end of the previous run, initially 0), then the varint `n - 1`. A
+/// contiguous batch of acks therefore costs a few bytes whatever its size.
+///
+/// Receivers reject lists of more than [`MAX_ACKS`] entries: split bigger lists over several frames.
+pub fn encode_acks(out: &mut Vec<u8>, seqs: &[u64]) {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &seq in seqs {
+        match runs.last_mut() {
+            Some((start, extra)) if start.wrapping_add(*extra).checked_add(1) == Some(seq) => *extra += 1,
+            _ => runs.push((seq, 0)),
+        }
+    }
+    put_varint(out, runs.len() as u64);
+    let mut expected = 0u64;
+    for (start, extra) in runs {
+        put_varint(out, zigzag(start.wrapping_sub(expected) as i64));
+        put_varint(out, extra);
+        expected = start.wrapping_add(extra).wrapping_add(1);
+    }
+}
+
+/// Decodes an Ack frame payload written by [`encode_acks`].
+///
+/// Rejects more than [`MAX_ACKS`] entries (before allocating them), runs that overflow `u64`, and
+/// trailing bytes.
+pub fn decode_acks(payload: &[u8]) -> Result<Vec<u64>, WireError> {
+    let too_many = || WireError::Malformed { what: "ack list", detail: format!("more than {MAX_ACKS} entries") };
+    let mut buf = payload;
+    let runs = take_varint(&mut buf)?;
+    if runs > MAX_ACKS as u64 {
+        return Err(too_many());
+    }
+    let mut seqs = Vec::with_capacity((runs as usize).min(1024));
+    let mut expected = 0u64;
+    for _ in 0..runs {
+        let start = expected.wrapping_add(unzigzag(take_varint(&mut buf)?) as u64);
+        let extra = take_varint(&mut buf)?;
+        if extra >= (MAX_ACKS - seqs.len()) as u64 {
+            return Err(too_many());
+        }
+        let last = start.checked_add(extra).ok_or_else(|| WireError::Malformed {
+            what: "ack list",
+            detail: format!("run of {} from {start} overflows u64", extra.saturating_add(1)),
+        })?;
+        seqs.extend(start..=last);
+        expected = last.wrapping_add(1);
+    }
+    if !buf.is_empty() {
+        return Err(WireError::Malformed { what: "ack list", detail: format!("{} trailing bytes", buf.len()) });
+    }
+    Ok(seqs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints() {
+        for v in [0, 1, 127, 128, 300, u64::MAX / 2, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            let mut buf = &out[..];
+            assert_eq!(take_varint(&mut buf), Ok(v));
+            assert!(buf.is_empty());
+        }
+        let mut overlong: &[u8] = &[0xff; 11];
+        assert!(take_varint(&mut overlong).is_err());
+        let mut too_big: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert!(take_varint(&mut too_big).is_err());
+    }
+
+    #[test]
+    fn zigzag_round_trip() {
+        for v in [0, 1, -1, i64::MAX, i64::MIN, 12345, -12345] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn contiguous_acks_are_compact() {
+        let seqs: Vec<u64> = (1_000_000..1_100_000).collect();
+        let mut out = Vec::new();
+        encode_acks(&mut out, &seqs);
+        assert!(out.len() <= 8, "{} bytes", out.len());
+        assert_eq!(decode_acks(&out).unwrap(), seqs);
+    }
+
+    #[test]
+    fn acks_keep_order_and_duplicates() {
+        let seqs = [5, 6, 7, 3, 4, 4, u64::MAX, 0, 1, u64::MAX - 1, u64::MAX];
+        let mut out = Vec::new();
+        encode_acks(&mut out, &seqs);
+        assert_eq!(decode_acks(&out).unwrap(), seqs);
+    }
+
+    #[test]
+    fn acks_bounded() {
+        // One run of MAX_ACKS + 1 entries, from 0.
+        let mut out = Vec::new();
+        put_varint(&mut out, 1);
+        put_varint(&mut out, 0);
+        put_varint(&mut out, MAX_ACKS as u64);
+        assert!(decode_acks(&out).is_err());
+        // Exactly MAX_ACKS is fine.
+        let seqs: Vec<u64> = (0..MAX_ACKS as u64).collect();
+        let mut out = Vec::new();
+        encode_acks(&mut out, &seqs);
+        assert_eq!(decode_acks(&out).unwrap().len(), MAX_ACKS);
+        // A huge run count is rejected up front.
+        let mut out = Vec::new();
+        put_varint(&mut out, u64::MAX);
+        assert!(decode_acks(&out).is_err());
+        // Runs overflowing u64.
+        let mut out = Vec::new();
+        put_varint(&mut out, 1);
+        put_varint(&mut out, zigzag(-1));
+        put_varint(&mut out, 1);
+        assert!(decode_acks(&out).is_err());
+    }
+
+    #[test]
+    fn control_trailing_bytes_rejected() {
+        let mut out = Vec::new();
+        Control::Goodbye.encode(&mut out).unwrap();
+        assert_eq!(Control::decode(&out), Ok(Control::Goodbye));
+        out.push(0);
+        assert!(Control::decode(&out).is_err());
+        assert!(Control::decode(&[]).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! troupe's wire format: frames, message envelopes, acknowledgements, control messages and the
+//! connection handshake.
+//!
+//! This crate is pure code: no I/O, no async runtime, no clocks and no randomness. The transport
+//! (`troupe-net`) reads bytes from sockets into a buffer, hands the buffer to a [`FrameDecoder`], and
+//! writes whatever the encoders and the handshake state machines ([`Initiator`], [`Responder`]) produce.
+//! Every decoder is total: it returns an error on malformed input and never panics (the crate is fuzzed,
+//! see `fuzz/`).
+//!
+//! # Layouts (all integers little-endian)
+//!
+//! | what | bytes |
+//! |---|---|
+//! | frame | `[len: u32][kind: u8][flags: u8][channel: u16][payload: len bytes]` |
+//! | Message payload | `[target_node: u64][target_serial: u64][type_tag: u64]([seq: u64] if ACK_REQUESTED)[body]` |
+//! | Reply payload | `[request: u64][status: u8][body]` |
+//! | Ack payload | runs of consecutive sequence numbers, LEB128 varints (see [`encode_acks`]) |
+//! | Control payload | postcard of [`Control`] |
+//! | handshake payloads | see [`handshake`] |
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod envelope;
+pub mod frame;
+pub mod handshake;
+
+pub use control::{decode_acks, encode_acks, Control, WireActorId, WireExit, MAX_ACKS};
+pub use envelope::{type_tag, Envelope, ReplyHeader, ReplyStatus, ENVELOPE_LEN, REPLY_HEADER_LEN, SEQ_LEN};
+pub use frame::{
+    begin_frame, encode_frame, finish_frame, flags, Frame, FrameDecoder, FrameHeader, FrameKind, FrameStart, WireError,
+    DEFAULT_MAX_FRAME, HEADER_LEN,
+};
+pub use handshake::{
+    decode_reject, encode_reject, reject, ConnPurpose, Established, HandshakeConfig, HandshakeError, HandshakeStep,
+    Initiator, NodeInfo, Responder, MAX_HANDSHAKE_PAYLOAD,
+};
+
+/// The wire protocol version this build speaks (the highest it accepts).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest wire protocol version this build accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The four bytes at the start of every Hello payload: they identify a troupe peer.
+pub const MAGIC: [u8; 4] = *b"TRP\x01";
