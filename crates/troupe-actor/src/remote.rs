@@ -359,6 +359,8 @@ pub struct RemoteProxy {
     transport: Arc<dyn Transport>,
     life: Mutex<Lifecycle>,
     watch_requested: AtomicBool,
+    /// Set with the exit: sends to a known-dead actor fail at once.
+    gone: AtomicBool,
 }
 
 impl RemoteProxy {
@@ -369,6 +371,7 @@ impl RemoteProxy {
             transport,
             life: Mutex::new(Lifecycle::default()),
             watch_requested: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         })
     }
 
@@ -384,7 +387,7 @@ impl RemoteProxy {
 
     /// True once the actor is known to be gone.
     pub fn has_exited(&self) -> bool {
-        self.life.lock().exit.is_some()
+        self.gone.load(Ordering::Acquire)
     }
 
     /// Records that the remote actor is gone and tells its watchers (once; later calls do nothing).
@@ -395,6 +398,7 @@ impl RemoteProxy {
                 return;
             }
             life.exit = Some(Box::new(reason.clone()));
+            self.gone.store(true, Ordering::Release);
             std::mem::take(&mut life.watchers)
         };
         for watcher in watchers {
@@ -470,6 +474,9 @@ impl<M: RemoteMessage> RemoteTarget<M> {
 impl<M> RemoteTarget<M> {
     /// Hands `msg` to the transport without waiting.
     pub(crate) fn try_send(&self, msg: &M) -> Result<(), Refusal> {
+        if self.proxy.has_exited() {
+            return Err(Refusal::Failed(SendFailure::NotRunning));
+        }
         let transport = &self.proxy.transport;
         let encode = self.encode;
         with_codec_context(transport, self.proxy.id.node, || {

@@ -33,6 +33,9 @@ pub struct DemoArgs {
     /// Worker crashes injected per second.
     #[arg(long, default_value_t = 40)]
     pub crashes_per_sec: u64,
+    /// Seconds of traffic in the three-node cluster part (0 skips it).
+    #[arg(long, default_value_t = 4)]
+    pub cluster_seconds: u64,
 }
 
 #[derive(Default)]
@@ -168,7 +171,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         shutdown_started.elapsed().as_secs_f64() * 1e3,
         stats.alive()
     );
-    result
+    result?;
+    if args.cluster_seconds > 0 {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        rt.block_on(crate::demo_cluster::run(args.cluster_seconds))?;
+    }
+    Ok(())
 }
 
 async fn drive(system: &ActorSystem, args: &DemoArgs) -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
-//! The `troupe` command: demo, benchmarks.
+//! The `troupe` command: demo, node, benchmarks.
 
 mod bench;
 mod demo;
+mod demo_cluster;
 mod rng;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a supervision tree of thousands of actors under load and chaos, and report.
     Demo(demo::DemoArgs),
+    /// Run one node (config from a TOML file and TROUPE_… environment variables).
+    Node(troupe_cli::node::NodeArgs),
     /// Run benchmarks and print one result per line.
     Bench {
         #[command(subcommand)]
@@ -41,6 +44,18 @@ enum BenchSuite {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Remote messaging between two OS processes on loopback against raw TCP.
+    Remote {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Small sizes (a smoke test, not a measurement).
+        #[arg(long)]
+        quick: bool,
+        /// Run only this benchmark (tell64, ask64, bulk512k, hol, echo20ms).
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// CRDTs: AW-Set and AW-Map throughput, merge time, encoding size, delta sync savings.
     Crdt {
         /// Print JSON lines.
@@ -62,10 +77,15 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
+        Command::Node(args) => troupe_cli::node::run(args)?,
         Command::Bench { suite: BenchSuite::Local { json, quick, workers, only } } => {
             let sizes = if quick { bench::local::Sizes::quick() } else { bench::local::Sizes::full() };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             bench::local::run(sizes, workers, only.as_deref(), |line| line.print(json));
+        }
+        Command::Bench { suite: BenchSuite::Remote { json, quick, only } } => {
+            let sizes = if quick { bench::remote::Sizes::quick() } else { bench::remote::Sizes::full() };
+            bench::remote::run(sizes, only.as_deref(), |line| line.print(json))?;
         }
         Command::Bench { suite: BenchSuite::Crdt { json, quick } } => {
             for line in troupe::crdt::bench::run(quick) {

@@ -18,6 +18,27 @@ fn demo_runs_and_reports() {
     assert!(stdout.contains("0 failed"), "{stdout}");
     assert!(stdout.contains("120/120 workers alive"), "{stdout}");
     assert!(stdout.contains("0 still alive"), "{stdout}");
+    // The cluster part: three processes, exactly-once acked tells, a SIGKILLed node noticed.
+    assert!(stdout.contains("full mesh of 3 nodes"), "{stdout}");
+    assert!(stdout.contains("corinth saw it down after"), "{stdout}");
+    assert!(stdout.contains("got Down(its node is down)"), "{stdout}");
+    assert!(stdout.contains("athens still serves"), "{stdout}");
+}
+
+#[test]
+fn bench_remote_quick_prints_json_lines() {
+    let out = troupe().args(["bench", "remote", "--quick", "--json"]).output().expect("run troupe bench remote");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(names, ["tell64", "ask64", "bulk512k", "hol", "echo20ms"]);
+    for line in &lines {
+        assert_eq!(line["suite"], "remote");
+        assert!(line["value"].as_f64().is_some_and(|v| v > 0.0), "{line}");
+        assert!(line["baseline"].as_f64().is_some_and(|v| v > 0.0), "{line}");
+    }
 }
 
 #[test]

@@ -536,7 +536,9 @@ impl NodeShared {
             }
         }
         if target.node != self.id {
+            // A ref to an earlier incarnation of this node.
             self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+            self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
             return None;
         }
         let inbound = match cache {
@@ -549,6 +551,9 @@ impl NodeShared {
                 None => {
                     self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
+                    // Tell the sender's node the actor is gone: its watchers hear of it and its
+                    // further sends fail at once.
+                    self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
                     return None;
                 }
             },

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod local;
+pub mod remote;
 
 use std::time::Duration;
 

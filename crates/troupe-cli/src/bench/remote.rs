@@ -1,0 +1,392 @@
+//! `troupe bench remote`: two nodes in two OS processes on loopback, against raw TCP.
+//!
+//! The peer is `troupe node --services --raw-listen …` started as a child process; this process
+//! runs the sending node. Each benchmark checks what arrived (counts from the peer's sink, echoed
+//! bytes) so a broken run cannot report a number.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use troupe::actor::{ActorRef, SendOptions};
+use troupe::net::emulation::{LinkConfig, LinkProxy};
+use troupe::{Node, NodeConfig};
+use troupe_cli::services::ServiceMsg;
+
+use super::{per_sec, BenchLine};
+
+const SECRET: &str = "troupe-bench-secret-0123456789";
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub tells: u64,
+    pub asks: u64,
+    pub bulk_bytes: u64,
+    pub hol_asks: u64,
+    pub echo_ops: u64,
+}
+
+impl Sizes {
+    /// The sizes the issue specifies.
+    pub fn full() -> Self {
+        Sizes { tells: 5_000_000, asks: 50_000, bulk_bytes: 2 << 30, hol_asks: 300, echo_ops: 2_048 }
+    }
+
+    /// A smoke test.
+    pub fn quick() -> Self {
+        Sizes { tells: 50_000, asks: 500, bulk_bytes: 64 << 20, hol_asks: 30, echo_ops: 128 }
+    }
+}
+
+/// A child `troupe node` process, killed on drop.
+struct Peer {
+    child: Child,
+    addr: String,
+    raw: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts the peer process listening on `listen`, advertising `advertise`.
+fn start_peer(listen: &str, advertise: Option<&str>, default_parallelism: u16) -> anyhow::Result<Peer> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["node", "--services", "--raw-listen", "127.0.0.1:0"])
+        .env("TROUPE_NAME", "peer")
+        .env("TROUPE_SECRET", SECRET)
+        .env("TROUPE_LISTEN", listen)
+        .env("TROUPE_WORKERS", "1")
+        .env("TROUPE_NET_THREADS", "1")
+        .env("TROUPE_CHANNELS__BULK__PARALLELISM", "16")
+        .env("TROUPE_CHANNELS__DEFAULT__PARALLELISM", default_parallelism.to_string())
+        .env("TROUPE_SEND_QUEUE_BYTES", (16 << 20).to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(a) = advertise {
+        cmd.env("TROUPE_ADVERTISE", a);
+    }
+    let mut child = cmd.spawn().context("starting the peer process")?;
+    let stdout = child.stdout.take().context("peer stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.first() != Some(&"READY") || words.len() < 4 {
+        let _ = child.kill();
+        bail!("the peer did not start: {line:?}");
+    }
+    let addr = words[2].to_string();
+    let raw = words[3].trim_start_matches("raw=").to_string();
+    Ok(Peer { child, addr, raw })
+}
+
+fn node_config(name: &str, bulk_parallelism: Option<u16>, default_parallelism: u16) -> NodeConfig {
+    let mut channels = std::collections::BTreeMap::new();
+    if let Some(p) = bulk_parallelism {
+        channels.insert("bulk".to_string(), troupe::net::ChannelConfig { parallelism: p, monotonic: false });
+    }
+    channels.insert(
+        "default".to_string(),
+        troupe::net::ChannelConfig { parallelism: default_parallelism, monotonic: false },
+    );
+    NodeConfig {
+        name: name.into(),
+        secret: Some(SECRET.into()),
+        listen: vec!["127.0.0.1:0".into()],
+        workers: Some(1),
+        net_threads: 1,
+        send_queue_bytes: 16 << 20,
+        channels,
+        ..NodeConfig::default()
+    }
+}
+
+async fn count(sink: &ActorRef<ServiceMsg>) -> anyhow::Result<(u64, u64)> {
+    Ok(sink.ask_timeout(ServiceMsg::Count, Duration::from_secs(120)).await?)
+}
+
+/// tell64: many small tells, confirmed by the sink's count.
+async fn tell64(sink: &ActorRef<ServiceMsg>, n: u64) -> anyhow::Result<f64> {
+    let (before, _) = count(sink).await?;
+    let start = Instant::now();
+    for _ in 0..n {
+        sink.tell(ServiceMsg::Data(vec![7u8; 64])).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let (after, _) = count(sink).await?;
+    let elapsed = start.elapsed();
+    if after - before != n {
+        bail!("tell64: the sink counted {} of {n}", after - before);
+    }
+    Ok(per_sec(n, elapsed))
+}
+
+/// The raw baseline of tell64: length-prefixed frames on one connection, confirmed by a count.
+async fn raw_tell64(raw: &str, n: u64) -> anyhow::Result<f64> {
+    let tcp = tokio::net::TcpStream::connect(raw).await?;
+    tcp.set_nodelay(true)?;
+    let (mut r, w) = tcp.into_split();
+    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    let start = Instant::now();
+    let payload = [7u8; 64];
+    for _ in 0..n {
+        w.write_all(&64u32.to_le_bytes()).await?;
+        w.write_all(&payload).await?;
+    }
+    w.write_all(&0u32.to_le_bytes()).await?;
+    w.flush().await?;
+    let frames = r.read_u64_le().await?;
+    let _bytes = r.read_u64_le().await?;
+    let elapsed = start.elapsed();
+    if frames != n {
+        bail!("raw tell64: the server counted {frames} of {n}");
+    }
+    Ok(per_sec(n, elapsed))
+}
+
+/// ask64: sequential echo asks; p50 and p99 in ns.
+async fn ask64(echo: &ActorRef<ServiceMsg>, n: u64) -> anyhow::Result<(f64, f64)> {
+    let mut hist = Histogram::<u64>::new(3)?;
+    let payload = vec![3u8; 64];
+    for i in 0..n + n / 10 {
+        let start = Instant::now();
+        let back = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
+        let ns = start.elapsed().as_nanos() as u64;
+        if back != payload {
+            bail!("ask64: wrong echo");
+        }
+        if i >= n / 10 {
+            hist.record(ns)?; // after a warm-up tenth
+        }
+    }
+    Ok((hist.value_at_quantile(0.5) as f64, hist.value_at_quantile(0.99) as f64))
+}
+
+async fn raw_ask64(raw: &str, n: u64) -> anyhow::Result<(f64, f64)> {
+    let mut tcp = tokio::net::TcpStream::connect(raw).await?;
+    tcp.set_nodelay(true)?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut frame = Vec::with_capacity(68);
+    frame.extend_from_slice(&64u32.to_le_bytes());
+    frame.push(1);
+    frame.extend_from_slice(&[3u8; 63]);
+    let mut back = vec![0u8; 68];
+    for i in 0..n + n / 10 {
+        let start = Instant::now();
+        tcp.write_all(&frame).await?;
+        tcp.read_exact(&mut back).await?;
+        let ns = start.elapsed().as_nanos() as u64;
+        if back != frame {
+            bail!("raw ask64: wrong echo");
+        }
+        if i >= n / 10 {
+            hist.record(ns)?;
+        }
+    }
+    Ok((hist.value_at_quantile(0.5) as f64, hist.value_at_quantile(0.99) as f64))
+}
+
+/// bulk512k: 512 KiB messages; MB/s.
+async fn bulk(sink: &ActorRef<ServiceMsg>, total: u64) -> anyhow::Result<f64> {
+    let size = 512 * 1024;
+    let n = total / size as u64;
+    let template = vec![9u8; size];
+    let (m0, b0) = count(sink).await?;
+    let start = Instant::now();
+    for _ in 0..n {
+        sink.tell(ServiceMsg::Data(template.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let (m1, b1) = count(sink).await?;
+    let elapsed = start.elapsed();
+    if m1 - m0 != n || b1 - b0 != n * size as u64 {
+        bail!("bulk: the sink counted {} messages of {n}", m1 - m0);
+    }
+    Ok((n * size as u64) as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+async fn raw_bulk(raw: &str, total: u64) -> anyhow::Result<f64> {
+    let size = 512 * 1024;
+    let n = total / size as u64;
+    let tcp = tokio::net::TcpStream::connect(raw).await?;
+    tcp.set_nodelay(true)?;
+    let (mut r, mut w) = tcp.into_split();
+    let mut frame = Vec::with_capacity(size + 4);
+    frame.extend_from_slice(&(size as u32).to_le_bytes());
+    frame.extend_from_slice(&vec![9u8; size]);
+    let start = Instant::now();
+    for _ in 0..n {
+        w.write_all(&frame).await?;
+    }
+    w.write_all(&0u32.to_le_bytes()).await?;
+    let frames = r.read_u64_le().await?;
+    let _ = r.read_u64_le().await?;
+    let elapsed = start.elapsed();
+    if frames != n {
+        bail!("raw bulk: {frames} of {n}");
+    }
+    Ok((n * size as u64) as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// hol: p99 of small asks on the default channel while 8 MiB messages stream to another actor
+/// (on the bulk channel when `bulk` is set).
+async fn hol(node: &Node, bulk_channel: bool, asks: u64) -> anyhow::Result<(f64, f64)> {
+    let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
+    let sink: ActorRef<ServiceMsg> = node.lookup("peer", "sink").await?;
+    let sink = if bulk_channel { sink.with_options(SendOptions::new().channel("bulk")) } else { sink };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streamer = {
+        let stop = stop.clone();
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let big = vec![1u8; 8 << 20];
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if sink.tell(ServiceMsg::Data(big.clone())).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the stream fill the queues
+    let mut hist = Histogram::<u64>::new(3)?;
+    let payload = vec![5u8; 64];
+    for _ in 0..asks {
+        let start = Instant::now();
+        let back = echo.ask_timeout(|r| ServiceMsg::Echo(payload.clone(), r), Duration::from_secs(60)).await?;
+        hist.record(start.elapsed().as_nanos() as u64)?;
+        if back != payload {
+            bail!("hol: wrong echo");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = streamer.await?;
+    if sent == 0 {
+        bail!("hol: no large message was sent");
+    }
+    // Everything streamed must arrive before the next benchmark.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (target, _) = count(&sink).await?;
+    let _ = target;
+    while node.queued_bytes(node.peers()[0].id) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((hist.value_at_quantile(0.99) as f64, sent as f64))
+}
+
+/// echo20ms: `actors` concurrent askers send 512 KiB and get it back over links with 20 ms RTT
+/// and a 4 MiB in-flight cap per connection; ops/s.
+async fn echo_link(parallelism: u16, ops: u64) -> anyhow::Result<f64> {
+    const ACTORS: u64 = 128;
+    let link = LinkConfig::rtt(Duration::from_millis(20));
+    // Both directions through proxies: peer -> us and us -> peer.
+    let peer_port = free_port()?;
+    let peer_addr: std::net::SocketAddr = format!("127.0.0.1:{peer_port}").parse()?;
+    let to_peer = LinkProxy::start("127.0.0.1:0".parse()?, peer_addr, link).await?;
+    let our_port = free_port()?;
+    let our_addr: std::net::SocketAddr = format!("127.0.0.1:{our_port}").parse()?;
+    let to_us = LinkProxy::start("127.0.0.1:0".parse()?, our_addr, link).await?;
+    let _peer = start_peer(&peer_addr.to_string(), Some(&to_peer.local_addr().to_string()), parallelism)?;
+    let mut config = node_config("bench", None, parallelism);
+    config.listen = vec![our_addr.to_string()];
+    config.advertise = vec![to_us.local_addr().to_string()];
+    let node = Node::start(config).await?;
+    node.connect(&to_peer.local_addr().to_string()).await?;
+    let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
+    let payload = vec![4u8; 512 * 1024];
+    let per_actor = ops.div_ceil(ACTORS);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for a in 0..ACTORS {
+        // Each asker gets its own partition key, as Partisan's echo actors do.
+        let echo = echo.with_options(SendOptions::new().partition_key(a));
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_actor {
+                let back = echo.ask_timeout(|r| ServiceMsg::Echo(payload.clone(), r), Duration::from_secs(120)).await?;
+                if back.len() != payload.len() {
+                    anyhow::bail!("echo: wrong length");
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed();
+    node.shutdown().await;
+    Ok(per_sec(per_actor * ACTORS, elapsed))
+}
+
+/// Runs the suite.
+pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)) -> anyhow::Result<()> {
+    let wanted = |name: &str| only.is_none_or(|o| o == name);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        let peer = start_peer("127.0.0.1:0", None, 1)?;
+        let node = Node::start(node_config("bench", Some(16), 1)).await?;
+        node.connect(&peer.addr).await?;
+        let sink: ActorRef<ServiceMsg> = node.lookup("peer", "sink").await?;
+        let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
+        if wanted("tell64") {
+            let ours = tell64(&sink, sizes.tells).await?;
+            let base = raw_tell64(&peer.raw, sizes.tells).await?;
+            on_line(&BenchLine::new("remote", "tell64", "msg/s", ours, Some(base)).with("messages", sizes.tells));
+        }
+        if wanted("ask64") {
+            let (p50, p99) = ask64(&echo, sizes.asks).await?;
+            let (base50, base99) = raw_ask64(&peer.raw, sizes.asks).await?;
+            on_line(
+                &BenchLine::new("remote", "ask64", "ns", p50, Some(base50))
+                    .with("p99", p99)
+                    .with("baseline_p99", base99)
+                    .with("asks", sizes.asks),
+            );
+        }
+        if wanted("bulk512k") {
+            let ours = bulk(&sink, sizes.bulk_bytes).await?;
+            let base = raw_bulk(&peer.raw, sizes.bulk_bytes).await?;
+            on_line(&BenchLine::new("remote", "bulk512k", "MB/s", ours, Some(base)).with("bytes", sizes.bulk_bytes));
+        }
+        if wanted("hol") {
+            let (ours, sent) = hol(&node, true, sizes.hol_asks).await?;
+            let single = Node::start(node_config("bench-single", None, 1)).await?;
+            single.connect(&peer.addr).await?;
+            let (base, base_sent) = hol(&single, false, sizes.hol_asks).await?;
+            single.shutdown().await;
+            on_line(
+                &BenchLine::new("remote", "hol", "ns", ours, Some(base))
+                    .with("asks", sizes.hol_asks)
+                    .with("large_messages", sent)
+                    .with("baseline_large_messages", base_sent),
+            );
+        }
+        node.shutdown().await;
+        drop(peer);
+        if wanted("echo20ms") {
+            let ours = echo_link(16, sizes.echo_ops).await?;
+            let base = echo_link(1, sizes.echo_ops / 4).await?;
+            on_line(
+                &BenchLine::new("remote", "echo20ms", "ops/s", ours, Some(base))
+                    .with("parallelism", 16)
+                    .with("baseline_parallelism", 1)
+                    .with("actors", 128),
+            );
+        }
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,224 @@
+//! The demo's cluster part: three nodes in three OS processes on loopback exchange messages
+//! (tells with acknowledged delivery, asks, refs passed inside messages), then one node is
+//! killed with SIGKILL and the others notice.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use troupe::actor::{Actor, ActorRef, ActorResult, Context, Down, SendOptions};
+use troupe::{Node, NodeConfig, NodeEvent};
+use troupe_cli::services::ServiceMsg;
+
+const SECRET: &str = "troupe-demo-cluster-secret";
+
+/// A `troupe node` child process, killed on drop.
+struct Process {
+    name: &'static str,
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_node(name: &'static str, seed: Option<&str>) -> anyhow::Result<Process> {
+    let mut command = Command::new(std::env::current_exe()?);
+    if let Some(seed) = seed {
+        command.env("TROUPE_SEEDS", seed);
+    }
+    let mut child = command
+        .args(["node", "--services"])
+        .env("TROUPE_NAME", name)
+        .env("TROUPE_SECRET", SECRET)
+        .env("TROUPE_LISTEN", "127.0.0.1:0")
+        .env("TROUPE_WORKERS", "1")
+        .env("TROUPE_CHANNELS__BULK__PARALLELISM", "4")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a node process")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("node stdout")?).read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.first() != Some(&"READY") || words.len() < 3 {
+        bail!("node {name} did not start: {line:?}");
+    }
+    Ok(Process { name, child, addr: words[2].to_string() })
+}
+
+/// Watches one remote actor and records when its Down arrives.
+struct Watcher {
+    target: ActorRef<ServiceMsg>,
+    downs: Arc<parking_lot::Mutex<Vec<(Down, Instant)>>>,
+}
+
+impl Actor for Watcher {
+    type Msg = ();
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        ctx.watch(&self.target);
+        Ok(())
+    }
+
+    async fn handle(&mut self, _: (), _ctx: &mut Context<Self>) -> ActorResult {
+        Ok(())
+    }
+
+    async fn on_down(&mut self, down: Down, _ctx: &mut Context<Self>) -> ActorResult {
+        self.downs.lock().push((down, Instant::now()));
+        Ok(())
+    }
+}
+
+/// Runs the cluster part for about `seconds` of traffic.
+pub async fn run(seconds: u64) -> anyhow::Result<()> {
+    println!();
+    println!("cluster: starting nodes athens and sparta as separate processes; this process is corinth");
+    let athens = spawn_node("athens", None)?;
+    let sparta = spawn_node("sparta", Some(&athens.addr))?;
+    let mut config = NodeConfig {
+        name: "corinth".into(),
+        secret: Some(SECRET.into()),
+        listen: vec!["127.0.0.1:0".into()],
+        workers: Some(1),
+        reconnect_min_ms: 50,
+        ..NodeConfig::default()
+    };
+    config.channels.insert("bulk".into(), troupe::net::ChannelConfig { parallelism: 4, monotonic: false });
+    let node = Node::start(config).await?;
+    let mut events = node.events();
+    for p in [&athens, &sparta] {
+        node.connect(&p.addr).await.with_context(|| format!("connecting to {}", p.name))?;
+    }
+    let sinks: Vec<ActorRef<ServiceMsg>> =
+        vec![node.lookup("athens", "sink").await?, node.lookup("sparta", "sink").await?];
+    let echoes: Vec<ActorRef<ServiceMsg>> =
+        vec![node.lookup("athens", "echo").await?, node.lookup("sparta", "echo").await?];
+    println!(
+        "cluster: corinth connected to {} ({}), full mesh of 3 nodes; control + default + bulk(4) channels",
+        node.peers().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+        node.peers().len()
+    );
+
+    // Traffic: 8 clients tell with acknowledged delivery and ask the echoes.
+    let sent = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let asks = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new(3)?));
+    let stop_at = Instant::now() + Duration::from_secs(seconds);
+    let mut clients = Vec::new();
+    for c in 0..8u64 {
+        let sinks: Vec<_> = sinks.iter().map(|s| s.with_options(SendOptions::new().ack())).collect();
+        let echoes = echoes.clone();
+        let sent = sent.clone();
+        let asks = asks.clone();
+        clients.push(tokio::spawn(async move {
+            let mut i = c;
+            while Instant::now() < stop_at {
+                let to = (i % 2) as usize;
+                if sinks[to].tell(ServiceMsg::Data(vec![c as u8; 256])).await.is_ok() {
+                    sent[to].fetch_add(1, Ordering::Relaxed);
+                }
+                if i % 16 == 0 {
+                    let start = Instant::now();
+                    if echoes[to].ask(|r| ServiceMsg::Echo(vec![1; 64], r)).await.is_ok() {
+                        asks.lock().record(start.elapsed().as_nanos() as u64).ok();
+                    }
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Meanwhile, a ref travels: athens's sink forwards to sparta's sink.
+    sinks[0].tell(ServiceMsg::Forward { to: sinks[1].clone(), bytes: b"hello from athens".to_vec() }).await?;
+    for client in clients {
+        client.await?;
+    }
+    let mut counts = [0u64; 2];
+    for (i, sink) in sinks.iter().enumerate() {
+        // Acknowledged messages arrive exactly once; wait until the counts settle.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            counts[i] = sink.ask(ServiceMsg::Count).await?.0;
+            let expected = sent[i].load(Ordering::Relaxed) + u64::from(i == 1);
+            if counts[i] >= expected || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let hist = asks.lock().clone();
+    println!(
+        "cluster: {} acked tells to athens, {} counted there; {} to sparta (+1 forwarded by athens through a ref), {} counted",
+        sent[0].load(Ordering::Relaxed),
+        counts[0],
+        sent[1].load(Ordering::Relaxed),
+        counts[1]
+    );
+    println!(
+        "cluster: {} remote asks, p50 {:.0} µs, p99 {:.0} µs",
+        hist.len(),
+        hist.value_at_quantile(0.5) as f64 / 1e3,
+        hist.value_at_quantile(0.99) as f64 / 1e3
+    );
+
+    // Failure: kill -9 sparta while corinth watches its sink.
+    let downs = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    node.system().spawn(Watcher { target: sinks[1].clone(), downs: downs.clone() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut sparta = sparta;
+    let killed = Instant::now();
+    sparta.child.kill()?;
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { name, reason, .. }) if name == "sparta" => return Some((reason, Instant::now())),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    match event {
+        Some((reason, at)) => println!(
+            "cluster: sparta killed with SIGKILL; corinth saw it down after {:.0} ms ({reason})",
+            (at - killed).as_secs_f64() * 1e3
+        ),
+        None => println!("cluster: sparta killed with SIGKILL; corinth did NOT notice within 10 s"),
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Some((down, _)) = downs.lock().first() {
+        println!("cluster: the watcher of sparta's sink got Down({})", down.reason);
+    }
+    let failed = sinks[1].ask_timeout(ServiceMsg::Count, Duration::from_secs(2)).await;
+    println!(
+        "cluster: an ask to sparta now fails at once: {}",
+        failed.err().map(|e| e.to_string()).unwrap_or_else(|| "it answered?!".into())
+    );
+    let still = sinks[0].ask(ServiceMsg::Count).await?.0;
+    println!("cluster: athens still serves (count {still})");
+    let stats = node.stats();
+    println!(
+        "cluster: corinth sent {} messages ({} MB), retransmits {}, dead letters {}",
+        stats.messages_out,
+        stats.bytes_out / 1_000_000,
+        stats.retransmits,
+        stats.dead_letters
+    );
+    node.shutdown().await;
+    drop(athens);
+    if counts[0] != sent[0].load(Ordering::Relaxed) {
+        bail!("athens counted {} of {} acknowledged messages", counts[0], sent[0].load(Ordering::Relaxed));
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Diagnostic services a node started with `troupe node --services` offers, for benchmarks and
+//! multi-process tests: a sink that counts what it receives, an echo, and raw-TCP baselines.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use troupe::actor::{Actor, ActorRef, ActorResult, Context, Message, RemoteMessage, Reply};
+
+/// Messages of the sink and echo services.
+#[derive(Serialize, Deserialize)]
+pub enum ServiceMsg {
+    /// Counted (and the bytes added up), nothing else.
+    Data(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    /// Answers with the count of `Data` messages and their total bytes.
+    Count(Reply<(u64, u64)>),
+    /// Answers with the same bytes.
+    Echo(#[serde(with = "serde_bytes_compat")] Vec<u8>, Reply<Vec<u8>>),
+    /// Sends `Data(bytes)` to `to` (a ref that travelled here inside a message).
+    Forward {
+        /// Where to send.
+        to: ActorRef<ServiceMsg>,
+        /// What.
+        #[serde(with = "serde_bytes_compat")]
+        bytes: Vec<u8>,
+    },
+    /// Answers the sum of the `Count` of every ref in `of` (refs inside a message, asked from here).
+    CountOf {
+        /// The actors to ask.
+        of: Vec<ActorRef<ServiceMsg>>,
+        /// The answer port.
+        reply: Reply<u64>,
+    },
+}
+impl Message for ServiceMsg {}
+impl RemoteMessage for ServiceMsg {
+    const TYPE_NAME: &'static str = "troupe.services.ServiceMsg";
+}
+
+/// Byte vectors as one block (postcard's `bytes`: a length and a memcpy) instead of a sequence
+/// of `u8`s decoded one at a time.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
+}
+
+/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`.
+#[derive(Default)]
+pub struct Service {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Actor for Service {
+    type Msg = ServiceMsg;
+
+    async fn handle(&mut self, msg: ServiceMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            ServiceMsg::Data(bytes) => {
+                self.messages += 1;
+                self.bytes += bytes.len() as u64;
+            }
+            ServiceMsg::Count(reply) => {
+                reply.send((self.messages, self.bytes));
+            }
+            ServiceMsg::Echo(bytes, reply) => {
+                reply.send(bytes);
+            }
+            ServiceMsg::Forward { to, bytes } => {
+                // A service outlives the failures of the actors it is pointed at.
+                if let Err(error) = to.tell(ServiceMsg::Data(bytes)).await {
+                    tracing::warn!(%error, "forward failed");
+                }
+            }
+            ServiceMsg::CountOf { of, reply } => {
+                let mut total = 0;
+                for r in of {
+                    match r.ask(ServiceMsg::Count).await {
+                        Ok((n, _)) => total += n,
+                        Err(error) => tracing::warn!(%error, "count of a ref failed"),
+                    }
+                }
+                reply.send(total);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the services on `node`: "sink" and "echo" (both [`Service`]).
+pub fn start(node: &troupe::Node) -> anyhow::Result<()> {
+    for name in ["sink", "echo"] {
+        let actor = node.system().spawn(Service::default());
+        node.register(name, &actor)?;
+    }
+    Ok(())
+}
+
+/// Raw-TCP baseline servers on `listener`: each connection reads length-prefixed frames
+/// (`u32` little-endian length, then the payload). A frame of length 0 is a "count" request:
+/// the server answers with the number of frames and bytes seen on that connection (two `u64`).
+/// Any other frame whose first payload byte is 1 is echoed back whole.
+pub async fn raw_server(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut r, mut w) = tcp.into_split();
+            let mut r = tokio::io::BufReader::with_capacity(256 * 1024, &mut r);
+            let (mut frames, mut bytes) = (0u64, 0u64);
+            let mut payload = Vec::new();
+            loop {
+                let Ok(len) = r.read_u32_le().await else { return };
+                if len == 0 {
+                    let mut answer = [0u8; 16];
+                    answer[..8].copy_from_slice(&frames.to_le_bytes());
+                    answer[8..].copy_from_slice(&bytes.to_le_bytes());
+                    if w.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                payload.resize(len as usize, 0);
+                if r.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                frames += 1;
+                bytes += len as u64;
+                if payload[0] == 1 {
+                    let mut out = Vec::with_capacity(4 + payload.len());
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(&payload);
+                    if w.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
