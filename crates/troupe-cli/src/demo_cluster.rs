@@ -2,8 +2,6 @@
 //! (tells with acknowledged delivery, asks, refs passed inside messages), then one node is
 //! killed with SIGKILL and the others notice.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,48 +10,29 @@ use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use troupe::actor::{Actor, ActorRef, ActorResult, Context, Down, SendOptions};
 use troupe::{Node, NodeConfig, NodeEvent};
+use troupe_cli::process::NodeProcess;
 use troupe_cli::services::ServiceMsg;
 
 const SECRET: &str = "troupe-demo-cluster-secret";
 
-/// A `troupe node` child process, killed on drop.
+/// A named node process.
 struct Process {
     name: &'static str,
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    node: NodeProcess,
 }
 
 fn spawn_node(name: &'static str, seed: Option<&str>) -> anyhow::Result<Process> {
-    let mut command = Command::new(std::env::current_exe()?);
+    let mut env = vec![
+        ("TROUPE_NAME", name.to_string()),
+        ("TROUPE_SECRET", SECRET.to_string()),
+        ("TROUPE_LISTEN", "127.0.0.1:0".to_string()),
+        ("TROUPE_WORKERS", "1".to_string()),
+        ("TROUPE_CHANNELS__BULK__PARALLELISM", "4".to_string()),
+    ];
     if let Some(seed) = seed {
-        command.env("TROUPE_SEEDS", seed);
+        env.push(("TROUPE_SEEDS", seed.to_string()));
     }
-    let mut child = command
-        .args(["node", "--services"])
-        .env("TROUPE_NAME", name)
-        .env("TROUPE_SECRET", SECRET)
-        .env("TROUPE_LISTEN", "127.0.0.1:0")
-        .env("TROUPE_WORKERS", "1")
-        .env("TROUPE_CHANNELS__BULK__PARALLELISM", "4")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting a node process")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("node stdout")?).read_line(&mut line)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    if words.first() != Some(&"READY") || words.len() < 3 {
-        bail!("node {name} did not start: {line:?}");
-    }
-    Ok(Process { name, child, addr: words[2].to_string() })
+    Ok(Process { name, node: NodeProcess::spawn(&std::env::current_exe()?, &[], &env)? })
 }
 
 /// Watches one remote actor and records when its Down arrives.
@@ -85,7 +64,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<()> {
     println!();
     println!("cluster: starting nodes athens and sparta as separate processes; this process is corinth");
     let athens = spawn_node("athens", None)?;
-    let sparta = spawn_node("sparta", Some(&athens.addr))?;
+    let sparta = spawn_node("sparta", Some(&athens.node.addr))?;
     let mut config = NodeConfig {
         name: "corinth".into(),
         secret: Some(SECRET.into()),
@@ -98,7 +77,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     let mut events = node.events();
     for p in [&athens, &sparta] {
-        node.connect(&p.addr).await.with_context(|| format!("connecting to {}", p.name))?;
+        node.connect(&p.node.addr).await.with_context(|| format!("connecting to {}", p.name))?;
     }
     let sinks: Vec<ActorRef<ServiceMsg>> =
         vec![node.lookup("athens", "sink").await?, node.lookup("sparta", "sink").await?];
@@ -176,7 +155,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut sparta = sparta;
     let killed = Instant::now();
-    sparta.child.kill()?;
+    sparta.node.kill()?;
     let event = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await {

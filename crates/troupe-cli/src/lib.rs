@@ -2,4 +2,5 @@
 //! the binary, the benchmarks and the multi-process tests.
 
 pub mod node;
+pub mod process;
 pub mod services;

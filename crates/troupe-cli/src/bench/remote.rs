@@ -4,8 +4,6 @@
 //! runs the sending node. Each benchmark checks what arrived (counts from the peer's sink, echoed
 //! bytes) so a broken run cannot report a number.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -14,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use troupe::actor::{ActorRef, SendOptions};
 use troupe::net::emulation::{LinkConfig, LinkProxy};
 use troupe::{Node, NodeConfig};
+use troupe_cli::process::NodeProcess;
 use troupe_cli::services::ServiceMsg;
 
 use super::{per_sec, BenchLine};
@@ -42,55 +41,26 @@ impl Sizes {
     }
 }
 
-/// A child `troupe node` process, killed on drop.
-struct Peer {
-    child: Child,
-    addr: String,
-    raw: String,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts the peer process listening on `listen`, advertising `advertise`.
-fn start_peer(listen: &str, advertise: Option<&str>, default_parallelism: u16) -> anyhow::Result<Peer> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["node", "--services", "--raw-listen", "127.0.0.1:0"])
-        .env("TROUPE_NAME", "peer")
-        .env("TROUPE_SECRET", SECRET)
-        .env("TROUPE_LISTEN", listen)
-        .env("TROUPE_WORKERS", "1")
-        .env("TROUPE_NET_THREADS", "1")
-        .env("TROUPE_CHANNELS__BULK__PARALLELISM", "16")
-        .env("TROUPE_CHANNELS__DEFAULT__PARALLELISM", default_parallelism.to_string())
-        .env("TROUPE_SEND_QUEUE_BYTES", (16 << 20).to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+fn start_peer(listen: &str, advertise: Option<&str>, default_parallelism: u16) -> anyhow::Result<NodeProcess> {
+    let mut env = vec![
+        ("TROUPE_NAME", "peer".to_string()),
+        ("TROUPE_SECRET", SECRET.to_string()),
+        ("TROUPE_LISTEN", listen.to_string()),
+        ("TROUPE_WORKERS", "1".to_string()),
+        ("TROUPE_NET_THREADS", "1".to_string()),
+        ("TROUPE_CHANNELS__BULK__PARALLELISM", "16".to_string()),
+        ("TROUPE_CHANNELS__DEFAULT__PARALLELISM", default_parallelism.to_string()),
+        ("TROUPE_SEND_QUEUE_BYTES", (16 << 20).to_string()),
+    ];
     if let Some(a) = advertise {
-        cmd.env("TROUPE_ADVERTISE", a);
+        env.push(("TROUPE_ADVERTISE", a.to_string()));
     }
-    let mut child = cmd.spawn().context("starting the peer process")?;
-    let stdout = child.stdout.take().context("peer stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    if words.first() != Some(&"READY") || words.len() < 4 {
-        let _ = child.kill();
-        bail!("the peer did not start: {line:?}");
-    }
-    let addr = words[2].to_string();
-    let raw = words[3].trim_start_matches("raw=").to_string();
-    Ok(Peer { child, addr, raw })
+    NodeProcess::spawn(&std::env::current_exe()?, &["--raw-listen", "127.0.0.1:0"], &env)
 }
 
 fn node_config(name: &str, bulk_parallelism: Option<u16>, default_parallelism: u16) -> NodeConfig {
@@ -344,12 +314,13 @@ pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)
         let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
         if wanted("tell64") {
             let ours = tell64(&sink, sizes.tells).await?;
-            let base = raw_tell64(&peer.raw, sizes.tells).await?;
+            let raw = peer.raw.clone().context("the peer has no raw listener")?;
+            let base = raw_tell64(&raw, sizes.tells).await?;
             on_line(&BenchLine::new("remote", "tell64", "msg/s", ours, Some(base)).with("messages", sizes.tells));
         }
         if wanted("ask64") {
             let (p50, p99) = ask64(&echo, sizes.asks).await?;
-            let (base50, base99) = raw_ask64(&peer.raw, sizes.asks).await?;
+            let (base50, base99) = raw_ask64(peer.raw.as_deref().context("raw")?, sizes.asks).await?;
             on_line(
                 &BenchLine::new("remote", "ask64", "ns", p50, Some(base50))
                     .with("p99", p99)
@@ -359,7 +330,7 @@ pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)
         }
         if wanted("bulk512k") {
             let ours = bulk(&sink, sizes.bulk_bytes).await?;
-            let base = raw_bulk(&peer.raw, sizes.bulk_bytes).await?;
+            let base = raw_bulk(peer.raw.as_deref().context("raw")?, sizes.bulk_bytes).await?;
             on_line(&BenchLine::new("remote", "bulk512k", "MB/s", ours, Some(base)).with("bytes", sizes.bulk_bytes));
         }
         if wanted("hol") {
