@@ -41,6 +41,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         say(&format!("READY {} {}{raw}", node.name(), node.local_addr()));
         let mut events = node.events();
+        // Seeds are dialed while the node starts: report the peers already up.
+        for peer in node.peers().into_iter().filter(|p| p.up) {
+            say(&format!("UP {}", peer.name));
+        }
         let watch_events = async {
             while let Ok(event) = events.recv().await {
                 match event {

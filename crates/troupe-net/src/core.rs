@@ -68,6 +68,9 @@ pub(crate) struct NodeShared {
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     proxies_since_sweep: AtomicU64,
+    /// Where the acked sequence to a node that went down stopped, so a Peer re-created for the
+    /// same incarnation continues it (its receiver still remembers the numbers it delivered).
+    seq_resume: Mutex<HashMap<NodeId, u64>>,
     replies: Mutex<PendingReplies>,
     lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
     next_request: AtomicU64,
@@ -100,6 +103,7 @@ impl NodeShared {
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
             proxies_since_sweep: AtomicU64::new(0),
+            seq_resume: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
@@ -171,6 +175,9 @@ impl NodeShared {
                         self.settings.queue_bytes,
                         self.settings.queue_bytes * 4,
                     ));
+                    if let Some(next) = self.seq_resume.lock().remove(&id) {
+                        peer.resume_seq(next);
+                    }
                     peers.insert(id, peer.clone());
                     (peer, true)
                 }
@@ -696,6 +703,7 @@ impl NodeShared {
             return;
         }
         self.peers.write().remove(&peer.id);
+        self.seq_resume.lock().insert(peer.id, peer.seq_position());
         peer.close_lanes();
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         let proxies: Vec<Arc<RemoteProxy>> = {
@@ -880,7 +888,10 @@ impl Transport for NodeShared {
     fn proxy(&self, id: ActorId) -> Arc<RemoteProxy> {
         let mut proxies = self.proxies.lock();
         if let Some(proxy) = proxies.get(&id).and_then(Weak::upgrade) {
-            return proxy;
+            // A proxy marked dead because its node was lost is stale once the node is back.
+            if !(proxy.has_exited() && self.peer(id.node).is_some_and(|p| !p.is_down())) {
+                return proxy;
+            }
         }
         let transport = self.transport().expect("a node's transport outlives its calls");
         let proxy = RemoteProxy::new(id, transport);

@@ -78,6 +78,17 @@ impl Peer {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The next sequence number, for a later Peer of the same incarnation to continue from
+    /// (the other side may still remember the numbers it delivered).
+    pub(crate) fn seq_position(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// Continues the sequence of an earlier Peer of the same incarnation.
+    pub(crate) fn resume_seq(&self, next: u64) {
+        self.next_seq.store(next, Ordering::Relaxed);
+    }
+
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }
