@@ -225,14 +225,14 @@ async fn acked_messages_survive_connection_drops() {
     a.shutdown().await;
 }
 
-/// This process's resident set size, in bytes.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+/// Resident set size of process `pid` (`"self"` for this one), in bytes.
+fn rss_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
+        .expect("VmRSS in /proc/<pid>/status");
     kib * 1024
 }
 
@@ -245,7 +245,7 @@ async fn bounded_send_queue_with_stalled_peer() {
     let peer = connect(&a, &b.addr).await;
     let remote = sink(&a, "b").await;
     echo_roundtrip(&remote, 10).await; // the default lane is connected
-    let rss_before = rss_bytes();
+    let rss_before = rss_of("self");
 
     b.signal("STOP");
     let payload = vec![5u8; MSG];
@@ -275,7 +275,7 @@ async fn bounded_send_queue_with_stalled_peer() {
     }
     let accepted_bytes = accepted * MSG as u64;
     let queued = a.queued_bytes(peer.id);
-    let grown = rss_bytes().saturating_sub(rss_before);
+    let grown = rss_of("self").saturating_sub(rss_before);
     eprintln!("stalled peer: accepted {accepted} x 64 KiB = {accepted_bytes} B, queued {queued} B, RSS +{grown} B");
     assert!(accepted >= (QUEUE / MSG) as u64, "the queue took fewer messages than its bound");
     assert!(queued <= QUEUE + MSG + 4096, "queued {queued} B, bound {QUEUE} B plus one message");
@@ -294,7 +294,8 @@ async fn bounded_send_queue_with_stalled_peer() {
 
 /// B behind a proxy that A dials (B advertises it); A has sent 100 acked messages to B's sink.
 /// Then A loses B (the proxy refuses A's dials) while B, which dials A directly, never loses A;
-/// once the link heals A reconnects to the same incarnation of B.
+/// once the link heals A reconnects to the same incarnation of B. With `gap`, A queues a few acked
+/// messages while cut off: they are abandoned when B is declared down.
 struct CameBack {
     a: Node,
     b: common::ChildNode,
@@ -305,7 +306,7 @@ struct CameBack {
     kept: Option<ActorRef<ServiceMsg>>,
 }
 
-async fn declared_down_then_back(keep_a_ref: bool) -> CameBack {
+async fn declared_down_then_back(keep_a_ref: bool, gap: bool) -> CameBack {
     let port = free_port();
     let b_listen = format!("127.0.0.1:{port}");
     let proxy = LinkProxy::start("127.0.0.1:0".parse().unwrap(), b_listen.parse().unwrap(), LinkConfig::default())
@@ -325,7 +326,13 @@ async fn declared_down_then_back(keep_a_ref: bool) -> CameBack {
         // Unless kept, every ref is dropped before B goes down: refs made later get fresh proxies.
         keep_a_ref.then_some(acked)
     };
+    let acked = sink(&a, "b").await.with_options(SendOptions::new().ack());
     proxy.set_partitioned(true);
+    if gap {
+        let queued = (0..10).filter(|_| acked.try_tell(ServiceMsg::Data(vec![1; 10])).is_ok()).count();
+        assert!(queued > 0, "nothing queued while cut off");
+    }
+    drop(acked);
     tokio::time::timeout(PATIENCE, async {
         loop {
             match events.recv().await {
@@ -351,7 +358,7 @@ async fn declared_down_then_back(keep_a_ref: bool) -> CameBack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_delivery_after_the_peer_was_declared_down_and_came_back() {
-    let CameBack { a, b: _b, proxy: _proxy, before, after, .. } = declared_down_then_back(false).await;
+    let CameBack { a, b: _b, proxy: _proxy, before, after, .. } = declared_down_then_back(false, false).await;
     assert_eq!(after.id, before.id, "same process, same incarnation");
     let plain = sink(&a, "b").await;
     let acked = plain.with_options(SendOptions::new().ack());
@@ -372,7 +379,7 @@ async fn acked_delivery_after_the_peer_was_declared_down_and_came_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_after_the_peer_came_back_gives_a_working_ref() {
-    let CameBack { a, b: _b, proxy: _proxy, kept, .. } = declared_down_then_back(true).await;
+    let CameBack { a, b: _b, proxy: _proxy, kept, .. } = declared_down_then_back(true, false).await;
     let kept = kept.expect("a ref from before");
     // The ref kept from before stays dead: its watchers were told NodeDown.
     assert!(kept.tell(ServiceMsg::Data(vec![3; 10])).await.is_err());
@@ -384,22 +391,33 @@ async fn lookup_after_the_peer_came_back_gives_a_working_ref() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: acked numbers abandoned at NodeDown leave a gap; the receiver's dedup set then grows forever"]
+async fn receiver_memory_stays_flat_after_an_abandoned_acked_gap() {
+    let CameBack { a, b, proxy: _proxy, .. } = declared_down_then_back(false, true).await;
+    let plain = sink(&a, "b").await;
+    let acked = plain.with_options(SendOptions::new().ack());
+    const ROUND: u64 = 100_000;
+    let mut rss = Vec::new();
+    for round in 1..=5 {
+        for _ in 0..ROUND {
+            acked.tell(ServiceMsg::Data(Vec::new())).await.expect("acked tell");
+        }
+        wait_count(&plain, (100 + round * ROUND, 1000)).await;
+        rss.push(rss_of(&b.pid().to_string()));
+    }
+    // The first round warms B's allocator up; 400,000 more acked messages must not cost memory
+    // (without a gap they cost none; with the gap it was about 21 bytes each, for good).
+    let grown = rss[4].saturating_sub(rss[0]);
+    assert!(grown < 3 << 20, "B's RSS grew by {grown} B over 400,000 acked messages: {rss:?}");
+    a.shutdown().await;
+}
+
+/// `troupe node` prints `UP <seed>` even when the seed connection comes up before it subscribes
+/// to node events (a race that lost the line about once in 30 starts when the tests ran in parallel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_node_prints_up_for_its_seed() {
     let c = spawn_node("c", &[]).await;
-    // Busy cores make the race likelier (it shows up about once in 30 starts on a loaded machine).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let burners: Vec<_> = (0..3)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        })
-        .collect();
-    let _stop_burners = StopOnDrop(stop);
-    for round in 0..40 {
+    for round in 0..15 {
         let name = format!("b{round}");
         let b = spawn_node(&name, &[("TROUPE_SEEDS", &c.addr)]).await;
         c.wait_line(&format!("UP {name}")).await; // the connection is up on both sides by now
@@ -408,18 +426,5 @@ async fn seeded_node_prints_up_for_its_seed() {
             assert!(Instant::now() < deadline, "round {round}: {name} never printed UP c: {:?}", b.lines());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-    drop(_stop_burners);
-    for burner in burners {
-        burner.join().unwrap();
-    }
-}
-
-/// Sets the flag when dropped (stops the CPU burners even when the test fails).
-struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
