@@ -55,13 +55,20 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     fn add_watcher(&self, watcher: Watcher) {
         let mut life = self.lifecycle().lock();
         match life.exit.clone() {
-            None => life.watchers.push(watcher),
+            None => {
+                life.watchers.push(watcher);
+                drop(life);
+                self.watcher_added();
+            }
             Some(reason) => {
                 drop(life);
                 notify_watcher(self.id(), watcher, &reason);
             }
         }
     }
+
+    /// Called after a watcher was queued (a remote proxy asks the actor's node to report the exit).
+    fn watcher_added(&self) {}
 
     /// Removes the monitors and links held by `watcher_id`.
     fn remove_watcher(&self, watcher_id: ActorId) {

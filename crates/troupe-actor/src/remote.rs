@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{CellControl, Lifecycle, Watcher};
+use crate::cell::{CellControl, Lifecycle};
 use crate::error::{SendFailure, TrySendError};
 use crate::exit::ExitReason;
 use crate::id::{ActorId, NodeId};
@@ -58,7 +58,15 @@ macro_rules! remote_primitives {
 }
 remote_primitives!((), bool, char, u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64, String);
 
-/// The stable 64-bit tag of a type name (FNV-1a), as carried in message envelopes.
+/// The stable 64-bit tag of a type name (FNV-1a 64 over its UTF-8 bytes), as carried in message
+/// envelopes.
+///
+/// ```
+/// const TAG: u64 = troupe_actor::type_tag("");
+/// assert_eq!(TAG, 0xcbf2_9ce4_8422_2325);
+/// assert_eq!(troupe_actor::type_tag("foobar"), 0x8594_4171_f739_67e8);
+/// assert_ne!(troupe_actor::type_tag("Ping"), troupe_actor::type_tag("Pong"));
+/// ```
 pub const fn type_tag(name: &str) -> u64 {
     let bytes = name.as_bytes();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -392,18 +400,18 @@ impl RemoteProxy {
 
     /// Records that the remote actor is gone and tells its watchers (once; later calls do nothing).
     pub fn exited(&self, reason: ExitReason) {
-        let watchers = {
-            let mut life = self.life.lock();
-            if life.exit.is_some() {
-                return;
-            }
-            life.exit = Some(Box::new(reason.clone()));
-            self.gone.store(true, Ordering::Release);
-            std::mem::take(&mut life.watchers)
-        };
+        if self.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (watchers, _) = self.mark_exited(&reason);
         for watcher in watchers {
             crate::cell::notify_watcher(self.id, watcher, &reason);
         }
+    }
+
+    /// Why the actor is gone, once it is known to be.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.life.lock().exit.as_deref().cloned()
     }
 }
 
@@ -439,20 +447,9 @@ impl CellControl for RemoteProxy {
         self
     }
 
-    fn add_watcher(&self, watcher: Watcher) {
-        let mut life = self.life.lock();
-        match life.exit.clone() {
-            None => {
-                life.watchers.push(watcher);
-                drop(life);
-                if !self.watch_requested.swap(true, Ordering::AcqRel) {
-                    self.transport.control(self.id, RemoteControl::Watch);
-                }
-            }
-            Some(reason) => {
-                drop(life);
-                crate::cell::notify_watcher(self.id, watcher, &reason);
-            }
+    fn watcher_added(&self) {
+        if !self.watch_requested.swap(true, Ordering::AcqRel) {
+            self.transport.control(self.id, RemoteControl::Watch);
         }
     }
 }

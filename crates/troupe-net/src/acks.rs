@@ -1,108 +1,228 @@
 //! Acknowledged delivery: what the sender keeps until acked, and how the receiver drops
-//! duplicates. Pure data structures; the node drives them.
+//! duplicates.
 //!
-//! Every acknowledged message gets a sequence number from a per-peer counter. The sender keeps
-//! its encoded frame until the receiving node acknowledges the number, and re-queues it every
-//! retransmit interval (and after reconnecting). The receiver remembers which numbers it has
-//! delivered, as a watermark below which everything was seen plus the numbers seen above it, so
-//! a retransmitted copy is acknowledged again but not delivered twice.
+//! Every acknowledged message gets a sequence number, reserved under the same lock that keeps
+//! the sender's unacknowledged frames. The sender keeps each frame until the receiving node
+//! acknowledges its number and re-queues it every retransmit interval (and after reconnecting).
+//! The receiver remembers which numbers it has delivered, as a watermark below which everything
+//! was seen plus the numbers seen above it, so a retransmitted copy is acknowledged again but not
+//! delivered twice.
+//!
+//! A number can be abandoned (the message failed to encode after its number was reserved). So
+//! that the receiver's memory does not keep everything above such a gap, the sender periodically
+//! sends its *floor*: the lowest number that may still arrive. The receiver forgets everything
+//! below it.
+//!
+//! All of this belongs to the pair (this node, one remote incarnation), not to a connection or a
+//! `Peer` value: a node declared down and reached again keeps its numbering, its unacknowledged
+//! messages (which are then retransmitted) and its record of what was delivered.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 /// One message waiting for its acknowledgement.
-pub(crate) struct Unacked {
-    /// The whole frame, ready to be queued again.
-    pub(crate) frame: Vec<u8>,
+struct Unacked {
+    /// The whole frame, ready to be queued again (empty while the number is only reserved).
+    frame: Vec<u8>,
     /// Channel and lane it was queued on.
-    pub(crate) lane: (usize, usize),
+    lane: (usize, usize),
     /// When it was last queued.
-    pub(crate) sent: Instant,
+    sent: Instant,
 }
 
 /// The sender's side: frames not yet acknowledged, with a bound on their bytes.
-pub(crate) struct Outstanding {
+struct Outstanding {
+    next_seq: u64,
     frames: BTreeMap<u64, Unacked>,
     bytes: usize,
     limit: usize,
 }
 
 impl Outstanding {
-    pub(crate) fn new(limit: usize) -> Self {
-        Outstanding { frames: BTreeMap::new(), bytes: 0, limit }
+    fn reserve(&mut self, lane: (usize, usize)) -> Option<u64> {
+        if self.bytes >= self.limit {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.frames.insert(seq, Unacked { frame: Vec::new(), lane, sent: Instant::now() });
+        Some(seq)
     }
 
-    /// True when no more may be admitted until acks arrive.
-    pub(crate) fn is_full(&self) -> bool {
-        self.bytes >= self.limit
-    }
-
-    pub(crate) fn insert(&mut self, seq: u64, unacked: Unacked) {
-        self.bytes += unacked.frame.len();
-        if let Some(old) = self.frames.insert(seq, unacked) {
-            self.bytes -= old.frame.len();
+    fn fill(&mut self, seq: u64, frame: &[u8]) {
+        if let Some(u) = self.frames.get_mut(&seq) {
+            self.bytes += frame.len();
+            u.frame = frame.to_vec();
         }
     }
 
-    /// Forgets acknowledged numbers; returns how many were outstanding.
-    pub(crate) fn ack(&mut self, seqs: &[u64]) -> usize {
-        let mut removed = 0;
-        for seq in seqs {
-            if let Some(u) = self.frames.remove(seq) {
+    fn remove(&mut self, seq: u64) -> bool {
+        match self.frames.remove(&seq) {
+            Some(u) => {
                 self.bytes -= u.frame.len();
-                removed += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn floor(&self) -> u64 {
+        self.frames.keys().next().copied().unwrap_or(self.next_seq)
+    }
+}
+
+/// The receiver's side: which sequence numbers of one sender were delivered.
+#[derive(Debug)]
+struct Delivered {
+    /// Every number below this was delivered or abandoned (numbers start at 1).
+    next: u64,
+    above: BTreeSet<u64>,
+}
+
+impl Default for Delivered {
+    fn default() -> Self {
+        Delivered { next: 1, above: BTreeSet::new() }
+    }
+}
+
+impl Delivered {
+    /// Records `seq`; false when it was delivered before (a duplicate).
+    fn first_time(&mut self, seq: u64) -> bool {
+        if seq < self.next || !self.above.insert(seq) {
+            return false;
+        }
+        self.collapse();
+        true
+    }
+
+    /// Forgets every number below `floor`: the sender will never send them again.
+    fn advance_to(&mut self, floor: u64) {
+        if floor > self.next {
+            self.next = floor;
+            self.above = self.above.split_off(&floor);
+            self.collapse();
+        }
+    }
+
+    fn collapse(&mut self) {
+        while self.above.first() == Some(&self.next) {
+            self.above.pop_first();
+            self.next += 1;
+        }
+    }
+}
+
+/// Acknowledged delivery between this node and one remote incarnation, both directions.
+pub(crate) struct AckState {
+    outstanding: Mutex<Outstanding>,
+    /// Senders waiting for `outstanding` to drain.
+    waiters: Mutex<Vec<Waker>>,
+    delivered: Mutex<Delivered>,
+    /// The floor last sent to the receiver.
+    floor_sent: AtomicU64,
+}
+
+impl AckState {
+    /// `limit`: bytes of unacknowledged frames above which senders wait.
+    pub(crate) fn new(limit: usize) -> Self {
+        AckState {
+            outstanding: Mutex::new(Outstanding { next_seq: 1, frames: BTreeMap::new(), bytes: 0, limit }),
+            waiters: Mutex::new(Vec::new()),
+            delivered: Mutex::new(Delivered::default()),
+            floor_sent: AtomicU64::new(1),
+        }
+    }
+
+    /// Reserves the next number for a message queued on `lane`; `None` while too much is
+    /// unacknowledged. Follow with [`fill`](Self::fill) or [`abandon`](Self::abandon).
+    pub(crate) fn reserve(&self, lane: (usize, usize)) -> Option<u64> {
+        self.outstanding.lock().reserve(lane)
+    }
+
+    /// Keeps the frame of reserved number `seq` for retransmission.
+    pub(crate) fn fill(&self, seq: u64, frame: &[u8]) {
+        self.outstanding.lock().fill(seq, frame);
+    }
+
+    /// Gives up a reserved number (its message was never sent).
+    pub(crate) fn abandon(&self, seq: u64) {
+        self.outstanding.lock().remove(seq);
+        self.wake_waiters();
+    }
+
+    /// The receiver acknowledged `seqs`.
+    pub(crate) fn acked(&self, seqs: &[u64]) {
+        {
+            let mut outstanding = self.outstanding.lock();
+            for seq in seqs {
+                outstanding.remove(*seq);
             }
         }
-        removed
+        self.wake_waiters();
     }
 
-    /// Frames last queued before `now - after`, in sequence order; marks them queued now.
-    pub(crate) fn due(&mut self, now: Instant, after: Duration) -> Vec<(u64, (usize, usize), Vec<u8>)> {
+    /// Ready when a reservation would succeed; registers `waker` otherwise.
+    pub(crate) fn poll_room(&self, waker: &Waker) -> bool {
+        let mut waiters = self.waiters.lock();
+        let outstanding = self.outstanding.lock();
+        if outstanding.bytes < outstanding.limit {
+            return true;
+        }
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        false
+    }
+
+    pub(crate) fn wake_waiters(&self) {
+        for waker in std::mem::take(&mut *self.waiters.lock()) {
+            waker.wake();
+        }
+    }
+
+    /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
+    /// queued now.
+    pub(crate) fn due(&self, now: Instant, after: Duration) -> Vec<((usize, usize), Vec<u8>)> {
+        let mut outstanding = self.outstanding.lock();
         let mut due = Vec::new();
-        for (seq, u) in self.frames.iter_mut() {
-            if now.duration_since(u.sent) >= after {
+        for u in outstanding.frames.values_mut() {
+            if !u.frame.is_empty() && now.duration_since(u.sent) >= after {
                 u.sent = now;
-                due.push((*seq, u.lane, u.frame.clone()));
+                due.push((u.lane, u.frame.clone()));
             }
         }
         due
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.frames.len()
+    /// The floor to tell the receiver, if it rose since it was last told.
+    pub(crate) fn new_floor(&self) -> Option<u64> {
+        let floor = self.outstanding.lock().floor();
+        (self.floor_sent.fetch_max(floor, Ordering::Relaxed) < floor).then_some(floor)
     }
 
+    /// Messages waiting for their acknowledgement.
+    pub(crate) fn unacked(&self) -> usize {
+        self.outstanding.lock().frames.len()
+    }
+
+    /// Records an arriving number; false for a duplicate.
+    pub(crate) fn first_time(&self, seq: u64) -> bool {
+        self.delivered.lock().first_time(seq)
+    }
+
+    /// The sender's floor arrived.
+    pub(crate) fn advance_to(&self, floor: u64) {
+        self.delivered.lock().advance_to(floor);
+    }
+
+    /// Numbers remembered above the receiver's watermark.
     #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-/// The receiver's side: which sequence numbers of one sender were delivered.
-#[derive(Debug, Default)]
-pub(crate) struct Delivered {
-    /// Every number ≤ this was delivered (numbers start at 1).
-    watermark: u64,
-    above: BTreeSet<u64>,
-}
-
-impl Delivered {
-    /// Records `seq`; false when it was delivered before (a duplicate).
-    pub(crate) fn first_time(&mut self, seq: u64) -> bool {
-        if seq <= self.watermark || !self.above.insert(seq) {
-            return false;
-        }
-        while self.above.first() == Some(&(self.watermark + 1)) {
-            self.above.pop_first();
-            self.watermark += 1;
-        }
-        true
-    }
-
-    /// Numbers remembered above the watermark (gaps keep them).
-    #[cfg(test)]
-    pub(crate) fn pending(&self) -> usize {
-        self.above.len()
+    fn remembered(&self) -> usize {
+        self.delivered.lock().above.len()
     }
 }
 
@@ -116,29 +236,70 @@ mod tests {
         /// collapses to the watermark once there are no gaps.
         #[test]
         fn each_number_once(order in proptest::collection::vec(1u64..200, 0..600)) {
-            let mut d = Delivered::default();
+            let state = AckState::new(1 << 20);
             let mut seen = std::collections::HashSet::new();
             for seq in &order {
-                prop_assert_eq!(d.first_time(*seq), seen.insert(*seq));
+                prop_assert_eq!(state.first_time(*seq), seen.insert(*seq));
             }
             for seq in 1..200 {
-                d.first_time(seq);
+                state.first_time(seq);
             }
-            prop_assert_eq!(d.pending(), 0);
+            prop_assert_eq!(state.remembered(), 0);
+        }
+
+        /// A floor forgets what lies below it and keeps exactly-once above it.
+        #[test]
+        fn floor_trims_and_keeps_exactly_once(
+            order in proptest::collection::vec(1u64..300, 0..300),
+            floor in 1u64..300,
+        ) {
+            let state = AckState::new(1 << 20);
+            for seq in &order {
+                state.first_time(*seq);
+            }
+            state.advance_to(floor);
+            prop_assert!(state.delivered.lock().above.iter().all(|s| *s > floor));
+            if floor > 1 {
+                prop_assert!(!state.first_time(floor - 1));
+            }
+            let fresh = 400;
+            prop_assert!(state.first_time(fresh));
+            prop_assert!(!state.first_time(fresh));
         }
     }
 
     #[test]
-    fn outstanding_tracks_bytes_and_due() {
-        let mut o = Outstanding::new(10);
-        let t0 = Instant::now();
-        o.insert(1, Unacked { frame: vec![0; 6], lane: (1, 0), sent: t0 });
-        assert!(!o.is_full());
-        o.insert(2, Unacked { frame: vec![0; 6], lane: (1, 0), sent: t0 });
-        assert!(o.is_full());
-        assert_eq!(o.due(t0, Duration::from_secs(1)).len(), 0);
-        assert_eq!(o.due(t0 + Duration::from_secs(1), Duration::from_secs(1)).len(), 2);
-        assert_eq!(o.ack(&[1, 3]), 1);
-        assert_eq!((o.len(), o.bytes()), (1, 6));
+    fn reserve_fill_ack_and_floor() {
+        let state = AckState::new(10);
+        let a = state.reserve((1, 0)).unwrap();
+        state.fill(a, &[0; 6]);
+        let b = state.reserve((1, 0)).unwrap();
+        state.fill(b, &[0; 6]);
+        assert_eq!(state.reserve((1, 0)), None, "12 bytes unacked, limit 10");
+        let now = Instant::now();
+        assert_eq!(state.due(now, Duration::from_secs(1)).len(), 0);
+        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1)).len(), 2);
+        assert_eq!(state.new_floor(), None, "floor is still 1");
+        state.acked(&[a, 99]);
+        assert_eq!(state.unacked(), 1);
+        assert_eq!(state.new_floor(), Some(b));
+        let c = state.reserve((1, 0)).unwrap();
+        state.abandon(c);
+        state.acked(&[b]);
+        assert_eq!(state.new_floor(), Some(c + 1), "an abandoned number does not hold the floor");
+        assert_eq!(state.new_floor(), None);
+    }
+
+    #[test]
+    fn an_abandoned_gap_does_not_pin_the_receivers_memory() {
+        let receiver = AckState::new(1 << 20);
+        // Number 1 was abandoned by the sender; 2..1000 arrive.
+        for seq in 2..1000 {
+            assert!(receiver.first_time(seq));
+        }
+        assert_eq!(receiver.remembered(), 998);
+        receiver.advance_to(2);
+        assert_eq!(receiver.remembered(), 0);
+        assert!(!receiver.first_time(500));
     }
 }

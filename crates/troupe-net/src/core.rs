@@ -17,11 +17,11 @@ use troupe_actor::{
     RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
-    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, flags, ConnPurpose, Control, Envelope,
-    FrameDecoder, FrameKind, HandshakeConfig, NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit,
+    begin_frame, decode_acks, encode_acks, finish_frame, flags, ConnPurpose, Control, Envelope, FrameDecoder,
+    FrameKind, HandshakeConfig, NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit,
 };
 
-use crate::acks::Unacked;
+use crate::acks::AckState;
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
 use crate::peer::{default_key, Peer};
@@ -68,9 +68,9 @@ pub(crate) struct NodeShared {
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     proxies_since_sweep: AtomicU64,
-    /// Where the acked sequence to a node that went down stopped, so a Peer re-created for the
-    /// same incarnation continues it (its receiver still remembers the numbers it delivered).
-    seq_resume: Mutex<HashMap<NodeId, u64>>,
+    /// Acknowledged-delivery state per remote incarnation; it outlives the `Peer` so a node
+    /// declared down and reached again keeps its numbering and gets its unacked messages.
+    acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
     replies: Mutex<PendingReplies>,
     lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
     next_request: AtomicU64,
@@ -103,7 +103,7 @@ impl NodeShared {
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
             proxies_since_sweep: AtomicU64::new(0),
-            seq_resume: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
@@ -167,17 +167,14 @@ impl NodeShared {
                 None => {
                     let addrs: Vec<SocketAddr> = info.listen.iter().filter_map(|a| a.parse().ok()).collect();
                     let channels: Vec<(u16, bool)> = self.settings.channels.iter().map(|(_, p, m)| (*p, *m)).collect();
-                    let peer = Arc::new(Peer::new(
-                        id,
-                        info.name.clone(),
-                        addrs,
-                        &channels,
-                        self.settings.queue_bytes,
-                        self.settings.queue_bytes * 4,
-                    ));
-                    if let Some(next) = self.seq_resume.lock().remove(&id) {
-                        peer.resume_seq(next);
-                    }
+                    let acks = self
+                        .acks
+                        .lock()
+                        .entry(id)
+                        .or_insert_with(|| Arc::new(AckState::new(self.settings.queue_bytes * 4)))
+                        .clone();
+                    let peer =
+                        Arc::new(Peer::new(id, info.name.clone(), addrs, &channels, self.settings.queue_bytes, acks));
                     peers.insert(id, peer.clone());
                     (peer, true)
                 }
@@ -351,11 +348,9 @@ impl NodeShared {
         let Opened { reader, writer, established, leftover } = opened;
         let channel = established.purpose.channel as usize;
         let stop = Arc::new(tokio::sync::Notify::new());
-        let counters = self.me.clone();
+        let shared = self.clone();
         let mut write = self.runtime.spawn(conn::write_loop(writer, queue.clone(), stop.clone(), move |n| {
-            if let Some(s) = counters.upgrade() {
-                s.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
+            shared.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         }));
         let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
         let reason = tokio::select! {
@@ -398,6 +393,9 @@ impl NodeShared {
         let mut acks: Vec<u64> = Vec::new();
         let mut unanswered = 0u32;
         let mut cache: Option<Arc<dyn Inbound>> = None;
+        // Counted per read, not per frame: the counters are shared by every connection.
+        let mut frames = 0u64;
+        let mut delivered = 0u64;
         loop {
             // Dispatch every whole frame in the buffer.
             loop {
@@ -415,7 +413,7 @@ impl NodeShared {
                 };
                 start += used;
                 unanswered = 0;
-                self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+                frames += 1;
                 let payload = &buf[payload_range];
                 if self.faults.active() && self.faults.is_partitioned(peer.id) {
                     continue;
@@ -423,7 +421,7 @@ impl NodeShared {
                 match header.kind {
                     FrameKind::Message => {
                         let acked = header.flags & flags::ACK_REQUESTED != 0;
-                        let wait = self.on_message(
+                        let delivery = self.on_message(
                             &transport,
                             &peer,
                             payload,
@@ -432,18 +430,21 @@ impl NodeShared {
                             &mut acks,
                             &mut cache,
                         );
-                        if let Some(wait) = wait {
-                            if !wait.await {
-                                self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        match delivery {
+                            Some(Delivery::Accepted) => delivered += 1,
+                            Some(Delivery::Full(wait)) => {
+                                if wait.await {
+                                    delivered += 1;
+                                } else {
+                                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
+                            Some(Delivery::Closed) | None => {}
                         }
                     }
                     FrameKind::Reply => self.on_reply(&transport, &peer, payload),
                     FrameKind::Ack => match decode_acks(payload) {
-                        Ok(seqs) => {
-                            peer.outstanding.lock().ack(&seqs);
-                            peer.wake_ack_waiters();
-                        }
+                        Ok(seqs) => peer.acks.acked(&seqs),
                         Err(error) => tracing::warn!(peer = %peer.name, %error, "bad ack frame"),
                     },
                     FrameKind::Control => match Control::decode(payload) {
@@ -454,9 +455,7 @@ impl NodeShared {
                         }
                     },
                     FrameKind::Ping => {
-                        let mut pong = Vec::with_capacity(8);
-                        let _ = encode_frame(&mut pong, FrameKind::Pong, 0, channel as u16, &[], usize::MAX);
-                        reply_queue.push_raw(&pong);
+                        reply_queue.push_frame(FrameKind::Pong, channel as u16, &[]);
                     }
                     FrameKind::Pong => {}
                     FrameKind::Close => return "peer closed the connection".into(),
@@ -470,12 +469,11 @@ impl NodeShared {
             if !acks.is_empty() {
                 let mut payload = Vec::with_capacity(acks.len() * 2 + 4);
                 encode_acks(&mut payload, &acks);
-                let mut frame = Vec::with_capacity(payload.len() + 8);
-                if encode_frame(&mut frame, FrameKind::Ack, 0, channel as u16, &payload, usize::MAX).is_ok() {
-                    reply_queue.push_raw(&frame);
-                }
+                reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
                 acks.clear();
             }
+            self.counters.frames_in.fetch_add(std::mem::take(&mut frames), Ordering::Relaxed);
+            self.counters.messages_in.fetch_add(std::mem::take(&mut delivered), Ordering::Relaxed);
             // Compact, then read more.
             if start > 0 {
                 buf.drain(..start);
@@ -500,15 +498,14 @@ impl NodeShared {
                         return "idle ping unanswered".into();
                     }
                     unanswered += 1;
-                    let mut ping = Vec::with_capacity(8);
-                    let _ = encode_frame(&mut ping, FrameKind::Ping, 0, channel as u16, &[], usize::MAX);
-                    reply_queue.push_raw(&ping);
+                    reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
                 }
             }
         }
     }
 
-    /// Delivers one Message frame. Returns a future to await when the mailbox is full.
+    /// Delivers one Message frame: `None` when it was not handed to an actor (a duplicate, a
+    /// dead letter, an error), else what the mailbox said.
     #[allow(clippy::too_many_arguments)]
     fn on_message(
         &self,
@@ -519,7 +516,7 @@ impl NodeShared {
         channel: usize,
         acks: &mut Vec<u64>,
         cache: &mut Option<Arc<dyn Inbound>>,
-    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> {
+    ) -> Option<Delivery> {
         let (env, body) = match Envelope::read(payload, acked) {
             Ok(x) => x,
             Err(error) => {
@@ -528,42 +525,27 @@ impl NodeShared {
                 return None;
             }
         };
-        if let Some(seq) = env.seq {
-            acks.push(seq);
-            if !peer.delivered.lock().first_time(seq) {
-                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        }
         let target = ActorId { node: NodeId(env.target_node), serial: env.target_serial };
+        // Injected loss happens "on the wire": before the message is acknowledged.
         if self.faults.active() {
             let info = MessageInfo { peer: peer.id, target, channel, type_tag: env.type_tag, acked };
             if self.faults.on_receive(&info) == Verdict::Drop {
                 return None;
             }
         }
-        if target.node != self.id {
-            // A ref to an earlier incarnation of this node.
-            self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-            self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
-            return None;
+        if let Some(seq) = env.seq {
+            acks.push(seq);
+            if !peer.acks.first_time(seq) {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
         }
-        let inbound = match cache {
-            Some(i) if i.id() == target => i.clone(),
-            _ => match self.exported.read().get(&target.serial) {
-                Some(i) => {
-                    *cache = Some(i.clone());
-                    i.clone()
-                }
-                None => {
-                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
-                    // Tell the sender's node the actor is gone: its watchers hear of it and its
-                    // further sends fail at once.
-                    self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
-                    return None;
-                }
-            },
+        if !matches!(cache, Some(i) if i.id() == target) {
+            *cache = self.exported_local(target);
+        }
+        let Some(inbound) = cache.as_deref() else {
+            self.dead_letter(peer, target);
+            return None;
         };
         if inbound.type_tag() != env.type_tag {
             self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -571,24 +553,34 @@ impl NodeShared {
             return None;
         }
         match troupe_actor::with_codec_context(transport, peer.id, || inbound.deliver(body)) {
-            Ok(Delivery::Accepted) => {
-                self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Ok(Delivery::Full(wait)) => {
-                self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                Some(wait)
-            }
             Ok(Delivery::Closed) => {
-                self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                self.dead_letter(peer, target);
                 None
             }
+            Ok(delivery) => Some(delivery),
             Err(error) => {
                 self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %peer.name, %target, %error, "undecodable message dropped");
                 None
             }
         }
+    }
+
+    /// The exported actor `id`, if it is on this node (this incarnation) and still exported.
+    fn exported_local(&self, id: ActorId) -> Option<Arc<dyn Inbound>> {
+        if id.node != self.id {
+            return None;
+        }
+        self.exported.read().get(&id.serial).cloned()
+    }
+
+    /// A message for an actor that is gone (or a ref to an earlier incarnation of this node):
+    /// counted, and the sender's node is told so its watchers hear of it and its further sends
+    /// fail at once.
+    fn dead_letter(&self, peer: &Peer, target: ActorId) {
+        self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
+        self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
     }
 
     fn on_reply(&self, transport: &Arc<dyn Transport>, peer: &Peer, payload: &[u8]) {
@@ -614,12 +606,11 @@ impl NodeShared {
         match control {
             Control::Watch { target } => {
                 let id = actor_id(&target);
-                let watched = (id.node == self.id).then(|| self.exported.read().get(&id.serial).map(|i| i.untyped()));
-                match watched.flatten() {
+                match self.exported_local(id) {
                     Some(actor) => {
                         let me = self.me.clone();
                         let watcher = peer.id;
-                        actor.on_exit(move |reason| {
+                        actor.untyped().on_exit(move |reason| {
                             if let Some(shared) = me.upgrade() {
                                 let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
                                 shared.send_control(watcher, &down);
@@ -638,14 +629,14 @@ impl NodeShared {
                     proxy.exited(exit_reason(reason));
                 }
             }
-            Control::Stop { ref target } | Control::Kill { ref target } => {
-                let kill = matches!(control, Control::Kill { .. });
-                let id = actor_id(target);
-                let actor = self.exported.read().get(&id.serial).map(|i| i.untyped());
-                match actor {
-                    Some(actor) if id.node == self.id && kill => actor.kill(),
-                    Some(actor) if id.node == self.id => actor.stop(),
-                    _ => {}
+            Control::Stop { target } => {
+                if let Some(actor) = self.exported_local(actor_id(&target)) {
+                    actor.untyped().stop();
+                }
+            }
+            Control::Kill { target } => {
+                if let Some(actor) = self.exported_local(actor_id(&target)) {
+                    actor.untyped().kill();
                 }
             }
             Control::Lookup { request, name } => {
@@ -658,6 +649,7 @@ impl NodeShared {
                 }
             }
             Control::Goodbye => self.peer_down(peer, "left the cluster"),
+            Control::AckFloor { next } => peer.acks.advance_to(next),
         }
     }
 
@@ -668,14 +660,7 @@ impl NodeShared {
     pub(crate) fn send_control(&self, to: NodeId, control: &Control) -> bool {
         let Some(peer) = self.peer(to) else { return false };
         let mut payload = Vec::new();
-        if control.encode(&mut payload).is_err() {
-            return false;
-        }
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        if encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_err() {
-            return false;
-        }
-        peer.control_lane().queue.push_raw(&frame)
+        control.encode(&mut payload).is_ok() && peer.control_lane().queue.push_frame(FrameKind::Control, 0, &payload)
     }
 
     /// Re-queues acknowledged messages that were not acknowledged in time.
@@ -689,10 +674,12 @@ impl NodeShared {
             if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
-            let due = peer.outstanding.lock().due(Instant::now(), period);
-            for (_, lane, frame) in due {
+            for (lane, frame) in peer.acks.due(Instant::now(), period) {
                 self.counters.retransmits.fetch_add(1, Ordering::Relaxed);
                 peer.lane(lane).queue.push_raw(&frame);
+            }
+            if let Some(next) = peer.acks.new_floor() {
+                self.send_control(peer.id, &Control::AckFloor { next });
             }
         }
     }
@@ -703,8 +690,10 @@ impl NodeShared {
             return;
         }
         self.peers.write().remove(&peer.id);
-        self.seq_resume.lock().insert(peer.id, peer.seq_position());
         peer.close_lanes();
+        let sent: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
+        self.counters.messages_out.fetch_add(sent, Ordering::Relaxed);
+        self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         let proxies: Vec<Arc<RemoteProxy>> = {
             let proxies = self.proxies.lock();
@@ -723,6 +712,19 @@ impl NodeShared {
         }
         self.lookups.lock().retain(|_, (to, _)| *to != peer.id);
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
+    }
+
+    /// Drops the acknowledged-delivery state of a lost incarnation if it has not come back
+    /// within ten reconnect periods (its unacknowledged messages are then given up).
+    fn forget_acks_later(&self, id: NodeId) {
+        let Some(shared) = self.me.upgrade() else { return };
+        let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
+        self.runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if shared.peer(id).is_none() {
+                shared.acks.lock().remove(&id);
+            }
+        });
     }
 
     /// Asks `peer` for the actor registered as `name`.
@@ -798,31 +800,25 @@ impl Transport for NodeShared {
                 }
             }
         }
-        let seq = if opts.ack {
-            if peer.outstanding.lock().is_full() {
-                return Err(Refusal::Full);
-            }
-            Some(peer.next_seq())
-        } else {
-            None
-        };
         let lane = peer.lane(lane_ix);
         let monotonic = self.settings.channels[lane_ix.0].2.then_some(target);
         let pushed = lane.queue.push(monotonic, |buf| {
+            // The number is reserved only once the queue has room, and kept or given up here.
+            let seq = match opts.ack {
+                false => None,
+                true => Some(peer.acks.reserve(lane_ix).ok_or(Refusal::Full)?),
+            };
             let start = buf.len();
-            self.write_message(buf, target, tag, seq, lane_ix.0, body)?;
-            if let Some(seq) = seq {
-                let unacked = Unacked { frame: buf[start..].to_vec(), lane: lane_ix, sent: Instant::now() };
-                peer.outstanding.lock().insert(seq, unacked);
+            let written = self.write_message(buf, target, tag, seq, lane_ix.0, body);
+            match (seq, &written) {
+                (Some(seq), Ok(())) => peer.acks.fill(seq, &buf[start..]),
+                (Some(seq), Err(_)) => peer.acks.abandon(seq),
+                (None, _) => {}
             }
-            Ok(())
+            written
         });
         match pushed {
-            Ok(Ok(())) => {
-                self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(refusal)) => Err(refusal),
+            Ok(result) => result,
             Err(QueueRefusal::Full) => Err(Refusal::Full),
             Err(QueueRefusal::Closed) => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
         }
@@ -837,14 +833,8 @@ impl Transport for NodeShared {
         let Some(peer) = self.peer(target.node) else {
             return Poll::Ready(Err(SendFailure::Unreachable(target.node)));
         };
-        if opts.ack {
-            let mut waiters = peer.ack_waiters.lock();
-            if peer.outstanding.lock().is_full() {
-                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    waiters.push(cx.waker().clone());
-                }
-                return Poll::Pending;
-            }
+        if opts.ack && !peer.acks.poll_room(cx.waker()) {
+            return Poll::Pending;
         }
         let channel = self.channel_index(opts.channel.as_deref());
         let key = opts.partition_key.unwrap_or_else(|| default_key(target));
@@ -888,8 +878,10 @@ impl Transport for NodeShared {
     fn proxy(&self, id: ActorId) -> Arc<RemoteProxy> {
         let mut proxies = self.proxies.lock();
         if let Some(proxy) = proxies.get(&id).and_then(Weak::upgrade) {
-            // A proxy marked dead because its node was lost is stale once the node is back.
-            if !(proxy.has_exited() && self.peer(id.node).is_some_and(|p| !p.is_down())) {
+            // A proxy marked dead because its node was lost is stale once the node is back; one
+            // whose actor stopped stays dead.
+            let node_back = self.peer(id.node).is_some_and(|p| !p.is_down());
+            if !(node_back && proxy.exit_reason() == Some(ExitReason::NodeDown)) {
                 return proxy;
             }
         }
@@ -904,7 +896,7 @@ impl Transport for NodeShared {
     }
 
     fn local_actor(&self, serial: u64) -> Option<UntypedRef> {
-        self.exported.read().get(&serial).map(|i| i.untyped())
+        self.exported_local(ActorId { node: self.id, serial }).map(|i| i.untyped())
     }
 
     fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64 {
@@ -939,16 +931,10 @@ impl Transport for NodeShared {
         }
         let Some(peer) = self.peer(to) else { return false };
         let lane = peer.lane(peer.pick(1, request));
-        let max = self.settings.max_frame;
-        let pushed = lane.queue.push_unbounded(|buf| {
-            let start = begin_frame(buf, FrameKind::Reply, 0, 1);
-            ReplyHeader { request, status }.write(buf);
-            if let Err(e) = body(buf) {
-                buf.truncate(start.offset());
-                return Err(e);
-            }
-            finish_frame(buf, start, max).map_err(|_| SendFailure::TooLarge { len: 0, max })
-        });
+        let header = ReplyHeader { request, status };
+        let pushed = lane
+            .queue
+            .push_unbounded(|buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body));
         matches!(pushed, Some(Ok(())))
     }
 
@@ -968,17 +954,39 @@ impl NodeShared {
         channel: usize,
         body: BodyEncoder<'_>,
     ) -> Result<(), Refusal> {
-        let flags = if seq.is_some() { flags::ACK_REQUESTED } else { 0 };
-        let start = begin_frame(buf, FrameKind::Message, flags, channel as u16);
+        let envelope = Envelope { target_node: target.node.0, target_serial: target.serial, type_tag: tag, seq };
+        self.write_frame(
+            buf,
+            FrameKind::Message,
+            envelope.frame_flags(),
+            channel as u16,
+            |buf| envelope.write(buf),
+            body,
+        )
+        .map_err(Refusal::Failed)
+    }
+
+    /// Appends one whole frame: header, `head` (envelope or reply header), then the body. On
+    /// failure the buffer is left as it was.
+    fn write_frame(
+        &self,
+        buf: &mut Vec<u8>,
+        kind: FrameKind,
+        flags: u8,
+        channel: u16,
+        head: impl FnOnce(&mut Vec<u8>),
+        body: BodyEncoder<'_>,
+    ) -> Result<(), SendFailure> {
+        let start = begin_frame(buf, kind, flags, channel);
         let offset = start.offset();
-        Envelope { target_node: target.node.0, target_serial: target.serial, type_tag: tag, seq }.write(buf);
+        head(buf);
         if let Err(e) = body(buf) {
             buf.truncate(offset);
-            return Err(Refusal::Failed(e));
+            return Err(e);
         }
         let len = buf.len() - offset;
-        finish_frame(buf, start, self.settings.max_frame)
-            .map_err(|_| Refusal::Failed(SendFailure::TooLarge { len, max: self.settings.max_frame }))
+        let max = self.settings.max_frame;
+        finish_frame(buf, start, max).map_err(|_| SendFailure::TooLarge { len, max })
     }
 }
 

@@ -136,7 +136,8 @@ impl Drop for NetRuntime {
 #[derive(Clone)]
 pub struct Node {
     shared: Arc<NodeShared>,
-    runtime: Arc<NetRuntime>,
+    /// Owned, not used: the network runtime lives as long as a handle to the node.
+    _runtime: Arc<NetRuntime>,
     local_addrs: Arc<Vec<SocketAddr>>,
 }
 
@@ -165,7 +166,7 @@ impl Node {
             Ok(result) => result?,
             Err(e) => return Err(NodeError::Runtime(std::io::Error::other(e.to_string()))),
         };
-        Ok(Node { shared, runtime, local_addrs: Arc::new(local_addrs) })
+        Ok(Node { shared, _runtime: runtime, local_addrs: Arc::new(local_addrs) })
     }
 
     /// [`start`](Self::start) for synchronous code (a `main` without a runtime).
@@ -398,11 +399,10 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         let mut stats = self.shared.counters.snapshot();
         for peer in self.shared.peers.read().values() {
-            stats.unacked += peer.outstanding.lock().len() as u64;
-            for lanes in &peer.lanes {
-                for lane in lanes {
-                    stats.monotonic_replaced += lane.queue.replaced();
-                }
+            stats.unacked += peer.acks.unacked() as u64;
+            for lane in peer.lanes.iter().flatten() {
+                stats.messages_out += lane.queue.messages();
+                stats.monotonic_replaced += lane.queue.replaced();
             }
         }
         stats
@@ -419,7 +419,6 @@ impl Node {
         let shared = self.shared.clone();
         let _ = self.shared.runtime.spawn(async move { shared.shutdown().await }).await;
         self.shared.system.shutdown().await;
-        let _ = &self.runtime;
     }
 }
 

@@ -2,14 +2,12 @@
 //! acknowledged delivery in both directions, and whether it is up.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
 
-use parking_lot::Mutex;
 use troupe_actor::{ActorId, NodeId};
 
-use crate::acks::{Delivered, Outstanding};
+use crate::acks::AckState;
 use crate::queue::SendQueue;
 
 /// One connection slot of a channel to a peer. Its queue survives reconnects.
@@ -28,13 +26,8 @@ pub(crate) struct Peer {
     pub(crate) lanes: Vec<Vec<Lane>>,
     pub(crate) up: AtomicBool,
     pub(crate) down: AtomicBool,
-    next_seq: AtomicU64,
-    /// Our acknowledged messages to it, not yet acknowledged.
-    pub(crate) outstanding: Mutex<Outstanding>,
-    /// Senders waiting for `outstanding` to drain.
-    pub(crate) ack_waiters: Mutex<Vec<Waker>>,
-    /// Its acknowledged messages to us that we delivered.
-    pub(crate) delivered: Mutex<Delivered>,
+    /// Acknowledged delivery with this incarnation (shared with later `Peer`s of it).
+    pub(crate) acks: Arc<AckState>,
     /// Wakes the lane tasks when the peer goes down.
     pub(crate) stop: Arc<tokio::sync::Notify>,
 }
@@ -46,7 +39,7 @@ impl Peer {
         addrs: Vec<SocketAddr>,
         channels: &[(u16, bool)],
         queue_bytes: usize,
-        outstanding_limit: usize,
+        acks: Arc<AckState>,
     ) -> Peer {
         let lanes = channels
             .iter()
@@ -66,27 +59,9 @@ impl Peer {
             lanes,
             up: AtomicBool::new(false),
             down: AtomicBool::new(false),
-            next_seq: AtomicU64::new(1),
-            outstanding: Mutex::new(Outstanding::new(outstanding_limit)),
-            ack_waiters: Mutex::new(Vec::new()),
-            delivered: Mutex::new(Delivered::default()),
+            acks,
             stop: Arc::new(tokio::sync::Notify::new()),
         }
-    }
-
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The next sequence number, for a later Peer of the same incarnation to continue from
-    /// (the other side may still remember the numbers it delivered).
-    pub(crate) fn seq_position(&self) -> u64 {
-        self.next_seq.load(Ordering::Relaxed)
-    }
-
-    /// Continues the sequence of an earlier Peer of the same incarnation.
-    pub(crate) fn resume_seq(&self, next: u64) {
-        self.next_seq.store(next, Ordering::Relaxed);
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -117,13 +92,6 @@ impl Peer {
         &self.lanes[0][0]
     }
 
-    /// Wakes senders waiting for acknowledgements.
-    pub(crate) fn wake_ack_waiters(&self) {
-        for waker in std::mem::take(&mut *self.ack_waiters.lock()) {
-            waker.wake();
-        }
-    }
-
     /// Shuts every lane queue (senders see the peer as unreachable).
     pub(crate) fn close_lanes(&self) {
         for lanes in &self.lanes {
@@ -132,7 +100,7 @@ impl Peer {
             }
         }
         self.stop.notify_waiters();
-        self.wake_ack_waiters();
+        self.acks.wake_waiters();
     }
 }
 

@@ -19,6 +19,7 @@ use std::task::Waker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use troupe_actor::ActorId;
+use troupe_wire::{encode_frame, FrameKind};
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,9 @@ struct State {
     latest: Option<Latest>,
     waiters: Vec<Waker>,
     closed: bool,
+    /// Messages admitted by `push` (counted here, under the lock the push holds anyway, rather
+    /// than on a node-wide counter every sender would contend on).
+    messages: u64,
 }
 
 #[derive(Default)]
@@ -61,6 +65,7 @@ impl SendQueue {
                 latest: monotonic.then(Latest::default),
                 waiters: Vec::new(),
                 closed: false,
+                messages: 0,
             }),
             capacity,
             ready: Notify::new(),
@@ -75,6 +80,12 @@ impl SendQueue {
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Result<(), E>, QueueRefusal> {
         self.push_inner(target, true, write)
+    }
+
+    /// Appends one whole frame of `kind` with `payload`, ignoring the bound (acks, pongs, control
+    /// messages: small, and never to be lost to a full queue). False when closed.
+    pub(crate) fn push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
+        matches!(self.push_unbounded(|buf| encode_frame(buf, kind, 0, channel, payload, usize::MAX)), Some(Ok(())))
     }
 
     /// Like `push` but ignoring the bound (replies, which must not be lost to a full queue;
@@ -116,6 +127,9 @@ impl SendQueue {
             }
             _ => write(&mut state.buf),
         };
+        if bounded && result.is_ok() {
+            state.messages += 1;
+        }
         drop(state);
         if was_empty && result.is_ok() {
             self.ready.notify_one();
@@ -123,20 +137,14 @@ impl SendQueue {
         Ok(result)
     }
 
-    /// Appends already-encoded frames (retransmissions, acks, pongs), ignoring the bound: they
-    /// are small or were admitted under the bound once already.
+    /// Appends already-encoded frames (retransmissions, delayed sends), ignoring the bound: they
+    /// were admitted under the bound once already. False when closed.
     pub(crate) fn push_raw(&self, frames: &[u8]) -> bool {
-        let mut state = self.state.lock();
-        if state.closed {
-            return false;
-        }
-        let was_empty = state.buf.is_empty();
-        state.buf.extend_from_slice(frames);
-        drop(state);
-        if was_empty {
-            self.ready.notify_one();
-        }
-        true
+        self.push_unbounded(|buf| {
+            buf.extend_from_slice(frames);
+            Ok::<(), ()>(())
+        })
+        .is_some()
     }
 
     /// Ready when a push would not be refused as full; registers `waker` otherwise.
@@ -189,6 +197,11 @@ impl SendQueue {
     pub(crate) fn len(&self) -> usize {
         let state = self.state.lock();
         state.buf.len() + state.latest.as_ref().map_or(0, |l| l.bytes)
+    }
+
+    /// Messages admitted by `push` so far.
+    pub(crate) fn messages(&self) -> u64 {
+        self.state.lock().messages
     }
 
     /// Messages replaced by newer ones on a monotonic lane.

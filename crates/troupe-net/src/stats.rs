@@ -6,6 +6,7 @@ use serde::Serialize;
 
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Messages queued to peers that are gone; live lanes count their own (`SendQueue::messages`).
     pub(crate) messages_out: AtomicU64,
     pub(crate) messages_in: AtomicU64,
     pub(crate) frames_in: AtomicU64,

@@ -81,6 +81,12 @@ pub enum Control {
     },
     /// The sending node is shutting down in an orderly way.
     Goodbye,
+    /// Every acknowledged message the sender numbered below `next` was either acknowledged or
+    /// abandoned and will never be sent: the receiver may forget the numbers below it.
+    AckFloor {
+        /// The lowest number that may still arrive.
+        next: u64,
+    },
 }
 
 impl Control {

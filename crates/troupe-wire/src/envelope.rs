@@ -23,26 +23,6 @@ pub const SEQ_LEN: usize = 8;
 /// Length of a [`ReplyHeader`].
 pub const REPLY_HEADER_LEN: usize = 9;
 
-/// Stable 64-bit tag of a message type name: FNV-1a 64 over its UTF-8 bytes.
-///
-/// ```
-/// const TAG: u64 = troupe_wire::type_tag("");
-/// assert_eq!(TAG, 0xcbf2_9ce4_8422_2325);
-/// ```
-pub const fn type_tag(name: &str) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let bytes = name.as_bytes();
-    let mut hash = OFFSET_BASIS;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(PRIME);
-        i += 1;
-    }
-    hash
-}
-
 /// Reads a little-endian u64 at `at`; the caller checked the length.
 fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
     let bytes = buf.get(at..at + 8)?;
@@ -58,7 +38,8 @@ pub struct Envelope {
     pub target_node: u64,
     /// The target actor's serial number on that node.
     pub target_serial: u64,
-    /// [`type_tag`] of the message type, checked by the receiver before decoding the body.
+    /// Tag of the message type (the actor layer's `troupe_actor::type_tag` of its name), checked by
+    /// the receiver before decoding the body. Opaque to this crate.
     pub type_tag: u64,
     /// Sequence number to acknowledge; present exactly when the frame has [`flags::ACK_REQUESTED`].
     pub seq: Option<u64>,
@@ -164,14 +145,6 @@ impl ReplyHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv1a_known_values() {
-        const EMPTY: u64 = type_tag("");
-        assert_eq!(EMPTY, 0xcbf2_9ce4_8422_2325);
-        assert_eq!(type_tag("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(type_tag("foobar"), 0x8594_4171_f739_67e8);
-    }
 
     #[test]
     fn envelope_layout() {

@@ -27,7 +27,7 @@ pub mod frame;
 pub mod handshake;
 
 pub use control::{decode_acks, encode_acks, Control, WireActorId, WireExit, MAX_ACKS};
-pub use envelope::{type_tag, Envelope, ReplyHeader, ReplyStatus, ENVELOPE_LEN, REPLY_HEADER_LEN, SEQ_LEN};
+pub use envelope::{Envelope, ReplyHeader, ReplyStatus, ENVELOPE_LEN, REPLY_HEADER_LEN, SEQ_LEN};
 pub use frame::{
     begin_frame, encode_frame, finish_frame, flags, Frame, FrameDecoder, FrameHeader, FrameKind, FrameStart, WireError,
     DEFAULT_MAX_FRAME, HEADER_LEN,
