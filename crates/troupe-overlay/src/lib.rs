@@ -13,6 +13,10 @@
 
 pub mod member;
 pub mod membership;
+pub mod plumtree;
 
 pub use member::{Member, PeerId};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
+pub use plumtree::{
+    MessageId, Plumtree, PlumtreeConfig, PlumtreeInput, PlumtreeMessage, PlumtreeOutput, PlumtreeStats, Topic,
+};
