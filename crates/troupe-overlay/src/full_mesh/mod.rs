@@ -35,7 +35,7 @@ use crate::failure::{Backoff, BackoffConfig, PhiAccrualConfig, PhiAccrualDetecto
 use crate::member::{Member, PeerId};
 use crate::membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
 
-pub use state::{Change, Entry, MemberSet, Status};
+pub use state::{Change, Entry, MemberSet, Record, Status};
 
 /// Settings of a [`FullMesh`].
 #[derive(Clone, Debug, PartialEq)]
@@ -104,8 +104,8 @@ pub enum FullMeshMessage {
     /// Membership entries: the whole state or a delta. With `reply`, the receiver answers with its
     /// whole state (joins and probes).
     State {
-        /// The entries.
-        entries: Vec<Entry>,
+        /// The entries, with the ages of tombstones.
+        entries: Vec<Record>,
         /// Whether the sender wants the receiver's state back.
         reply: bool,
     },
@@ -228,19 +228,16 @@ impl FullMesh {
         *id != self.me.id && self.connected.contains_key(id) && self.set.is_alive(id)
     }
 
-    fn all_entries(&self) -> Vec<Entry> {
-        self.set.entries().cloned().collect()
+    fn send_state(&self, to: PeerId, reply: bool, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
+        out.push(Command::Send { to, msg: FullMeshMessage::State { entries: self.set.records(now), reply } });
     }
 
-    fn send_state(&self, to: PeerId, reply: bool, out: &mut Vec<Command<FullMeshMessage>>) {
-        out.push(Command::Send { to, msg: FullMeshMessage::State { entries: self.all_entries(), reply } });
-    }
-
-    /// Pushes changed entries to every connected alive member.
+    /// Pushes entries this node just wrote to every connected alive member.
     fn push(&self, entries: Vec<Entry>, out: &mut Vec<Command<FullMeshMessage>>) {
         if entries.is_empty() {
             return;
         }
+        let entries: Vec<Record> = entries.into_iter().map(|entry| Record { entry, age_ms: 0 }).collect();
         for id in self.connected.keys().filter(|id| self.set.is_alive(id) && **id != self.me.id) {
             out.push(Command::Send { to: *id, msg: FullMeshMessage::State { entries: entries.clone(), reply: false } });
         }
@@ -299,7 +296,7 @@ impl FullMesh {
                 // Tell it, so that it can refute if it is alive; the connection is closed as a
                 // stray if it does not come back within `stray_timeout`.
                 *since = now;
-                self.send_state(id, false, out);
+                self.send_state(id, false, now, out);
             }
         }
         None
@@ -329,19 +326,27 @@ impl FullMesh {
         self.push(vec![removed], out);
     }
 
-    fn merge_entries(&mut self, entries: Vec<Entry>, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
-        if entries.len() > max_entries(&self.config) {
+    fn merge_entries(&mut self, records: Vec<Record>, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
+        if records.len() > max_entries(&self.config) {
             return;
         }
         let mut mine = Vec::new();
-        for entry in entries {
-            if let Ok(Some(change)) = self.set.merge(entry, now, self.config.max_members) {
+        for Record { entry, age_ms } in records {
+            let age = if entry.is_alive() { Duration::ZERO } else { Duration::from_millis(age_ms) };
+            // A tombstone that expired everywhere by now is not taken back in for an unknown id.
+            if age >= self.config.tombstone_ttl && self.set.get(&entry.member.id).is_none() {
+                continue;
+            }
+            if let Ok(Some(change)) = self.set.merge(entry, now.saturating_sub(age), self.config.max_members) {
                 if let Some(own) = self.on_change(change, now, out) {
                     mine.push(own);
                 }
             }
         }
         self.push(mine, out);
+        if self.set.tombstones() > self.config.max_tombstones {
+            self.set.expire(now, self.config.tombstone_ttl, self.config.max_tombstones);
+        }
     }
 
     fn on_join(&mut self, contacts: Vec<Member>, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
@@ -361,7 +366,7 @@ impl FullMesh {
             self.had_peers = true;
             self.dialing.remove(&contact.id);
             self.connected.entry(contact.id).or_insert((contact.clone(), now));
-            self.send_state(contact.id, true, out);
+            self.send_state(contact.id, true, now, out);
         }
     }
 
@@ -394,7 +399,7 @@ impl FullMesh {
         // Exchange states on every new connection; probes of removed incarnations ask for an
         // answer so that both sides notice and refute.
         let probe = self.set.get(&id).is_some_and(|e| !e.is_alive());
-        self.send_state(id, probe, out);
+        self.send_state(id, probe, now, out);
     }
 
     fn on_link_lost(&mut self, id: PeerId, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
@@ -438,7 +443,7 @@ impl FullMesh {
                 self.merge_entries(entries, now, out);
                 let sender_removed = self.set.get(&from).is_some_and(|e| !e.is_alive());
                 if reply || sender_removed {
-                    self.send_state(from, false, out);
+                    self.send_state(from, false, now, out);
                 }
             }
         }
@@ -456,8 +461,9 @@ impl FullMesh {
         let gen = self.generation();
         let left = Entry { member: self.me.clone(), generation: gen, status: Status::Left };
         self.set.update(left.clone(), now);
+        let record = Record { entry: left, age_ms: 0 };
         for id in self.connected.keys() {
-            out.push(Command::Send { to: *id, msg: FullMeshMessage::State { entries: vec![left.clone()], reply: false } });
+            out.push(Command::Send { to: *id, msg: FullMeshMessage::State { entries: vec![record.clone()], reply: false } });
         }
         let members: Vec<PeerId> = self.set.alive().map(|m| m.id).filter(|id| *id != self.me.id).collect();
         for id in members {
@@ -491,7 +497,7 @@ impl FullMesh {
             let mut targets: Vec<PeerId> = self.connected.keys().copied().filter(|id| self.is_neighbor(id)).collect();
             targets.shuffle(&mut self.rng);
             for id in targets.into_iter().take(self.config.gossip_fanout) {
-                self.send_state(id, false, out);
+                self.send_state(id, false, now, out);
             }
         }
         if now >= self.next_probe {

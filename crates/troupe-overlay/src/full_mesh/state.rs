@@ -90,6 +90,19 @@ impl Entry {
     }
 }
 
+/// An entry as it travels: the entry and, for a tombstone, how long ago the sender learned it.
+/// Ages travel so that a tombstone expires about `tombstone_ttl` after the *first* node learned
+/// it, everywhere: a node that dropped it and hears it again from a node that learned it later
+/// takes the sender's age instead of restarting the clock (without this, tombstones would
+/// ping-pong between nodes forever).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Record {
+    /// The entry.
+    pub entry: Entry,
+    /// Milliseconds since the sender learned the tombstone (0 for alive entries).
+    pub age_ms: u64,
+}
+
 /// What a merge changed for one id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -164,9 +177,25 @@ impl MemberSet {
         self.entries.is_empty()
     }
 
-    /// Merges one entry learned at `now`; returns the change, if any. A new alive id is refused
-    /// when `max_alive` members are already alive.
-    pub fn merge(&mut self, entry: Entry, now: Duration, max_alive: usize) -> Result<Option<Change>, Rejected> {
+    /// Every entry with its age at `now`, for sending.
+    pub fn records(&self, now: Duration) -> Vec<Record> {
+        self.entries
+            .values()
+            .map(|entry| {
+                let age = self.tombstoned_at.get(&entry.member.id).map_or(0, |at| now.saturating_sub(*at).as_millis());
+                Record { entry: entry.clone(), age_ms: u64::try_from(age).unwrap_or(u64::MAX) }
+            })
+            .collect()
+    }
+
+    /// When this node considers the tombstone of `id` learned.
+    pub fn tombstoned_at(&self, id: &PeerId) -> Option<Duration> {
+        self.tombstoned_at.get(id).copied()
+    }
+
+    /// Merges one entry whose tombstone (if it is one) was first learned at `learned`; returns
+    /// the change, if any. A new alive id is refused when `max_alive` members are already alive.
+    pub fn merge(&mut self, entry: Entry, learned: Duration, max_alive: usize) -> Result<Option<Change>, Rejected> {
         if !entry.is_valid() {
             return Err(Rejected::Invalid);
         }
@@ -174,12 +203,18 @@ impl MemberSet {
         let old = self.entries.get(&id);
         if let Some(old) = old {
             if !entry.dominates(old) {
+                // The same tombstone: keep the earliest learning time.
+                if *old == entry && !entry.is_alive() {
+                    if let Some(at) = self.tombstoned_at.get_mut(&id) {
+                        *at = (*at).min(learned);
+                    }
+                }
                 return Ok(None);
             }
         } else if entry.is_alive() && self.alive >= max_alive {
             return Err(Rejected::Full);
         }
-        Ok(Some(self.put(entry, now)))
+        Ok(Some(self.put(entry, learned)))
     }
 
     /// Writes `entry` (the caller checked that it dominates), keeping the counts and tombstone
