@@ -39,6 +39,10 @@ pub struct StaticConfig {
     pub max_contacts: usize,
     /// Minimum time between two [`Command::NeedContacts`] (emitted when every contact gave up).
     pub need_contacts_interval: Duration,
+    /// A connection that lasted this long counts as a success (the next loss is redialed at
+    /// once); one that dropped sooner counts as a failed attempt (backoff), so a peer that
+    /// accepts and immediately closes is not hammered.
+    pub stable_after: Duration,
     /// Seed of the backoff jitter.
     pub seed: u64,
 }
@@ -52,6 +56,7 @@ impl Default for StaticConfig {
             max_inbound: 256,
             max_contacts: 1024,
             need_contacts_interval: Duration::from_secs(10),
+            stable_after: Duration::from_secs(5),
             seed: 0,
         }
     }
@@ -65,6 +70,7 @@ pub enum StaticMessage {}
 struct Contact {
     member: Member,
     up: bool,
+    up_since: Duration,
     dialing: bool,
     backoff: Backoff,
 }
@@ -119,11 +125,7 @@ impl StaticOverlay {
         self.contacts.get(addr).map(|c| c.backoff.failures())
     }
 
-    fn contact_of(&mut self, id: PeerId) -> Option<&mut Contact> {
-        self.contacts.values_mut().find(|c| c.member.id == id)
-    }
-
-    fn on_join(&mut self, contacts: Vec<Member>, out: &mut Out) {
+    fn on_join(&mut self, contacts: Vec<Member>, now: Duration, out: &mut Out) {
         self.joined = true;
         for m in contacts {
             if m.id == self.me.id || m.addr == self.me.addr {
@@ -137,6 +139,7 @@ impl StaticOverlay {
             let entry = self.contacts.entry(m.addr).or_insert_with(|| Contact {
                 member: m.clone(),
                 up: false,
+                up_since: Duration::ZERO,
                 dialing: false,
                 backoff: Backoff::new(),
             });
@@ -150,14 +153,14 @@ impl StaticOverlay {
             }
             entry.member = m.clone();
             entry.up = true;
-            entry.backoff.succeeded();
+            entry.up_since = now;
             if !was_inbound {
                 up(&m, out);
             }
         }
     }
 
-    fn on_connected(&mut self, m: Member, out: &mut Out) {
+    fn on_connected(&mut self, m: Member, now: Duration, out: &mut Out) {
         if m.id == self.me.id {
             return;
         }
@@ -173,8 +176,8 @@ impl StaticOverlay {
             }
             c.member = m.clone();
             c.up = true;
+            c.up_since = now;
             c.dialing = false;
-            c.backoff.succeeded();
             up(&m, out);
             return;
         }
@@ -194,20 +197,23 @@ impl StaticOverlay {
             down(id, "connection closed", out);
             return;
         }
-        let joined = self.joined;
-        if let Some(c) = self.contact_of(id) {
-            if !c.up {
-                return;
-            }
-            c.up = false;
-            down(id, "connection closed", out);
-            // First redial at once; failures back off.
+        let (joined, stable, config) = (self.joined, self.config.stable_after, self.config.backoff.clone());
+        let Some(addr) = self.contacts.iter().find(|(_, c)| c.member.id == id && c.up).map(|(a, _)| *a) else {
+            return;
+        };
+        let Some(c) = self.contacts.get_mut(&addr) else { return };
+        c.up = false;
+        down(id, "connection closed", out);
+        if now.saturating_sub(c.up_since) >= stable {
+            // A connection that held: redial at once.
+            c.backoff.succeeded();
             if joined && !c.dialing {
                 c.dialing = true;
                 out.push(Command::Connect(c.member.clone()));
             }
+        } else {
+            c.backoff.failed(now, &config, &mut self.rng);
         }
-        let _ = now;
     }
 
     fn on_connect_failed(&mut self, id: PeerId, now: Duration) {
@@ -261,13 +267,16 @@ impl Membership for StaticOverlay {
 
     fn handle(&mut self, input: Input<StaticMessage>, now: Duration, out: &mut Out) {
         if self.stopped {
+            if let Input::Connected(m) = input {
+                out.push(Command::Disconnect(m.id));
+            }
             return;
         }
         match input {
-            Input::Join(contacts) => self.on_join(contacts, out),
+            Input::Join(contacts) => self.on_join(contacts, now, out),
             Input::Leave => self.on_leave(out),
             Input::Tick => self.on_tick(now, out),
-            Input::Connected(m) => self.on_connected(m, out),
+            Input::Connected(m) => self.on_connected(m, now, out),
             Input::Disconnected(id) => self.on_disconnected(id, now, out),
             Input::ConnectFailed(id) => self.on_connect_failed(id, now),
             Input::Message { msg, .. } => match msg {},

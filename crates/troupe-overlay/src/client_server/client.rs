@@ -269,6 +269,13 @@ impl Client {
                 if self.servers.contains_key(&m.id) {
                     self.link_up(m, now, out);
                 } else if m.id != self.me.id {
+                    // A driver dialing addresses may answer a dial of an old server incarnation
+                    // with the new one: that dial failed.
+                    let config = self.config.mesh.backoff.clone();
+                    for link in self.servers.values_mut().filter(|l| l.dialing && l.member.addr == m.addr) {
+                        link.dialing = false;
+                        link.backoff.failed(now, &config, &mut self.rng);
+                    }
                     // Nobody but our servers has business connecting to a client.
                     out.push(Command::Disconnect(m.id));
                 }

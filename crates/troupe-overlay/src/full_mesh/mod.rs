@@ -71,6 +71,9 @@ pub struct FullMeshConfig {
     pub leave_linger: Duration,
     /// Minimum time between two [`Command::NeedContacts`].
     pub need_contacts_interval: Duration,
+    /// A lost connection that lasted this long is redialed at once; one that dropped sooner
+    /// counts as a failed dial (backoff), so a peer that accepts and closes is not hammered.
+    pub stable_after: Duration,
     /// Seed of the protocol's RNG (gossip targets, probes, backoff jitter).
     pub seed: u64,
 }
@@ -93,6 +96,7 @@ impl Default for FullMeshConfig {
             probe_interval: Duration::from_secs(5),
             leave_linger: Duration::from_millis(500),
             need_contacts_interval: Duration::from_secs(10),
+            stable_after: Duration::from_secs(5),
             seed: 0,
         }
     }
@@ -309,6 +313,7 @@ impl FullMesh {
         }
         out.push(Command::Event(MembershipEvent::MemberDown { id, reason: reason.to_string() }));
         self.links.remove(&id);
+        self.dialing.remove(&id);
         self.detector.remove(&id);
     }
 
@@ -375,6 +380,7 @@ impl FullMesh {
             return;
         }
         self.dialing.remove(&member.id);
+        self.settle_dial_by_addr(&member, now);
         if self.connected.contains_key(&member.id) {
             return;
         }
@@ -389,7 +395,6 @@ impl FullMesh {
             return;
         }
         if let Some(link) = self.links.get_mut(&id) {
-            link.backoff.succeeded();
             link.down_since = None;
             link.suspect_since = None;
             self.detector.heartbeat(&id, now);
@@ -402,10 +407,22 @@ impl FullMesh {
         self.send_state(id, probe, now, out);
     }
 
-    fn on_link_lost(&mut self, id: PeerId, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
-        if self.connected.remove(&id).is_none() {
-            return;
+    /// A driver that dials addresses may answer a dial of an old incarnation with the new one
+    /// living at that address: count it as a failed dial of the old one.
+    fn settle_dial_by_addr(&mut self, member: &Member, now: Duration) {
+        let stale: Vec<PeerId> = self
+            .dialing
+            .iter()
+            .copied()
+            .filter(|id| self.set.get(id).is_some_and(|e| e.member.addr == member.addr))
+            .collect();
+        for id in stale {
+            self.on_connect_failed(id, now);
         }
+    }
+
+    fn on_link_lost(&mut self, id: PeerId, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
+        let Some((_, since)) = self.connected.remove(&id) else { return };
         if self.phase != Phase::Active {
             return;
         }
@@ -414,8 +431,13 @@ impl FullMesh {
             link.suspect_since = None;
             self.detector.remove(&id);
             out.push(Command::Event(MembershipEvent::NeighborDown(id)));
-            if let Some(member) = self.set.get(&id).map(|e| e.member.clone()) {
-                self.dial(member, out);
+            if now.saturating_sub(since) < self.config.stable_after {
+                link.backoff.failed(now, &self.config.backoff, &mut self.rng);
+            } else {
+                link.backoff.succeeded();
+                if let Some(member) = self.set.get(&id).map(|e| e.member.clone()) {
+                    self.dial(member, out);
+                }
             }
         }
     }
@@ -582,6 +604,8 @@ impl Membership for FullMesh {
             Input::Tick => self.on_tick(now, out),
             Input::Connected(member) => {
                 if self.phase == Phase::Stopped {
+                    // Nothing to talk about any more.
+                    out.push(Command::Disconnect(member.id));
                     return;
                 }
                 self.on_connected(member, now, out);

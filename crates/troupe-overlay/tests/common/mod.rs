@@ -22,7 +22,7 @@ enum Ev<M> {
     Tick { to: PeerId },
     Input { to: PeerId, input: Input<M> },
     Message { from: PeerId, to: PeerId, link: u64, msg: M },
-    Establish { from: PeerId, to: PeerId },
+    Establish { from: PeerId, to: Member },
     Rejoin { to: PeerId },
 }
 
@@ -75,6 +75,10 @@ pub struct Cluster<P: Membership> {
     pub log: Vec<Logged>,
     pub need_contacts: Vec<u32>,
     pub capture: bool,
+    /// Dial addresses like a real driver: a dial of a dead incarnation reaches whoever now
+    /// listens at its address (answered with that node's `Connected`). Otherwise a dial names an
+    /// incarnation and fails if it is dead.
+    pub dial_by_address: bool,
     pub captured: Vec<Captured<P::Message>>,
     /// Messages delivered, for cost accounting.
     pub delivered: u64,
@@ -123,6 +127,7 @@ impl<P: Membership> Cluster<P> {
             log: Vec::new(),
             need_contacts: vec![0; n],
             capture: false,
+            dial_by_address: false,
             captured: Vec::new(),
             delivered: 0,
             out: Vec::new(),
@@ -263,7 +268,7 @@ impl<P: Membership> Cluster<P> {
                     let peer = self.slot_of(m.id).map(|s| self.slots[s].member.clone()).unwrap_or(m);
                     self.schedule(self.now + lat, Ev::Input { to: me, input: Input::Connected(peer) });
                 } else {
-                    self.schedule(self.now + lat, Ev::Establish { from: me, to: m.id });
+                    self.schedule(self.now + lat, Ev::Establish { from: me, to: m });
                 }
             }
             Command::Disconnect(p) => {
@@ -310,20 +315,24 @@ impl<P: Membership> Cluster<P> {
             }
             Ev::Establish { from, to } => {
                 let Some(a) = self.slot_of(from) else { return };
-                if self.connected(from, to) {
-                    let peer = self.slots[self.slot_of(to).unwrap_or(a)].member.clone();
-                    self.feed(a, Input::Connected(peer));
-                    return;
-                }
-                match self.slot_of(to) {
-                    Some(b) if self.reachable(from, to) => {
-                        self.next_link += 1;
-                        self.links.insert(ordered(from, to), self.next_link);
+                let target = match self.slot_of(to.id) {
+                    Some(b) => Some(b),
+                    None if self.dial_by_address => {
+                        (0..self.slots.len()).find(|s| self.is_up(*s) && self.slots[*s].member.addr == to.addr)
+                    }
+                    None => None,
+                };
+                match target {
+                    Some(b) if self.reachable(from, self.id(b)) => {
                         let (ma, mb) = (self.slots[a].member.clone(), self.slots[b].member.clone());
-                        self.feed(b, Input::Connected(ma));
+                        if !self.connected(from, mb.id) {
+                            self.next_link += 1;
+                            self.links.insert(ordered(from, mb.id), self.next_link);
+                            self.feed(b, Input::Connected(ma));
+                        }
                         self.feed(a, Input::Connected(mb));
                     }
-                    _ => self.feed(a, Input::ConnectFailed(to)),
+                    _ => self.feed(a, Input::ConnectFailed(to.id)),
                 }
             }
         }
