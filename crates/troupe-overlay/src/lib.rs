@@ -11,12 +11,20 @@
 //! churn.
 #![deny(missing_docs)]
 
+pub mod client_server;
+pub mod failure;
+pub mod full_mesh;
 pub mod member;
 pub mod membership;
 pub mod plumtree;
+pub mod static_overlay;
 
 pub use member::{Member, PeerId};
+pub use client_server::{ClientServer, ClientServerConfig, ClientServerMessage, Role};
+pub use failure::{Backoff, BackoffConfig, PhiAccrualConfig, PhiAccrualDetector};
+pub use full_mesh::{FullMesh, FullMeshConfig, FullMeshMessage};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
 pub use plumtree::{
     MessageId, Plumtree, PlumtreeConfig, PlumtreeInput, PlumtreeMessage, PlumtreeOutput, PlumtreeStats, Topic,
 };
+pub use static_overlay::{StaticConfig, StaticMessage, StaticOverlay};
