@@ -11,8 +11,10 @@
 //! churn.
 #![deny(missing_docs)]
 
+pub mod hyparview;
 pub mod member;
 pub mod membership;
 
+pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
 pub use member::{Member, PeerId};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
