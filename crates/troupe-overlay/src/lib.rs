@@ -14,7 +14,11 @@
 pub mod hyparview;
 pub mod member;
 pub mod membership;
+pub mod plumtree;
 
 pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
 pub use member::{Member, PeerId};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
+pub use plumtree::{
+    MessageId, Plumtree, PlumtreeConfig, PlumtreeInput, PlumtreeMessage, PlumtreeOutput, PlumtreeStats, Topic,
+};
