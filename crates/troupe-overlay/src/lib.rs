@@ -14,11 +14,13 @@
 pub mod client_server;
 pub mod failure;
 pub mod full_mesh;
+pub mod hyparview;
 pub mod member;
 pub mod membership;
 pub mod plumtree;
 pub mod static_overlay;
 
+pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
 pub use member::{Member, PeerId};
 pub use client_server::{ClientServer, ClientServerConfig, ClientServerMessage, Role};
 pub use failure::{Backoff, BackoffConfig, PhiAccrualConfig, PhiAccrualDetector};
