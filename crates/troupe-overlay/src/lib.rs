@@ -18,9 +18,9 @@ pub mod member;
 pub mod membership;
 pub mod static_overlay;
 
-pub use member::{Member, PeerId};
 pub use client_server::{ClientServer, ClientServerConfig, ClientServerMessage, Role};
 pub use failure::{Backoff, BackoffConfig, PhiAccrualConfig, PhiAccrualDetector};
 pub use full_mesh::{FullMesh, FullMeshConfig, FullMeshMessage};
+pub use member::{Member, PeerId};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
 pub use static_overlay::{StaticConfig, StaticMessage, StaticOverlay};
