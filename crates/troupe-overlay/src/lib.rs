@@ -20,11 +20,11 @@ pub mod membership;
 pub mod plumtree;
 pub mod static_overlay;
 
-pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
-pub use member::{Member, PeerId};
 pub use client_server::{ClientServer, ClientServerConfig, ClientServerMessage, Role};
 pub use failure::{Backoff, BackoffConfig, PhiAccrualConfig, PhiAccrualDetector};
 pub use full_mesh::{FullMesh, FullMeshConfig, FullMeshMessage};
+pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
+pub use member::{Member, PeerId};
 pub use membership::{Command, Input, Membership, MembershipEvent, ViewSnapshot};
 pub use plumtree::{
     MessageId, Plumtree, PlumtreeConfig, PlumtreeInput, PlumtreeMessage, PlumtreeOutput, PlumtreeStats, Topic,

@@ -240,7 +240,8 @@ impl StaticOverlay {
         let stuck = !self.contacts.is_empty()
             && self.inbound.is_empty()
             && self.contacts.values().all(|c| !c.up && !c.dialing && c.backoff.exhausted(&self.config.backoff));
-        if stuck && self.last_need_contacts.is_none_or(|t| now.saturating_sub(t) >= self.config.need_contacts_interval) {
+        if stuck && self.last_need_contacts.is_none_or(|t| now.saturating_sub(t) >= self.config.need_contacts_interval)
+        {
             self.last_need_contacts = Some(now);
             out.push(Command::NeedContacts);
         }

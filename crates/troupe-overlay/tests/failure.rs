@@ -82,7 +82,8 @@ fn a_dead_peer_is_suspected_within_seconds_at_defaults() {
         d.heartbeat(&3u8, ms(i * 1_000));
     }
     let last = ms(29_000);
-    let suspected_after = (0..20_000u64).step_by(10).find(|p| !d.is_available(&3, last + ms(*p))).map(ms).expect("suspected");
+    let suspected_after =
+        (0..20_000u64).step_by(10).find(|p| !d.is_available(&3, last + ms(*p))).map(ms).expect("suspected");
     // Mean 1 s + 3 s acceptable pause, 100 ms minimum deviation: a little over 4 s.
     assert!(suspected_after > ms(4_000) && suspected_after < ms(6_000), "{suspected_after:?}");
     // A lower threshold suspects sooner.
@@ -90,6 +91,7 @@ fn a_dead_peer_is_suspected_within_seconds_at_defaults() {
     for i in 0..30 {
         eager.heartbeat(&3u8, ms(i * 1_000));
     }
-    let eager_after = (0..20_000u64).step_by(10).find(|p| !eager.is_available(&3, last + ms(*p))).map(ms).expect("suspected");
+    let eager_after =
+        (0..20_000u64).step_by(10).find(|p| !eager.is_available(&3, last + ms(*p))).map(ms).expect("suspected");
     assert!(eager_after < suspected_after);
 }

@@ -111,7 +111,9 @@ fn stale_state(c: &Cluster<FullMesh>, about: PeerId) -> (PeerId, FullMeshMessage
         .rev()
         .filter(|m| m.from != about)
         .find(|m| match &m.msg {
-            FullMeshMessage::State { entries, .. } => entries.iter().any(|r| r.entry.member.id == about && r.entry.is_alive()),
+            FullMeshMessage::State { entries, .. } => {
+                entries.iter().any(|r| r.entry.member.id == about && r.entry.is_alive())
+            }
             FullMeshMessage::Heartbeat => false,
         })
         .map(|m| (m.from, m.msg.clone()))
@@ -215,7 +217,8 @@ fn a_node_wrongly_removed_while_alive_refutes_and_comes_back() {
     let gen = c.proto(4).expect("up").generation();
     // Node 1 receives (from node 2) a removal of node 4, as if someone had falsely suspected it.
     let entry = c.proto(1).expect("up").member_set().get(&target).cloned().expect("known");
-    let removal = FullMeshMessage::State { entries: records(vec![Entry { status: Status::Removed, ..entry }]), reply: false };
+    let removal =
+        FullMeshMessage::State { entries: records(vec![Entry { status: Status::Removed, ..entry }]), reply: false };
     let t0 = c.now;
     c.inject(c.id(2), c.id(1), removal);
     // The removal took effect at node 1 ...
@@ -266,7 +269,11 @@ fn garbage_and_unknown_peers_are_ignored() {
     let before: Vec<BTreeSet<PeerId>> =
         (0..4).map(|s| c.proto(s).expect("up").member_set().entries().map(|e| e.member.id).collect()).collect();
     // From a peer that is not connected: ignored entirely.
-    c.inject(stranger, c.id(0), FullMeshMessage::State { entries: records(vec![Entry::alive(fake.clone())]), reply: true });
+    c.inject(
+        stranger,
+        c.id(0),
+        FullMeshMessage::State { entries: records(vec![Entry::alive(fake.clone())]), reply: true },
+    );
     c.inject(stranger, c.id(0), FullMeshMessage::Heartbeat);
     // From a connected member: malformed entries are dropped.
     let long = Member { name: "x".repeat(10_000), ..fake.clone() };

@@ -47,7 +47,7 @@ fn converged(c: &Cluster<FullMesh>) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn converges_after_any_schedule(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..12)) {

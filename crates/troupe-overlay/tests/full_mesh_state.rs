@@ -108,8 +108,12 @@ fn expiry_keeps_the_earliest_learning_time() {
 fn tombstone_cap_drops_the_oldest() {
     let mut s = MemberSet::new();
     for i in 0..10u64 {
-        s.merge(Entry { member: member(i), generation: 1, status: Status::Removed }, Duration::from_secs(i), usize::MAX)
-            .expect("valid");
+        s.merge(
+            Entry { member: member(i), generation: 1, status: Status::Removed },
+            Duration::from_secs(i),
+            usize::MAX,
+        )
+        .expect("valid");
     }
     s.merge(Entry::alive(member(20)), Duration::ZERO, usize::MAX).expect("valid");
     assert_eq!(s.expire(Duration::from_secs(10), Duration::from_secs(600), 4), 6);

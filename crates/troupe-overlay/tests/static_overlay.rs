@@ -80,7 +80,10 @@ fn failed_contact_is_redialed_with_bounded_backoff_and_picked_up_after_restart()
     c.restart(0);
     let took = c.run_until_cond(secs(20), ms(100), is_line).expect("reconnected");
     assert!(took <= secs(9), "reconnect took {took:?} (backoff capped at 8 s)");
-    assert_eq!(c.proto(1).expect("up").contacts().iter().find(|m| m.addr == c.member(0).addr).map(|m| m.id), Some(c.id(0)));
+    assert_eq!(
+        c.proto(1).expect("up").contacts().iter().find(|m| m.addr == c.member(0).addr).map(|m| m.id),
+        Some(c.id(0))
+    );
 }
 
 #[test]

@@ -169,7 +169,8 @@ impl Client {
             link.list = Some(ids);
         }
         // Servers that no connected server lists any more are gone (unless we reach them).
-        let lists: Vec<&BTreeSet<PeerId>> = self.servers.values().filter(|l| l.up).filter_map(|l| l.list.as_ref()).collect();
+        let lists: Vec<&BTreeSet<PeerId>> =
+            self.servers.values().filter(|l| l.up).filter_map(|l| l.list.as_ref()).collect();
         if lists.is_empty() {
             return;
         }

@@ -105,7 +105,7 @@ type Out = Vec<Command<ClientServerMessage>>;
 
 #[derive(Debug)]
 enum Node {
-    Client(Client),
+    Client(Box<Client>),
     Server(Box<Server>),
 }
 
@@ -119,7 +119,7 @@ impl ClientServer {
     /// A node `me` with the role from `config`, idle until [`Input::Join`].
     pub fn new(me: Member, config: ClientServerConfig) -> Self {
         let node = match config.role {
-            Role::Client => Node::Client(Client::new(me, config)),
+            Role::Client => Node::Client(Box::new(Client::new(me, config))),
             Role::Server => Node::Server(Box::new(Server::new(me, config))),
         };
         ClientServer { node }

@@ -68,12 +68,8 @@ impl Server {
     }
 
     pub(super) fn servers_of(&self, client: PeerId) -> Vec<PeerId> {
-        let mut out: Vec<PeerId> = self
-            .directory
-            .iter()
-            .filter(|(_, (_, cs))| cs.iter().any(|c| c.id == client))
-            .map(|(s, _)| *s)
-            .collect();
+        let mut out: Vec<PeerId> =
+            self.directory.iter().filter(|(_, (_, cs))| cs.iter().any(|c| c.id == client)).map(|(s, _)| *s).collect();
         if self.clients.contains_key(&client) {
             out.push(self.mesh.me().id);
         }
@@ -180,8 +176,7 @@ impl Server {
         for (id, _) in self.known.iter().filter(|(id, _)| !now_known.contains_key(id)) {
             out.push(Command::Event(MembershipEvent::MemberDown { id: *id, reason: "client gone".to_string() }));
         }
-        for (id, m) in now_known.iter().filter(|(id, _)| !self.known.contains_key(id)) {
-            let _ = id;
+        for m in now_known.values().filter(|m| !self.known.contains_key(&m.id)) {
             out.push(Command::Event(MembershipEvent::MemberUp(m.clone())));
         }
         self.known = now_known;

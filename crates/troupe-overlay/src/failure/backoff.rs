@@ -81,11 +81,8 @@ mod tests {
 
     #[test]
     fn delays_grow_then_cap_and_attempts_are_bounded() {
-        let config = BackoffConfig {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            max_attempts: Some(8),
-        };
+        let config =
+            BackoffConfig { initial: Duration::from_millis(100), max: Duration::from_secs(1), max_attempts: Some(8) };
         let mut rng = StdRng::seed_from_u64(3);
         let mut b = Backoff::new();
         assert!(b.ready(Duration::ZERO, &config));

@@ -67,7 +67,8 @@ impl HeartbeatHistory {
     /// A history whose last heartbeat arrived at `now`, seeded from the config's first estimate.
     pub fn new(config: &PhiAccrualConfig, now: Duration) -> Self {
         let max = config.max_sample_size.max(2);
-        let mut h = HeartbeatHistory { intervals: VecDeque::with_capacity(max.min(64)), sum: 0, sum_sq: 0, max, last: now };
+        let mut h =
+            HeartbeatHistory { intervals: VecDeque::with_capacity(max.min(64)), sum: 0, sum_sq: 0, max, last: now };
         let mean = micros(config.first_heartbeat_estimate);
         let dev = mean / 4;
         h.record(mean.saturating_sub(dev));

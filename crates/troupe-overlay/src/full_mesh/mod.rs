@@ -88,7 +88,11 @@ impl Default for FullMeshConfig {
             detector: PhiAccrualConfig::default(),
             suspect_grace: Duration::from_secs(1),
             unreachable_timeout: Duration::from_secs(10),
-            backoff: BackoffConfig { initial: Duration::from_millis(250), max: Duration::from_secs(4), max_attempts: None },
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(250),
+                max: Duration::from_secs(4),
+                max_attempts: None,
+            },
             tombstone_ttl: Duration::from_secs(600),
             max_tombstones: 4096,
             max_members: 1024,
@@ -451,7 +455,13 @@ impl FullMesh {
         }
     }
 
-    fn on_message(&mut self, from: PeerId, msg: FullMeshMessage, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
+    fn on_message(
+        &mut self,
+        from: PeerId,
+        msg: FullMeshMessage,
+        now: Duration,
+        out: &mut Vec<Command<FullMeshMessage>>,
+    ) {
         if self.phase != Phase::Active || from == self.me.id || !self.connected.contains_key(&from) {
             return;
         }
@@ -485,7 +495,10 @@ impl FullMesh {
         self.set.update(left.clone(), now);
         let record = Record { entry: left, age_ms: 0 };
         for id in self.connected.keys() {
-            out.push(Command::Send { to: *id, msg: FullMeshMessage::State { entries: vec![record.clone()], reply: false } });
+            out.push(Command::Send {
+                to: *id,
+                msg: FullMeshMessage::State { entries: vec![record.clone()], reply: false },
+            });
         }
         let members: Vec<PeerId> = self.set.alive().map(|m| m.id).filter(|id| *id != self.me.id).collect();
         for id in members {
@@ -538,7 +551,9 @@ impl FullMesh {
         let strays: Vec<PeerId> = self
             .connected
             .iter()
-            .filter(|(id, (_, since))| !self.set.is_alive(id) && now.saturating_sub(*since) >= self.config.stray_timeout)
+            .filter(|(id, (_, since))| {
+                !self.set.is_alive(id) && now.saturating_sub(*since) >= self.config.stray_timeout
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in strays {
@@ -628,12 +643,8 @@ impl Membership for FullMesh {
         if self.phase == Phase::Stopped || matches!(self.phase, Phase::Leaving(_)) {
             return ViewSnapshot::default();
         }
-        let (active, passive) = self
-            .set
-            .alive()
-            .filter(|m| m.id != self.me.id)
-            .cloned()
-            .partition(|m| self.connected.contains_key(&m.id));
+        let (active, passive) =
+            self.set.alive().filter(|m| m.id != self.me.id).cloned().partition(|m| self.connected.contains_key(&m.id));
         ViewSnapshot { active, passive }
     }
 

@@ -204,7 +204,7 @@ impl MemberSet {
         if let Some(old) = old {
             if !entry.dominates(old) {
                 // The same tombstone: keep the earliest learning time.
-                if *old == entry && !entry.is_alive() {
+                if !entry.is_alive() && *old == entry {
                     if let Some(at) = self.tombstoned_at.get_mut(&id) {
                         *at = (*at).min(learned);
                     }

@@ -103,7 +103,10 @@ impl<P: Membership> Cluster<P> {
                 member: Member {
                     id: PeerId(rng.random()),
                     name: format!("n{i}"),
-                    addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1), 7000)),
+                    addr: SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1),
+                        7000,
+                    )),
                 },
             })
             .collect();
@@ -359,7 +362,12 @@ impl<P: Membership> Cluster<P> {
     }
 
     /// Runs in steps of `step` until `cond` holds (returns the time it took) or `limit` passed.
-    pub fn run_until_cond(&mut self, limit: Duration, step: Duration, mut cond: impl FnMut(&Self) -> bool) -> Option<Duration> {
+    pub fn run_until_cond(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut cond: impl FnMut(&Self) -> bool,
+    ) -> Option<Duration> {
         let start = self.now;
         while self.now - start <= limit {
             if cond(self) {
