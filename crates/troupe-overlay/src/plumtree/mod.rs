@@ -11,7 +11,8 @@
 //! next announcer after `graft_retry_timeout`, and so on: the tree repairs itself where it broke.
 //! When a lazy peer announces a message we received over a path at least
 //! `optimization_threshold` hops longer, the link through it is grafted and the old eager one
-//! pruned (the paper's optimisation).
+//! pruned (the paper's optimisation; off by default, see
+//! [`PlumtreeConfig::optimization_threshold`]).
 //!
 //! Every `anti_entropy_interval` a node sends one random neighbour a digest of its cached
 //! message ids (runs per origin). The neighbour answers with the ids it lacks and a digest of its
@@ -116,7 +117,7 @@ impl Plumtree {
         });
         Plumtree {
             me,
-            missing: Missing::new(config.max_missing, config.max_announcers),
+            missing: Missing::new(config.max_missing, config.max_announcers, config.max_graft_attempts),
             config,
             rng: StdRng::seed_from_u64(seed),
             eager: BTreeSet::new(),
@@ -218,6 +219,7 @@ impl Plumtree {
                 age_at_receipt_ms: 0,
                 received_at: now,
                 eager_from: None,
+                via_repair: false,
             },
         );
         self.forward(id, topic, 0, 0, &payload, None, false, out);
@@ -376,10 +378,19 @@ impl Plumtree {
         let neighbor = self.is_neighbor(from);
         if self.seen.contains(&m.id) {
             self.stats.duplicates += 1;
-            if !m.repair && neighbor {
-                self.make_lazy(from);
-                self.send(from, PlumtreeMessage::Prune, out);
+            if m.repair || !neighbor {
+                return;
             }
+            // The first tree copy of a message anti-entropy brought first says nothing about
+            // redundant links: keep the sender as the eager parent it is.
+            if let Some(c) = self.cache.get_mut(&m.id).filter(|c| c.via_repair) {
+                c.via_repair = false;
+                c.eager_from = Some(from);
+                self.make_eager(from);
+                return;
+            }
+            self.make_lazy(from);
+            self.send(from, PlumtreeMessage::Prune, out);
             return;
         }
         if m.id.origin == self.me {
@@ -392,7 +403,7 @@ impl Plumtree {
             return;
         }
         self.seen.insert(m.id, now);
-        self.missing.remove(&m.id);
+        let grafted = self.missing.remove(&m.id);
         let hops = m.hops.saturating_add(1);
         let tree_link = !m.repair && neighbor;
         if tree_link {
@@ -400,7 +411,14 @@ impl Plumtree {
         }
         if m.repair {
             self.stats.repaired += 1;
+        } else if grafted {
+            self.stats.recovered_by_graft += 1;
         }
+        // A message that had to be grafted is usually missing from a whole subtree, whose
+        // nodes graft it at about the same time; their copies meet inside the subtree. Sent on
+        // as `Repair`, those meetings prune nothing (pruning there would cut the subtree into
+        // pieces); the extra graft links are pruned by the next regular broadcast instead.
+        let forward_as_repair = m.repair || grafted;
         self.deliver(m.id, m.topic, m.payload.clone(), hops, out);
         self.cache.insert(
             m.id,
@@ -411,9 +429,10 @@ impl Plumtree {
                 age_at_receipt_ms: m.age_ms,
                 received_at: now,
                 eager_from: tree_link.then_some(from),
+                via_repair: m.repair,
             },
         );
-        self.forward(m.id, m.topic, hops, m.age_ms, &m.payload, Some(from), m.repair, out);
+        self.forward(m.id, m.topic, hops, m.age_ms, &m.payload, Some(from), forward_as_repair, out);
     }
 
     fn on_ihave(&mut self, from: PeerId, ids: &[Announcement], now: Duration, out: &mut Vec<PlumtreeOutput>) {
@@ -505,7 +524,7 @@ impl Plumtree {
             return;
         }
         let want = self.unseen_in(ranges);
-        let have = self.cache.ranges(now, self.config.max_digest_ranges);
+        let have = self.digest(now);
         self.send(from, PlumtreeMessage::DigestReply { want, have }, out);
     }
 
@@ -621,8 +640,13 @@ impl Plumtree {
             return;
         };
         self.stats.anti_entropy_rounds += 1;
-        let ranges = self.cache.ranges(now, self.config.max_digest_ranges);
+        let ranges = self.digest(now);
         self.send(peer, PlumtreeMessage::Digest { ranges }, out);
+    }
+
+    /// The cached messages offered to anti-entropy.
+    fn digest(&self, now: Duration) -> Vec<IdRange> {
+        self.cache.ranges(now, millis(self.config.anti_entropy_min_age), self.config.max_digest_ranges)
     }
 }
 

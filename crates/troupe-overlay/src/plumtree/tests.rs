@@ -157,7 +157,10 @@ fn oversized_and_expired_payloads_are_refused() {
 
 #[test]
 fn hop_count_optimisation_swaps_parent() {
-    let mut p = node(&[A, B]);
+    let config = PlumtreeConfig { optimization_threshold: Some(3), ..PlumtreeConfig::default() };
+    let mut p = Plumtree::new(ME, config, 7);
+    run(&mut p, PlumtreeInput::NeighborUp(A), ms(0));
+    run(&mut p, PlumtreeInput::NeighborUp(B), ms(0));
     // B is lazy; the message came from A after 6 hops.
     run(&mut p, PlumtreeInput::Message { from: B, msg: PlumtreeMessage::Prune }, ms(0));
     run(&mut p, PlumtreeInput::Message { from: A, msg: gossip(C, 1, 5) }, ms(0));
