@@ -14,7 +14,7 @@
 //! pruned (the paper's optimisation; off by default, see
 //! [`PlumtreeConfig::optimization_threshold`]).
 //!
-//! Every `anti_entropy_interval` a node sends one random neighbour a digest of its cached
+//! Every `anti_entropy_interval` a node sends one neighbour (a shuffled round-robin) a digest of its cached
 //! message ids (runs per origin). The neighbour answers with the ids it lacks and a digest of its
 //! own cache; each side then pushes what the other lacks as `Repair` messages, which spread from
 //! there along the tree like `Gossip` but never change it. So messages lost in a partition, or
@@ -51,6 +51,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::member::PeerId;
@@ -78,6 +79,8 @@ pub struct Plumtree {
     last_seq: u64,
     next_lazy_flush: Option<Duration>,
     next_anti_entropy: Option<Duration>,
+    /// Neighbours still to visit in this anti-entropy cycle (a shuffled round-robin).
+    anti_entropy_order: Vec<PeerId>,
     stats: PlumtreeStats,
 }
 
@@ -129,6 +132,7 @@ impl Plumtree {
             last_seq: 0,
             next_lazy_flush: None,
             next_anti_entropy: None,
+            anti_entropy_order: Vec::new(),
             stats: PlumtreeStats::default(),
         }
     }
@@ -589,12 +593,14 @@ impl Plumtree {
         self.fire_graft_timers(now, out);
         if now >= next_lazy {
             self.flush_lazy(out);
-            self.seen.prune(now);
             self.cache.prune(now);
             self.next_lazy_flush = Some(now.saturating_add(self.config.lazy_tick));
         }
         if self.next_anti_entropy.is_some_and(|t| now >= t) {
             self.anti_entropy(now, out);
+            // Walks every origin: often enough at the anti-entropy pace, since gaps live for
+            // minutes.
+            self.seen.prune(now);
             self.next_anti_entropy = Some(now.saturating_add(self.config.anti_entropy_interval));
         }
     }
@@ -630,14 +636,22 @@ impl Plumtree {
         }
     }
 
+    /// One exchange with the next neighbour of a shuffled round-robin: every link is visited
+    /// once per `degree` rounds, with no unlucky streak leaving one out for long.
     fn anti_entropy(&mut self, now: Duration, out: &mut Vec<PlumtreeOutput>) {
-        let n = self.eager.len() + self.lazy.len();
-        if n == 0 {
-            return;
-        }
-        let i = self.rng.random_range(0..n);
-        let Some(peer) = self.eager.iter().chain(self.lazy.iter()).nth(i).copied() else {
-            return;
+        let peer = loop {
+            match self.anti_entropy_order.pop() {
+                Some(p) if self.is_neighbor(p) => break p,
+                Some(_) => continue,
+                None => {
+                    let mut order: Vec<PeerId> = self.eager.iter().chain(self.lazy.iter()).copied().collect();
+                    if order.is_empty() {
+                        return;
+                    }
+                    order.shuffle(&mut self.rng);
+                    self.anti_entropy_order = order;
+                }
+            }
         };
         self.stats.anti_entropy_rounds += 1;
         let ranges = self.digest(now);

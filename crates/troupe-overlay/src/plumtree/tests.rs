@@ -232,6 +232,22 @@ fn neighbours_are_bounded_and_self_is_not_one() {
     assert_eq!(p.stats().neighbors_refused, 1);
 }
 
+#[test]
+fn membership_events_map_to_neighbour_inputs() {
+    use crate::member::Member;
+    use crate::membership::MembershipEvent;
+    let m = Member { id: A, name: "a".into(), addr: "127.0.0.1:1".parse().expect("addr") };
+    assert_eq!(
+        PlumtreeInput::from_membership_event(&MembershipEvent::NeighborUp(m.clone())),
+        Some(PlumtreeInput::NeighborUp(A))
+    );
+    assert_eq!(
+        PlumtreeInput::from_membership_event(&MembershipEvent::NeighborDown(A)),
+        Some(PlumtreeInput::NeighborDown(A))
+    );
+    assert_eq!(PlumtreeInput::from_membership_event(&MembershipEvent::MemberUp(m)), None);
+}
+
 fn arb_id() -> impl Strategy<Value = MessageId> {
     (0u64..6, 0u64..20).prop_map(|(o, seq)| MessageId { origin: PeerId(o), seq })
 }
