@@ -8,18 +8,27 @@
 //! the eager links shrink to a spanning tree and a broadcast costs about `n - 1` payload
 //! messages. A node that hears `IHave` for a message it lacks waits `graft_timeout` for the eager
 //! copy, then asks the announcer for it (`Graft`, which also makes that link eager), then the
-//! next announcer after `graft_retry_timeout`, and so on: the tree repairs itself where it broke.
+//! next announcer after `graft_retry_timeout`, and so on (at most `max_graft_attempts` grafts,
+//! announcers taken in turn): the tree repairs itself where it broke. A grafted message is
+//! usually missing from a whole subtree whose nodes all graft it at about the same time; it is
+//! passed on as `Repair` (below) so that those copies meeting inside the subtree prune nothing
+//! (pruning there would cut the subtree apart); the extra graft links are pruned by the next
+//! regular broadcast instead.
+//!
 //! When a lazy peer announces a message we received over a path at least
 //! `optimization_threshold` hops longer, the link through it is grafted and the old eager one
 //! pruned (the paper's optimisation; off by default, see
 //! [`PlumtreeConfig::optimization_threshold`]).
 //!
-//! Every `anti_entropy_interval` a node sends one neighbour (a shuffled round-robin) a digest of its cached
-//! message ids (runs per origin). The neighbour answers with the ids it lacks and a digest of its
-//! own cache; each side then pushes what the other lacks as `Repair` messages, which spread from
-//! there along the tree like `Gossip` but never change it. So messages lost in a partition, or
-//! broadcast before a neighbour existed, still arrive, as long as some neighbour's cache holds
-//! them.
+//! Every `anti_entropy_interval` a node sends one neighbour (a shuffled round-robin) a digest
+//! of its cached message ids (runs per origin), leaving out messages younger than
+//! `anti_entropy_min_age` that the tree is still delivering. The neighbour answers with the ids
+//! it lacks and a digest of its own cache; each side then pushes what the other lacks as
+//! `Repair` messages, which spread from there along the tree like `Gossip` but never change it
+//! (and the first tree copy arriving after a repair prunes nothing either). So messages lost in
+//! a partition, or broadcast before a neighbour existed, still arrive, as long as some
+//! neighbour's cache holds them. A new node therefore receives up to the whole cache of recent
+//! broadcasts.
 //!
 //! # Bounds and old messages
 //! Messages carry their age (time held by nodes, a lower bound). A message older than
@@ -28,9 +37,9 @@
 //! the missed messages are lost for good (the application needs its own state transfer, as
 //! CRDT anti-entropy does). The cache is bounded by count, bytes and age (module `cache`); the
 //! seen-set by origins and open gaps (module `seen`, which explains why no message is delivered
-//! twice);
-//! lazy queues, missing-message timers, every batch and every reply by the limits in
-//! [`PlumtreeConfig`].
+//! twice); lazy queues, missing-message timers, every batch and every reply by the limits in
+//! [`PlumtreeConfig`]. Lost `IHave`s are not re-sent (Partisan re-sends outstanding ones until
+//! acknowledged): anti-entropy covers them.
 //!
 //! # Driving it
 //! Feed [`PlumtreeInput`]s with the current time, collect [`PlumtreeOutput`]s, call
