@@ -30,6 +30,9 @@ pub(crate) struct Cached {
     /// Who sent us the copy we delivered (`None` for our own broadcasts and repairs); used by the
     /// hop-count optimisation.
     pub eager_from: Option<PeerId>,
+    /// Delivered through a `Repair`, and no `Gossip` copy has arrived since: the first one that
+    /// does is no sign of a redundant tree link and must not cause a prune.
+    pub via_repair: bool,
 }
 
 impl Cached {
@@ -108,11 +111,15 @@ impl MessageCache {
         }
     }
 
-    /// The cached (unexpired) ids as runs, at most `max` of them, newest origins' runs kept when
-    /// there are more.
-    pub(crate) fn ranges(&self, now: Duration, max: usize) -> Vec<IdRange> {
-        let mut ids: Vec<MessageId> =
-            self.entries.iter().filter(|(_, e)| e.age_ms(now) <= self.limits.ttl_ms).map(|(id, _)| *id).collect();
+    /// The cached ids at least `min_age_ms` old and not expired, as runs; at most `max` of
+    /// them, the runs holding the newest insertions kept when there are more.
+    pub(crate) fn ranges(&self, now: Duration, min_age_ms: u64, max: usize) -> Vec<IdRange> {
+        let mut ids: Vec<MessageId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| (min_age_ms..=self.limits.ttl_ms).contains(&e.age_ms(now)))
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
         let mut out: Vec<IdRange> = Vec::new();
         for id in ids {
@@ -161,6 +168,7 @@ mod tests {
             age_at_receipt_ms: 0,
             received_at: Duration::from_millis(at),
             eager_from: None,
+            via_repair: false,
         }
     }
 
@@ -195,7 +203,7 @@ mod tests {
             c.insert(id(1, s), entry(1, 0));
         }
         c.insert(id(2, 9), entry(1, 0));
-        let r = c.ranges(Duration::ZERO, 10);
+        let r = c.ranges(Duration::ZERO, 0, 10);
         assert_eq!(
             r,
             vec![
@@ -204,7 +212,8 @@ mod tests {
                 IdRange { origin: PeerId(2), first: 9, last: 9 },
             ]
         );
-        let r = c.ranges(Duration::ZERO, 1);
+        let r = c.ranges(Duration::ZERO, 0, 1);
         assert_eq!(r, vec![IdRange { origin: PeerId(2), first: 9, last: 9 }]);
+        assert!(c.ranges(Duration::from_millis(10), 11, 10).is_empty(), "all too young");
     }
 }

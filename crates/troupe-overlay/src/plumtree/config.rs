@@ -22,11 +22,20 @@ pub struct PlumtreeConfig {
     /// How long to wait for a grafted message before grafting the next announcer (the paper's
     /// timeout 2). Default 500 ms.
     pub graft_retry_timeout: Duration,
+    /// Most grafts sent for one missing message (announcers are tried in turn, so a lost answer
+    /// is retried). Default 4.
+    pub max_graft_attempts: u32,
     /// How often to run an anti-entropy exchange with one random neighbour. Default 10 s.
     pub anti_entropy_interval: Duration,
+    /// Messages younger than this are left out of anti-entropy digests: they are still in
+    /// flight along the tree or being grafted, and repairing them too would only race the tree.
+    /// Default 5 s.
+    pub anti_entropy_min_age: Duration,
     /// The hop-count optimisation: when a lazy peer announces a message we got over an eager
     /// path at least this many hops longer than the path through the announcer, graft the
-    /// announcer and prune the eager sender. `None` disables it. Default `Some(3)`.
+    /// announcer and prune the eager sender. `None` disables it. Default `None`: with many origins
+    /// sharing one tree, concurrent swaps by several nodes can cut the tree into pieces (see the
+    /// crate's plumtree tests for a measurement).
     pub optimization_threshold: Option<u32>,
     /// Largest payload accepted for broadcast or forwarding, in bytes. Default 1 MiB.
     pub max_payload: usize,
@@ -77,8 +86,10 @@ impl Default for PlumtreeConfig {
             lazy_tick: Duration::from_secs(1),
             graft_timeout: Duration::from_secs(1),
             graft_retry_timeout: Duration::from_millis(500),
+            max_graft_attempts: 4,
             anti_entropy_interval: Duration::from_secs(10),
-            optimization_threshold: Some(3),
+            anti_entropy_min_age: Duration::from_secs(5),
+            optimization_threshold: None,
             max_payload: 1 << 20,
             message_ttl: Duration::from_secs(300),
             origin_idle_ttl: Duration::from_secs(900),
@@ -146,6 +157,7 @@ impl PlumtreeConfig {
             (self.max_lazy_queue, "max_lazy_queue must be > 0"),
             (self.max_announcers, "max_announcers must be > 0"),
             (self.max_digest_ranges, "max_digest_ranges must be > 0"),
+            (self.max_graft_attempts as usize, "max_graft_attempts must be > 0"),
         ];
         for (n, why) in nonzero_counts {
             if n == 0 {
@@ -187,6 +199,9 @@ impl PlumtreeConfig {
         fix_n(&mut c.max_lazy_queue, d.max_lazy_queue);
         fix_n(&mut c.max_announcers, d.max_announcers);
         fix_n(&mut c.max_digest_ranges, d.max_digest_ranges);
+        if c.max_graft_attempts == 0 {
+            c.max_graft_attempts = d.max_graft_attempts;
+        }
         c
     }
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::member::PeerId;
+use crate::membership::MembershipEvent;
 
 /// A broadcast topic: lets several users share one Plumtree instance and tells the receiver whom
 /// a delivered payload is for. Plumtree itself keeps no per-topic state.
@@ -165,6 +166,18 @@ pub enum PlumtreeInput {
     /// Time passed: flush lazy announcements, fire graft timers, run anti-entropy, prune caches.
     /// Feed it every [`super::Plumtree::tick_interval`].
     Tick,
+}
+
+impl PlumtreeInput {
+    /// The Plumtree input for a membership event, if it concerns Plumtree (neighbour changes do;
+    /// member changes do not): lets a driver wire any overlay to Plumtree in one line.
+    pub fn from_membership_event(event: &MembershipEvent) -> Option<PlumtreeInput> {
+        match event {
+            MembershipEvent::NeighborUp(m) => Some(PlumtreeInput::NeighborUp(m.id)),
+            MembershipEvent::NeighborDown(p) => Some(PlumtreeInput::NeighborDown(*p)),
+            MembershipEvent::MemberUp(_) | MembershipEvent::MemberDown { .. } => None,
+        }
+    }
 }
 
 /// What Plumtree asks its driver to do.

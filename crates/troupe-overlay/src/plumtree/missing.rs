@@ -10,8 +10,11 @@ use super::message::MessageId;
 #[derive(Debug)]
 struct Pending {
     deadline: Duration,
-    /// Announcers not grafted yet, in the order they announced, with their hop counts.
+    /// Announcers in the order they announced (with their hop counts), rotated as they are
+    /// grafted, so a graft whose answer was lost is retried with the next one in turn.
     announcers: VecDeque<(PeerId, u32)>,
+    /// Grafts sent so far.
+    attempts: u32,
 }
 
 /// What [`Missing::expire`] decided.
@@ -19,7 +22,7 @@ struct Pending {
 pub(crate) struct Expired {
     /// Graft these: (announcer, message).
     pub grafts: Vec<(PeerId, MessageId)>,
-    /// Messages dropped because no announcer is left.
+    /// Messages dropped because no announcer is left or every attempt was used.
     pub given_up: u64,
 }
 
@@ -29,11 +32,12 @@ pub(crate) struct Missing {
     entries: BTreeMap<MessageId, Pending>,
     max_entries: usize,
     max_announcers: usize,
+    max_attempts: u32,
 }
 
 impl Missing {
-    pub(crate) fn new(max_entries: usize, max_announcers: usize) -> Self {
-        Missing { entries: BTreeMap::new(), max_entries, max_announcers }
+    pub(crate) fn new(max_entries: usize, max_announcers: usize, max_attempts: u32) -> Self {
+        Missing { entries: BTreeMap::new(), max_entries, max_announcers, max_attempts }
     }
 
     /// Records that `from` announced `id` with `hops`; a first announcement starts the timer
@@ -50,13 +54,13 @@ impl Missing {
         }
         let mut announcers = VecDeque::new();
         announcers.push_back((from, hops));
-        self.entries.insert(id, Pending { deadline, announcers });
+        self.entries.insert(id, Pending { deadline, announcers, attempts: 0 });
         true
     }
 
-    /// The message arrived: stop waiting for it.
-    pub(crate) fn remove(&mut self, id: &MessageId) {
-        self.entries.remove(id);
+    /// The message arrived: stop waiting for it. Returns whether it had been grafted.
+    pub(crate) fn remove(&mut self, id: &MessageId) -> bool {
+        self.entries.remove(id).is_some_and(|p| p.attempts > 0)
     }
 
     /// A neighbour is gone: its announcements cannot be grafted any more.
@@ -66,18 +70,25 @@ impl Missing {
         }
     }
 
-    /// Fires the timers due at `now`: each due message is grafted from its next announcer and
-    /// waits `retry` more; one with no announcer left is dropped (anti-entropy may still bring
-    /// it).
+    /// Fires the timers due at `now`: each due message is grafted from its next announcer (in
+    /// turn, starting again from the first when all were tried) and waits `retry` more; one with
+    /// no announcer left or no attempt left is dropped (anti-entropy may still bring it).
     pub(crate) fn expire(&mut self, now: Duration, retry: Duration) -> Expired {
         let mut out = Expired::default();
+        let max_attempts = self.max_attempts;
         self.entries.retain(|id, p| {
             if p.deadline > now {
                 return true;
             }
+            if p.attempts >= max_attempts {
+                out.given_up += 1;
+                return false;
+            }
             match p.announcers.pop_front() {
-                Some((peer, _)) => {
-                    out.grafts.push((peer, *id));
+                Some(a) => {
+                    out.grafts.push((a.0, *id));
+                    p.announcers.push_back(a);
+                    p.attempts += 1;
                     p.deadline = now.saturating_add(retry);
                     true
                 }
@@ -106,7 +117,7 @@ mod tests {
 
     #[test]
     fn grafts_announcers_in_turn_then_gives_up() {
-        let mut m = Missing::new(2, 2);
+        let mut m = Missing::new(2, 2, 3);
         let s = Duration::from_secs;
         assert!(m.announce(id(1), PeerId(10), 3, s(1)));
         assert!(m.announce(id(1), PeerId(11), 2, s(5)));
@@ -117,10 +128,19 @@ mod tests {
         m.remove(&id(2));
         let e = m.expire(s(1), s(1));
         assert_eq!(e.grafts, vec![(PeerId(10), id(1))]);
-        m.peer_down(PeerId(11));
         let e = m.expire(s(2), s(1));
+        assert_eq!(e.grafts, vec![(PeerId(11), id(1))]);
+        // Both tried: back to the first; then out of attempts.
+        let e = m.expire(s(3), s(1));
+        assert_eq!(e.grafts, vec![(PeerId(10), id(1))]);
+        let e = m.expire(s(4), s(1));
         assert!(e.grafts.is_empty());
         assert_eq!(e.given_up, 1);
         assert_eq!(m.len(), 0);
+        // An entry whose announcers all went down is dropped at its deadline.
+        m.announce(id(5), PeerId(10), 1, s(5));
+        m.peer_down(PeerId(10));
+        let e = m.expire(s(5), s(1));
+        assert_eq!((e.grafts.len(), e.given_up), (0, 1));
     }
 }

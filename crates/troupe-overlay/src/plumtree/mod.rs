@@ -8,17 +8,27 @@
 //! the eager links shrink to a spanning tree and a broadcast costs about `n - 1` payload
 //! messages. A node that hears `IHave` for a message it lacks waits `graft_timeout` for the eager
 //! copy, then asks the announcer for it (`Graft`, which also makes that link eager), then the
-//! next announcer after `graft_retry_timeout`, and so on: the tree repairs itself where it broke.
+//! next announcer after `graft_retry_timeout`, and so on (at most `max_graft_attempts` grafts,
+//! announcers taken in turn): the tree repairs itself where it broke. A grafted message is
+//! usually missing from a whole subtree whose nodes all graft it at about the same time; it is
+//! passed on as `Repair` (below) so that those copies meeting inside the subtree prune nothing
+//! (pruning there would cut the subtree apart); the extra graft links are pruned by the next
+//! regular broadcast instead.
+//!
 //! When a lazy peer announces a message we received over a path at least
 //! `optimization_threshold` hops longer, the link through it is grafted and the old eager one
-//! pruned (the paper's optimisation).
+//! pruned (the paper's optimisation; off by default, see
+//! [`PlumtreeConfig::optimization_threshold`]).
 //!
-//! Every `anti_entropy_interval` a node sends one random neighbour a digest of its cached
-//! message ids (runs per origin). The neighbour answers with the ids it lacks and a digest of its
-//! own cache; each side then pushes what the other lacks as `Repair` messages, which spread from
-//! there along the tree like `Gossip` but never change it. So messages lost in a partition, or
-//! broadcast before a neighbour existed, still arrive, as long as some neighbour's cache holds
-//! them.
+//! Every `anti_entropy_interval` a node sends one neighbour (a shuffled round-robin) a digest
+//! of its cached message ids (runs per origin), leaving out messages younger than
+//! `anti_entropy_min_age` that the tree is still delivering. The neighbour answers with the ids
+//! it lacks and a digest of its own cache; each side then pushes what the other lacks as
+//! `Repair` messages, which spread from there along the tree like `Gossip` but never change it
+//! (and the first tree copy arriving after a repair prunes nothing either). So messages lost in
+//! a partition, or broadcast before a neighbour existed, still arrive, as long as some
+//! neighbour's cache holds them. A new node therefore receives up to the whole cache of recent
+//! broadcasts.
 //!
 //! # Bounds and old messages
 //! Messages carry their age (time held by nodes, a lower bound). A message older than
@@ -27,9 +37,9 @@
 //! the missed messages are lost for good (the application needs its own state transfer, as
 //! CRDT anti-entropy does). The cache is bounded by count, bytes and age (module `cache`); the
 //! seen-set by origins and open gaps (module `seen`, which explains why no message is delivered
-//! twice);
-//! lazy queues, missing-message timers, every batch and every reply by the limits in
-//! [`PlumtreeConfig`].
+//! twice); lazy queues, missing-message timers, every batch and every reply by the limits in
+//! [`PlumtreeConfig`]. Lost `IHave`s are not re-sent (Partisan re-sends outstanding ones until
+//! acknowledged): anti-entropy covers them.
 //!
 //! # Driving it
 //! Feed [`PlumtreeInput`]s with the current time, collect [`PlumtreeOutput`]s, call
@@ -50,6 +60,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::member::PeerId;
@@ -77,6 +88,8 @@ pub struct Plumtree {
     last_seq: u64,
     next_lazy_flush: Option<Duration>,
     next_anti_entropy: Option<Duration>,
+    /// Neighbours still to visit in this anti-entropy cycle (a shuffled round-robin).
+    anti_entropy_order: Vec<PeerId>,
     stats: PlumtreeStats,
 }
 
@@ -116,7 +129,7 @@ impl Plumtree {
         });
         Plumtree {
             me,
-            missing: Missing::new(config.max_missing, config.max_announcers),
+            missing: Missing::new(config.max_missing, config.max_announcers, config.max_graft_attempts),
             config,
             rng: StdRng::seed_from_u64(seed),
             eager: BTreeSet::new(),
@@ -128,6 +141,7 @@ impl Plumtree {
             last_seq: 0,
             next_lazy_flush: None,
             next_anti_entropy: None,
+            anti_entropy_order: Vec::new(),
             stats: PlumtreeStats::default(),
         }
     }
@@ -218,6 +232,7 @@ impl Plumtree {
                 age_at_receipt_ms: 0,
                 received_at: now,
                 eager_from: None,
+                via_repair: false,
             },
         );
         self.forward(id, topic, 0, 0, &payload, None, false, out);
@@ -376,10 +391,19 @@ impl Plumtree {
         let neighbor = self.is_neighbor(from);
         if self.seen.contains(&m.id) {
             self.stats.duplicates += 1;
-            if !m.repair && neighbor {
-                self.make_lazy(from);
-                self.send(from, PlumtreeMessage::Prune, out);
+            if m.repair || !neighbor {
+                return;
             }
+            // The first tree copy of a message anti-entropy brought first says nothing about
+            // redundant links: keep the sender as the eager parent it is.
+            if let Some(c) = self.cache.get_mut(&m.id).filter(|c| c.via_repair) {
+                c.via_repair = false;
+                c.eager_from = Some(from);
+                self.make_eager(from);
+                return;
+            }
+            self.make_lazy(from);
+            self.send(from, PlumtreeMessage::Prune, out);
             return;
         }
         if m.id.origin == self.me {
@@ -392,7 +416,7 @@ impl Plumtree {
             return;
         }
         self.seen.insert(m.id, now);
-        self.missing.remove(&m.id);
+        let grafted = self.missing.remove(&m.id);
         let hops = m.hops.saturating_add(1);
         let tree_link = !m.repair && neighbor;
         if tree_link {
@@ -400,7 +424,14 @@ impl Plumtree {
         }
         if m.repair {
             self.stats.repaired += 1;
+        } else if grafted {
+            self.stats.recovered_by_graft += 1;
         }
+        // A message that had to be grafted is usually missing from a whole subtree, whose
+        // nodes graft it at about the same time; their copies meet inside the subtree. Sent on
+        // as `Repair`, those meetings prune nothing (pruning there would cut the subtree into
+        // pieces); the extra graft links are pruned by the next regular broadcast instead.
+        let forward_as_repair = m.repair || grafted;
         self.deliver(m.id, m.topic, m.payload.clone(), hops, out);
         self.cache.insert(
             m.id,
@@ -411,9 +442,10 @@ impl Plumtree {
                 age_at_receipt_ms: m.age_ms,
                 received_at: now,
                 eager_from: tree_link.then_some(from),
+                via_repair: m.repair,
             },
         );
-        self.forward(m.id, m.topic, hops, m.age_ms, &m.payload, Some(from), m.repair, out);
+        self.forward(m.id, m.topic, hops, m.age_ms, &m.payload, Some(from), forward_as_repair, out);
     }
 
     fn on_ihave(&mut self, from: PeerId, ids: &[Announcement], now: Duration, out: &mut Vec<PlumtreeOutput>) {
@@ -505,7 +537,7 @@ impl Plumtree {
             return;
         }
         let want = self.unseen_in(ranges);
-        let have = self.cache.ranges(now, self.config.max_digest_ranges);
+        let have = self.digest(now);
         self.send(from, PlumtreeMessage::DigestReply { want, have }, out);
     }
 
@@ -570,12 +602,14 @@ impl Plumtree {
         self.fire_graft_timers(now, out);
         if now >= next_lazy {
             self.flush_lazy(out);
-            self.seen.prune(now);
             self.cache.prune(now);
             self.next_lazy_flush = Some(now.saturating_add(self.config.lazy_tick));
         }
         if self.next_anti_entropy.is_some_and(|t| now >= t) {
             self.anti_entropy(now, out);
+            // Walks every origin: often enough at the anti-entropy pace, since gaps live for
+            // minutes.
+            self.seen.prune(now);
             self.next_anti_entropy = Some(now.saturating_add(self.config.anti_entropy_interval));
         }
     }
@@ -611,18 +645,31 @@ impl Plumtree {
         }
     }
 
+    /// One exchange with the next neighbour of a shuffled round-robin: every link is visited
+    /// once per `degree` rounds, with no unlucky streak leaving one out for long.
     fn anti_entropy(&mut self, now: Duration, out: &mut Vec<PlumtreeOutput>) {
-        let n = self.eager.len() + self.lazy.len();
-        if n == 0 {
-            return;
-        }
-        let i = self.rng.random_range(0..n);
-        let Some(peer) = self.eager.iter().chain(self.lazy.iter()).nth(i).copied() else {
-            return;
+        let peer = loop {
+            match self.anti_entropy_order.pop() {
+                Some(p) if self.is_neighbor(p) => break p,
+                Some(_) => continue,
+                None => {
+                    let mut order: Vec<PeerId> = self.eager.iter().chain(self.lazy.iter()).copied().collect();
+                    if order.is_empty() {
+                        return;
+                    }
+                    order.shuffle(&mut self.rng);
+                    self.anti_entropy_order = order;
+                }
+            }
         };
         self.stats.anti_entropy_rounds += 1;
-        let ranges = self.cache.ranges(now, self.config.max_digest_ranges);
+        let ranges = self.digest(now);
         self.send(peer, PlumtreeMessage::Digest { ranges }, out);
+    }
+
+    /// The cached messages offered to anti-entropy.
+    fn digest(&self, now: Duration) -> Vec<IdRange> {
+        self.cache.ranges(now, millis(self.config.anti_entropy_min_age), self.config.max_digest_ranges)
     }
 }
 

@@ -41,7 +41,10 @@ pub struct PlumtreeStats {
     pub repair_sent: u64,
     /// `Repair` messages received.
     pub repair_received: u64,
-    /// Messages first delivered through a `Repair`.
+    /// Messages first delivered as the answer to a graft (or arriving after one was sent).
+    pub recovered_by_graft: u64,
+    /// Messages first delivered through a `Repair` (from anti-entropy, or a grafted message
+    /// spreading through a subtree).
     pub repaired: u64,
     /// Payload messages refused for being older than `message_ttl`.
     pub expired: u64,

@@ -157,7 +157,10 @@ fn oversized_and_expired_payloads_are_refused() {
 
 #[test]
 fn hop_count_optimisation_swaps_parent() {
-    let mut p = node(&[A, B]);
+    let config = PlumtreeConfig { optimization_threshold: Some(3), ..PlumtreeConfig::default() };
+    let mut p = Plumtree::new(ME, config, 7);
+    run(&mut p, PlumtreeInput::NeighborUp(A), ms(0));
+    run(&mut p, PlumtreeInput::NeighborUp(B), ms(0));
     // B is lazy; the message came from A after 6 hops.
     run(&mut p, PlumtreeInput::Message { from: B, msg: PlumtreeMessage::Prune }, ms(0));
     run(&mut p, PlumtreeInput::Message { from: A, msg: gossip(C, 1, 5) }, ms(0));
@@ -227,6 +230,44 @@ fn neighbours_are_bounded_and_self_is_not_one() {
     }
     assert_eq!(p.eager_peers().collect::<Vec<_>>(), vec![A, B]);
     assert_eq!(p.stats().neighbors_refused, 1);
+}
+
+/// Found by the garbage proptest: a peer sending a message under our own origin id must not
+/// make us skip (or deliver twice) our own next broadcast.
+#[test]
+fn forged_own_ids_are_ignored() {
+    let mut p = node(&[A]);
+    let forged = PlumtreeMessage::Repair {
+        id: MessageId { origin: ME, seq: 1 },
+        topic: Topic(0),
+        hops: 0,
+        age_ms: 0,
+        payload: Bytes::new(),
+    };
+    assert!(delivered(&run(&mut p, PlumtreeInput::Message { from: A, msg: forged }, ms(0))).is_empty());
+    let ihave = PlumtreeMessage::IHave { ids: vec![Announcement { id: MessageId { origin: ME, seq: 2 }, hops: 0 }] };
+    run(&mut p, PlumtreeInput::Message { from: A, msg: ihave }, ms(0));
+    assert_eq!(p.stats().missing, 0);
+    let mut out = Vec::new();
+    let id = p.broadcast(Topic(0), Bytes::from_static(b"mine"), ms(1), &mut out).expect("ok");
+    assert_eq!(id.seq, 1);
+    assert_eq!(delivered(&out), vec![(id, 0)]);
+}
+
+#[test]
+fn membership_events_map_to_neighbour_inputs() {
+    use crate::member::Member;
+    use crate::membership::MembershipEvent;
+    let m = Member { id: A, name: "a".into(), addr: "127.0.0.1:1".parse().expect("addr") };
+    assert_eq!(
+        PlumtreeInput::from_membership_event(&MembershipEvent::NeighborUp(m.clone())),
+        Some(PlumtreeInput::NeighborUp(A))
+    );
+    assert_eq!(
+        PlumtreeInput::from_membership_event(&MembershipEvent::NeighborDown(A)),
+        Some(PlumtreeInput::NeighborDown(A))
+    );
+    assert_eq!(PlumtreeInput::from_membership_event(&MembershipEvent::MemberUp(m)), None);
 }
 
 fn arb_id() -> impl Strategy<Value = MessageId> {
