@@ -56,6 +56,8 @@ enum BenchSuite {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Many real nodes in one process join an overlay, then broadcast (join time, delivery, cost per node).
+    Scale(bench::scale::ScaleArgs),
     /// CRDTs: AW-Set and AW-Map throughput, merge time, encoding size, delta sync savings.
     Crdt {
         /// Print JSON lines.
@@ -86,6 +88,9 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { suite: BenchSuite::Remote { json, quick, only } } => {
             let sizes = if quick { bench::remote::Sizes::quick() } else { bench::remote::Sizes::full() };
             bench::remote::run(sizes, only.as_deref(), |line| line.print(json))?;
+        }
+        Command::Bench { suite: BenchSuite::Scale(args) } => {
+            bench::scale::run(args)?;
         }
         Command::Bench { suite: BenchSuite::Crdt { json, quick } } => {
             for line in troupe::crdt::bench::run(quick) {

@@ -24,7 +24,8 @@ pub struct NodeArgs {
 
 /// Runs a node until it is killed, its stdin closes, or `--seconds` pass. Prints one line
 /// `READY <name> <listen-addr> [raw=<addr>]` on stdout once it listens, then one line per
-/// membership event.
+/// event: `UP`/`DOWN <name> [reason]` for connections, `JOINED`/`LEFT <name> [reason]` for
+/// overlay membership.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = NodeConfig::load(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
@@ -50,6 +51,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 match event {
                     NodeEvent::Up { name, .. } => say(&format!("UP {name}")),
                     NodeEvent::Down { name, reason, .. } => say(&format!("DOWN {name} {reason}")),
+                    NodeEvent::Joined { name, .. } => say(&format!("JOINED {name}")),
+                    NodeEvent::Left { name, reason, .. } => say(&format!("LEFT {name} {reason}")),
                 }
             }
         };

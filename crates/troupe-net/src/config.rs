@@ -49,6 +49,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+pub use troupe_overlay::Role;
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TROUPE_";
@@ -130,6 +131,21 @@ pub struct NodeConfig {
     pub workers: Option<usize>,
     /// Tokio threads for network I/O, default 1; at least 1.
     pub net_threads: usize,
+    /// Membership overlay, default `"none"` (connections only where the application makes them);
+    /// `"static"`, `"full"`, `"client-server"` or `"hyparview"` run that overlay.
+    pub overlay: OverlayKind,
+    /// This node's role in a client-server overlay, `"server"` (default) or `"client"`.
+    pub role: Role,
+    /// How a message reaches a node that is not a neighbour: `"direct"` (default; connect on demand) or
+    /// `"relay"` (pass it along the overlay, at most `relay_ttl` hops).
+    pub reach: Reach,
+    /// Hops a relayed message may take, default 5 (Partisan's TTL); `1..=255`.
+    pub relay_ttl: u32,
+    /// DNS names (`"host:port"`) whose addresses (every A and AAAA record) are all seeds.
+    pub seed_dns: Vec<String>,
+    /// Close a connection the overlay does not use once it has carried no message for this long,
+    /// default 30000 ms; at least 1.
+    pub release_idle_ms: u64,
     /// Named channels. Names are lower-case `[a-z0-9._-]`, at most [`MAX_NAME_LEN`] bytes. The reserved
     /// name `"default"` may appear to set the default channel's parallelism; `"control"` may appear only with
     /// parallelism 1. Neither reserved channel may be monotonic. See [`NodeConfig::channel_table`].
@@ -138,6 +154,47 @@ pub struct NodeConfig {
     pub tls: Option<TlsConfig>,
     /// User-space link emulation on this node's outgoing connections; `None` (default) = none.
     pub link: Option<LinkEmulation>,
+}
+
+/// Which membership overlay a node runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayKind {
+    /// No overlay: connections only where the application makes them.
+    #[default]
+    None,
+    /// Connect to the seeds only.
+    Static,
+    /// Everyone connects to everyone; membership spread by gossip.
+    Full,
+    /// Servers mesh; clients connect to servers.
+    ClientServer,
+    /// Partial views (active and passive), for large clusters.
+    Hyparview,
+}
+
+impl OverlayKind {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayKind::None => "none",
+            OverlayKind::Static => "static",
+            OverlayKind::Full => "full",
+            OverlayKind::ClientServer => "client-server",
+            OverlayKind::Hyparview => "hyparview",
+        }
+    }
+}
+
+/// How a message reaches a node that is not an overlay neighbour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// Open a connection to it on demand.
+    #[default]
+    Direct,
+    /// Pass the message along the overlay.
+    Relay,
 }
 
 /// Settings of one named channel.
@@ -208,6 +265,12 @@ impl Default for NodeConfig {
             reconnect_max_ms: 10_000,
             workers: None,
             net_threads: 1,
+            overlay: OverlayKind::None,
+            role: Role::Server,
+            reach: Reach::Direct,
+            relay_ttl: 5,
+            seed_dns: Vec::new(),
+            release_idle_ms: 30_000,
             channels: BTreeMap::new(),
             tls: None,
             link: None,
@@ -259,6 +322,12 @@ impl fmt::Debug for NodeConfig {
             .field("reconnect_max_ms", &self.reconnect_max_ms)
             .field("workers", &self.workers)
             .field("net_threads", &self.net_threads)
+            .field("overlay", &self.overlay)
+            .field("role", &self.role)
+            .field("reach", &self.reach)
+            .field("relay_ttl", &self.relay_ttl)
+            .field("seed_dns", &self.seed_dns)
+            .field("release_idle_ms", &self.release_idle_ms)
             .field("channels", &self.channels)
             .field("tls", &self.tls)
             .field("link", &self.link)
@@ -375,7 +444,7 @@ impl NodeConfig {
                 return Err(invalid("listen", format!("`{addr}` is not an IP socket address (\"ip:port\")")));
             }
         }
-        for (key, list) in [("advertise", &self.advertise), ("seeds", &self.seeds)] {
+        for (key, list) in [("advertise", &self.advertise), ("seeds", &self.seeds), ("seed_dns", &self.seed_dns)] {
             for addr in list {
                 check_host_port(key, addr)?;
             }
@@ -403,6 +472,8 @@ impl NodeConfig {
             check_range("workers", workers, 1, usize::MAX)?;
         }
         check_range("net_threads", self.net_threads, 1, usize::MAX)?;
+        check_range("relay_ttl", self.relay_ttl, 1, 255)?;
+        check_range("release_idle_ms", self.release_idle_ms, 1, u64::MAX)?;
         for (name, channel) in &self.channels {
             check_channel(name, channel)?;
         }
@@ -625,6 +696,12 @@ const TOP_KEYS: &[(&str, Kind)] = &[
     ("reconnect_max_ms", Kind::U64),
     ("workers", Kind::OptUsize),
     ("net_threads", Kind::Usize),
+    ("overlay", Kind::Str),
+    ("role", Kind::Str),
+    ("reach", Kind::Str),
+    ("relay_ttl", Kind::U32),
+    ("seed_dns", Kind::List),
+    ("release_idle_ms", Kind::U64),
 ];
 
 /// Keys of `NodeConfig` holding tables (not overridable as a whole).
@@ -923,7 +1000,13 @@ mod tests {
             [("", TOP_KEYS), ("TLS__", TLS_KEYS), ("LINK__", LINK_KEYS), ("CHANNELS__BULK__", CHANNEL_KEYS)];
         for (prefix, keys) in groups {
             for (key, kind) in keys {
-                let mut env = vec![(format!("TROUPE_{prefix}{}", key.to_ascii_uppercase()), sample(*kind).to_owned())];
+                let value = match *key {
+                    "overlay" => "hyparview",
+                    "role" => "client",
+                    "reach" => "relay",
+                    _ => sample(*kind),
+                };
+                let mut env = vec![(format!("TROUPE_{prefix}{}", key.to_ascii_uppercase()), value.to_owned())];
                 if prefix == "TLS__" {
                     for field in TLS_REQUIRED.iter().filter(|f| *f != key) {
                         env.push((format!("TROUPE_TLS__{}", field.to_ascii_uppercase()), "p".to_owned()));

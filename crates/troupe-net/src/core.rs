@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,10 @@ use troupe_wire::{
 };
 
 use crate::acks::AckState;
+use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
+use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
 use crate::queue::{QueueRefusal, SendQueue};
 use crate::stats::Counters;
@@ -47,6 +49,10 @@ pub(crate) struct Settings {
     pub(crate) ack_retransmit: Duration,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
+    /// How to reach a node that is not connected.
+    pub(crate) reach: Reach,
+    /// Hops a relayed message may take.
+    pub(crate) relay_ttl: u8,
 }
 
 /// A pending registry lookup on another node.
@@ -79,6 +85,18 @@ pub(crate) struct NodeShared {
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) stop: Arc<tokio::sync::Notify>,
+    /// The membership driver, when an overlay runs.
+    pub(crate) membership: OnceLock<DriverHandle>,
+    /// Where to reach nodes the overlay told us about (used to connect on demand).
+    directory: RwLock<HashMap<NodeId, NodeInfo>>,
+    /// The overlay's current neighbours (relay goes through them).
+    neighbors: RwLock<Vec<NodeId>>,
+    /// Seed addresses (`host:port`), dialled again when the overlay has lost every contact.
+    pub(crate) seeds: Vec<String>,
+    /// The overlay this node runs.
+    pub(crate) overlay: OverlayKind,
+    /// Broadcasts delivered here, for subscribers.
+    pub(crate) broadcasts: broadcast::Sender<crate::membership::Delivered>,
 }
 
 impl NodeShared {
@@ -89,6 +107,8 @@ impl NodeShared {
         runtime: tokio::runtime::Handle,
         tls: Option<TlsContext>,
         loss: f64,
+        seeds: Vec<String>,
+        overlay: OverlayKind,
     ) -> Arc<NodeShared> {
         Arc::new_cyclic(|me| NodeShared {
             me: me.clone(),
@@ -112,6 +132,12 @@ impl NodeShared {
             events: broadcast::channel(1024).0,
             shutting_down: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
+            membership: OnceLock::new(),
+            directory: RwLock::new(HashMap::new()),
+            neighbors: RwLock::new(Vec::new()),
+            seeds,
+            overlay,
+            broadcasts: broadcast::channel(4096).0,
         })
     }
 
@@ -165,6 +191,7 @@ impl NodeShared {
             match peers.get(&id) {
                 Some(peer) => (peer.clone(), false),
                 None => {
+                    self.directory.write().insert(id, info.clone());
                     let addrs: Vec<SocketAddr> = info.listen.iter().filter_map(|a| a.parse().ok()).collect();
                     let channels: Vec<(u16, bool)> = self.settings.channels.iter().map(|(_, p, m)| (*p, *m)).collect();
                     let acks = self
@@ -208,6 +235,20 @@ impl NodeShared {
         let control = purpose.channel == 0;
         let mut backoff = self.settings.reconnect_min;
         let mut failures = 0u32;
+        if purpose.channel == 1 && opened.is_none() {
+            // Default-channel connections are made when first needed: in a large overlay most
+            // peers only ever exchange control traffic, and every connection is a descriptor.
+            let queue = peer.lane((1, purpose.lane as usize)).queue.clone();
+            while queue.len() == 0 {
+                tokio::select! {
+                    _ = queue.ready.notified() => {}
+                    _ = peer.stop.notified() => return,
+                }
+                if peer.is_down() {
+                    return;
+                }
+            }
+        }
         loop {
             if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
                 return;
@@ -232,6 +273,9 @@ impl NodeShared {
                     if control && !peer.up.swap(true, Ordering::AcqRel) {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "node up");
                         let _ = self.events.send(NodeEvent::Up { node: peer.id, name: peer.name.clone() });
+                        if let Some(member) = peer.member() {
+                            self.tell_membership(DriverInput::PeerUp(member));
+                        }
                     }
                     let queue = lane.queue.clone();
                     let reason = self.clone().run_connection(peer.clone(), o, queue).await;
@@ -473,6 +517,9 @@ impl NodeShared {
                 acks.clear();
             }
             self.counters.frames_in.fetch_add(std::mem::take(&mut frames), Ordering::Relaxed);
+            if delivered > 0 {
+                peer.received.fetch_add(delivered, Ordering::Relaxed);
+            }
             self.counters.messages_in.fetch_add(std::mem::take(&mut delivered), Ordering::Relaxed);
             // Compact, then read more.
             if start > 0 {
@@ -584,11 +631,16 @@ impl NodeShared {
     }
 
     fn on_reply(&self, transport: &Arc<dyn Transport>, peer: &Peer, payload: &[u8]) {
+        self.complete_reply(transport, peer.id, &peer.name, payload);
+    }
+
+    /// Completes the ask a Reply frame from node `from` answers.
+    fn complete_reply(&self, transport: &Arc<dyn Transport>, from: NodeId, name: &str, payload: &[u8]) {
         let (header, body) = match ReplyHeader::read(payload) {
             Ok(x) => x,
             Err(error) => {
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %peer.name, %error, "bad reply frame");
+                tracing::warn!(peer = %name, %error, "bad reply frame");
                 return;
             }
         };
@@ -598,7 +650,7 @@ impl NodeShared {
                 ReplyStatus::Ok => ReplyOutcome::Answered,
                 _ => ReplyOutcome::NoReply,
             };
-            troupe_actor::with_codec_context(transport, peer.id, || pending.complete(outcome, body));
+            troupe_actor::with_codec_context(transport, from, || pending.complete(outcome, body));
         }
     }
 
@@ -650,6 +702,20 @@ impl NodeShared {
             }
             Control::Goodbye => self.peer_down(peer, "left the cluster"),
             Control::AckFloor { next } => peer.acks.advance_to(next),
+            Control::Overlay { payload } => {
+                self.tell_membership(DriverInput::Overlay { from: troupe_overlay::PeerId(peer.id.0), payload });
+            }
+            Control::Release => {
+                self.release_peer(peer.id, false);
+                self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+            }
+            Control::Relay { origin, to, ttl, frame } => self.on_relay(peer, NodeId(origin), NodeId(to), ttl, frame),
+            Control::Broadcast { payload } => {
+                self.tell_membership(DriverInput::Plumtree { from: troupe_overlay::PeerId(peer.id.0), payload });
+            }
+            Control::ViewRequest { .. } | Control::ViewReply { .. } => {
+                tracing::debug!(peer = %peer.name, "control message not handled yet");
+            }
         }
     }
 
@@ -658,9 +724,15 @@ impl NodeShared {
 
     /// Queues a control message on the peer's control lane.
     pub(crate) fn send_control(&self, to: NodeId, control: &Control) -> bool {
+        self.send_control_on(to, 0, control)
+    }
+
+    /// Queues a control message on the first lane of `channel` to the peer.
+    pub(crate) fn send_control_on(&self, to: NodeId, channel: u16, control: &Control) -> bool {
         let Some(peer) = self.peer(to) else { return false };
         let mut payload = Vec::new();
-        control.encode(&mut payload).is_ok() && peer.control_lane().queue.push_frame(FrameKind::Control, 0, &payload)
+        let lane = peer.lane(((channel as usize).min(peer.lanes.len() - 1), 0));
+        control.encode(&mut payload).is_ok() && lane.queue.push_frame(FrameKind::Control, channel, &payload)
     }
 
     /// Re-queues acknowledged messages that were not acknowledged in time.
@@ -711,7 +783,9 @@ impl NodeShared {
             pending.complete(ReplyOutcome::NoReply, &[]);
         }
         self.lookups.lock().retain(|_, (to, _)| *to != peer.id);
+        self.directory.write().remove(&peer.id);
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
+        self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
     }
 
     /// Drops the acknowledged-delivery state of a lost incarnation if it has not come back
@@ -739,6 +813,232 @@ impl NodeShared {
         let answer = tokio::time::timeout(self.settings.handshake_timeout, rx).await;
         self.lookups.lock().remove(&request);
         answer.ok().and_then(Result::ok).flatten()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Membership
+
+    /// Hands news to the membership driver, if an overlay runs.
+    pub(crate) fn tell_membership(&self, input: DriverInput) {
+        if let Some(driver) = self.membership.get() {
+            driver.send(input);
+        }
+    }
+
+    /// Whether a message for `node` (not connected) goes along the overlay: always with
+    /// `reach = "relay"`; with `"direct"` when the node's address is unknown (a ref received from
+    /// a third node) and an overlay runs.
+    fn must_relay(&self, node: NodeId) -> bool {
+        match self.settings.reach {
+            Reach::Relay => true,
+            Reach::Direct => self.overlay != OverlayKind::None && !self.directory.read().contains_key(&node),
+        }
+    }
+
+    /// Passes a frame for `to` along the overlay: straight to it when connected, else to a random
+    /// neighbour (not `from`) with one hop less. False when it cannot go anywhere.
+    pub(crate) fn relay(&self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) -> bool {
+        let next = if self.peer(to).is_some() {
+            Some(to)
+        } else if ttl > 1 {
+            let neighbors = self.neighbors();
+            let candidates: Vec<NodeId> = neighbors.into_iter().filter(|n| Some(*n) != from && *n != origin).collect();
+            (!candidates.is_empty()).then(|| candidates[rand::random_range(0..candidates.len())])
+        } else {
+            None
+        };
+        let Some(next) = next else {
+            self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(node = %self.settings.name, %to, ttl, "relayed message dropped: no route");
+            return false;
+        };
+        let Some(peer) = self.peer(next) else { return false };
+        let ttl = if next == to { ttl } else { ttl - 1 };
+        let control = Control::Relay { origin: origin.0, to: to.0, ttl, frame };
+        let mut payload = Vec::new();
+        if control.encode(&mut payload).is_err() {
+            return false;
+        }
+        // Relayed traffic goes on the default channel, not the control channel, so it cannot
+        // delay membership traffic.
+        let lane = peer.lane(peer.pick(1, to.0));
+        self.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        lane.queue.push_frame(FrameKind::Control, 1, &payload)
+    }
+
+    /// A relayed frame arrived from `via`: deliver it here or pass it on.
+    fn on_relay(&self, via: &Arc<Peer>, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>) {
+        if to != self.id {
+            self.relay(origin, to, ttl, frame, Some(via.id));
+            return;
+        }
+        let Some(transport) = self.transport() else { return };
+        let decoder = FrameDecoder::new(self.settings.max_frame);
+        let (kind, payload) = match decoder.decode(&frame) {
+            Ok(Some((f, used))) if used == frame.len() => (f.header.kind, f.payload),
+            _ => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.settings.name, peer = %via.name, "bad relayed frame dropped");
+                return;
+            }
+        };
+        match kind {
+            FrameKind::Message => {
+                let (env, body) = match Envelope::read(payload, false) {
+                    Ok(x) => x,
+                    Err(error) => {
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %via.name, %error, "bad relayed envelope");
+                        return;
+                    }
+                };
+                let target = ActorId { node: NodeId(env.target_node), serial: env.target_serial };
+                let Some(inbound) = self.exported_local(target) else {
+                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                if inbound.type_tag() != env.type_tag {
+                    self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                match troupe_actor::with_codec_context(&transport, origin, || inbound.deliver(body)) {
+                    Ok(Delivery::Accepted) => {
+                        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Delivery::Full(wait)) => {
+                        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                        self.runtime.spawn(wait);
+                    }
+                    Ok(Delivery::Closed) => {
+                        self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%target, %error, "undecodable relayed message dropped");
+                    }
+                }
+            }
+            FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, payload),
+            other => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %via.name, kind = ?other, "relayed frame of the wrong kind dropped");
+            }
+        }
+    }
+
+    /// Records where a member can be reached.
+    pub(crate) fn remember(&self, member: &troupe_overlay::Member) {
+        let id = NodeId(member.id.0);
+        if id == self.id {
+            return;
+        }
+        self.directory.write().entry(id).or_insert_with(|| NodeInfo {
+            name: member.name.clone(),
+            incarnation: member.id.0,
+            listen: vec![member.addr.to_string()],
+        });
+    }
+
+    /// The name of a node this node has heard of.
+    pub(crate) fn name_of(&self, id: NodeId) -> Option<String> {
+        self.directory.read().get(&id).map(|i| i.name.clone())
+    }
+
+    /// Records the overlay's neighbours.
+    pub(crate) fn set_neighbors(&self, neighbors: Vec<NodeId>) {
+        *self.neighbors.write() = neighbors;
+    }
+
+    /// The overlay's neighbours.
+    pub(crate) fn neighbors(&self) -> Vec<NodeId> {
+        self.neighbors.read().clone()
+    }
+
+    /// Opens connections to `member` for the overlay: `Some(true)` if its control connection is
+    /// already up, `Some(false)` if dialling (the driver hears `PeerUp` or `PeerLost`), `None` if
+    /// it cannot be reached at all (itself, or this node is stopping).
+    pub(crate) fn connect_member(&self, member: &troupe_overlay::Member) -> Option<bool> {
+        let info =
+            NodeInfo { name: member.name.clone(), incarnation: member.id.0, listen: vec![member.addr.to_string()] };
+        let peer = self.ensure_peer(&info, None)?;
+        Some(peer.up.load(Ordering::Acquire))
+    }
+
+    /// A peer for a node with no connections yet, made from what the overlay told us about it
+    /// (its lanes start dialling; messages queue meanwhile).
+    fn peer_on_demand(&self, id: NodeId) -> Option<Arc<Peer>> {
+        let info = self.directory.read().get(&id).cloned()?;
+        self.ensure_peer(&info, None)
+    }
+
+    /// Closes this node's connections to a peer on purpose (not a failure: no Down events, its
+    /// acknowledged-delivery state is kept for a while). With `tell`, the peer is told first so
+    /// it closes its side instead of redialling. Queued messages are flushed first (for at most
+    /// a second).
+    pub(crate) fn release_peer(&self, id: NodeId, tell: bool) {
+        let Some(peer) = self.peer(id) else { return };
+        if tell {
+            self.send_control(id, &Control::Release);
+        }
+        let Some(shared) = self.me.upgrade() else { return };
+        self.runtime.spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < deadline && peer.lanes.iter().flatten().any(|l| l.queue.len() > 0) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if peer.down.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            {
+                let mut peers = shared.peers.write();
+                if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
+                    peers.remove(&peer.id);
+                }
+            }
+            let sent: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
+            shared.counters.messages_out.fetch_add(sent, Ordering::Relaxed);
+            peer.close_lanes();
+            shared.forget_acks_later(peer.id);
+            tracing::debug!(node = %shared.settings.name, peer = %peer.name, "connections released");
+        });
+    }
+
+    /// Messages exchanged with each current peer so far (both directions).
+    pub(crate) fn peer_traffic(&self) -> Vec<(NodeId, u64)> {
+        self.peers
+            .read()
+            .values()
+            .map(|p| {
+                let out: u64 = p.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
+                (p.id, out + p.received.load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// Messages exchanged with one peer so far, if it has connections.
+    pub(crate) fn peer_traffic_of(&self, id: NodeId) -> Option<u64> {
+        let peer = self.peer(id)?;
+        let out: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
+        Some(out + peer.received.load(Ordering::Relaxed))
+    }
+
+    /// Dials the seeds again and hands whoever answers to the overlay as contacts.
+    pub(crate) async fn rejoin_through_seeds(self: Arc<Self>) {
+        let mut contacts = Vec::new();
+        let (plain, dns): (Vec<String>, Vec<String>) = self.seeds.iter().cloned().partition(|s| !s.starts_with("dns:"));
+        let dns: Vec<String> = dns.iter().map(|s| s.trim_start_matches("dns:").to_string()).collect();
+        let seeds = crate::node::resolve_seeds(&plain, &dns).await;
+        let mine = self.advertised.read().clone();
+        for seed in seeds.iter().filter(|s| !mine.contains(s)) {
+            match crate::node::dial_seed(&self, seed).await {
+                Ok(member) => contacts.push(member),
+                Err(error) => tracing::debug!(node = %self.settings.name, %seed, %error, "seed not reached"),
+            }
+        }
+        if contacts.is_empty() {
+            tracing::warn!(node = %self.settings.name, "no seed reachable; the node stays alone for now");
+        }
+        self.tell_membership(DriverInput::Join(contacts));
     }
 
     /// Sends Goodbye to every peer and stops all tasks.
@@ -770,7 +1070,19 @@ impl Transport for NodeShared {
     }
 
     fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
-        let Some(peer) = self.peer(target.node) else {
+        let peer = match self.peer(target.node) {
+            Some(peer) => Some(peer),
+            None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
+                let mut frame = Vec::new();
+                self.write_message(&mut frame, target, tag, None, 1, body)?;
+                return match self.relay(self.id, target.node, self.settings.relay_ttl, frame, None) {
+                    true => Ok(()),
+                    false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
+                };
+            }
+            None => self.peer_on_demand(target.node),
+        };
+        let Some(peer) = peer else {
             return Err(Refusal::Failed(if target.node == self.id {
                 SendFailure::NotRunning
             } else {
@@ -830,7 +1142,12 @@ impl Transport for NodeShared {
         opts: &SendOptions,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Result<(), SendFailure>> {
-        let Some(peer) = self.peer(target.node) else {
+        let peer = match self.peer(target.node) {
+            Some(peer) => Some(peer),
+            None if !opts.ack && target.node != self.id && self.must_relay(target.node) => return Poll::Ready(Ok(())),
+            None => self.peer_on_demand(target.node),
+        };
+        let Some(peer) = peer else {
             return Poll::Ready(Err(SendFailure::Unreachable(target.node)));
         };
         if opts.ack && !peer.acks.poll_room(cx.waker()) {
@@ -929,9 +1246,22 @@ impl Transport for NodeShared {
                 None => false,
             };
         }
-        let Some(peer) = self.peer(to) else { return false };
-        let lane = peer.lane(peer.pick(1, request));
         let header = ReplyHeader { request, status };
+        let peer = match self.peer(to) {
+            Some(peer) => peer,
+            None if self.must_relay(to) => {
+                let mut frame = Vec::new();
+                if self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body).is_err() {
+                    return false;
+                }
+                return self.relay(self.id, to, self.settings.relay_ttl, frame, None);
+            }
+            None => match self.peer_on_demand(to) {
+                Some(peer) => peer,
+                None => return false,
+            },
+        };
+        let lane = peer.lane(peer.pick(1, request));
         let pushed = lane
             .queue
             .push_unbounded(|buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body));

@@ -9,12 +9,15 @@ use tokio::sync::broadcast;
 use troupe_actor::{ActorRef, ActorSystem, NodeId, RegistryError, RemoteMessage, SendOptions, SystemError};
 use troupe_wire::ConnPurpose;
 
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, NodeConfig, OverlayKind};
 use crate::conn::ConnectError;
 use crate::core::{NodeShared, Settings};
 use crate::fault::Interposer;
+use crate::membership::{Delivered, DriverInput, OverlayState};
 use crate::stats::NodeStats;
 use crate::tls::{TlsContext, TlsError, TlsFiles};
+use bytes::Bytes;
+use troupe_overlay::{MessageId, Topic};
 
 /// Membership news for user code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,23 @@ pub enum NodeEvent {
         /// Its name.
         name: String,
         /// Why it is considered down.
+        reason: String,
+    },
+    /// The membership overlay counts a node as a member (what that means depends on the overlay:
+    /// every node in a full mesh, the neighbours in HyParView).
+    Joined {
+        /// Its incarnation.
+        node: NodeId,
+        /// Its name.
+        name: String,
+    },
+    /// The membership overlay no longer counts a node as a member.
+    Left {
+        /// Its incarnation.
+        node: NodeId,
+        /// Its name.
+        name: String,
+        /// Why.
         reason: String,
     },
 }
@@ -82,6 +102,20 @@ pub enum NodeError {
     /// An address did not resolve.
     #[error("cannot resolve {0}")]
     Resolve(String),
+}
+
+/// Errors of [`Node::broadcast`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// The node runs no overlay (`overlay = "none"`).
+    #[error("broadcast needs an overlay; this node runs none")]
+    NoOverlay,
+    /// The broadcast layer refused the payload (too large).
+    #[error("broadcast refused: {0}")]
+    Refused(String),
+    /// The node is stopping.
+    #[error("the node is stopping")]
+    Stopped,
 }
 
 /// Errors of [`Node::lookup`].
@@ -169,6 +203,19 @@ impl Node {
         Ok(Node { shared, _runtime: runtime, local_addrs: Arc::new(local_addrs) })
     }
 
+    /// Starts a node on an existing tokio runtime instead of a runtime of its own: for many
+    /// nodes in one process (experiments, `troupe bench scale`). The runtime must outlive the
+    /// node's use.
+    pub async fn start_on_runtime(config: NodeConfig, handle: tokio::runtime::Handle) -> Result<Node, NodeError> {
+        config.validate()?;
+        let started = handle.spawn(Self::start_on(config, handle.clone()));
+        let (shared, local_addrs) = match started.await {
+            Ok(result) => result?,
+            Err(e) => return Err(NodeError::Runtime(std::io::Error::other(e.to_string()))),
+        };
+        Ok(Node { shared, _runtime: Arc::new(NetRuntime(None)), local_addrs: Arc::new(local_addrs) })
+    }
+
     /// [`start`](Self::start) for synchronous code (a `main` without a runtime).
     pub fn start_blocking(config: NodeConfig) -> Result<Node, NodeError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
@@ -213,9 +260,13 @@ impl Node {
             ack_retransmit: ms(config.ack_retransmit_ms),
             reconnect_min: ms(config.reconnect_min_ms),
             reconnect_max: ms(config.reconnect_max_ms),
+            reach: config.reach,
+            relay_ttl: u8::try_from(config.relay_ttl).unwrap_or(u8::MAX),
         };
         let loss = config.link.as_ref().map_or(0.0, |l| l.loss);
-        let shared = NodeShared::new(settings, system, handle.clone(), tls, loss);
+        let mut seeds = config.seeds.clone();
+        seeds.extend(config.seed_dns.iter().map(|name| format!("dns:{name}")));
+        let shared = NodeShared::new(settings, system, handle.clone(), tls, loss, seeds, config.overlay);
         let mut bound = Vec::new();
         for addr in &config.listen {
             let listener = tokio::net::TcpListener::bind(addr.as_str())
@@ -231,14 +282,26 @@ impl Node {
             config.advertise.clone()
         };
         *shared.advertised.write() = advertised;
-        tracing::info!(node = %config.name, id = %shared.id, listen = ?bound, "node started");
-        for seed in config.seeds.clone() {
-            let shared = shared.clone();
-            handle.spawn(async move {
-                if let Err(error) = connect_to(&shared, &seed).await {
-                    tracing::warn!(node = %shared.settings.name, %seed, %error, "seed not reached");
-                }
-            });
+        tracing::info!(node = %config.name, id = %shared.id, listen = ?bound, overlay = config.overlay.as_str(), "node started");
+        if config.overlay == OverlayKind::None {
+            for seed in config.seeds.clone() {
+                let shared = shared.clone();
+                handle.spawn(async move {
+                    if let Err(error) = connect_to(&shared, &seed).await {
+                        tracing::warn!(node = %shared.settings.name, %seed, %error, "seed not reached");
+                    }
+                });
+            }
+        } else {
+            let me = troupe_overlay::Member {
+                id: troupe_overlay::PeerId(shared.id.0),
+                name: config.name.clone(),
+                addr: advertised_socket(&shared, &bound)?,
+            };
+            let driver = crate::overlays::start(&shared, &config, me)?;
+            let _ = shared.membership.set(driver);
+            let joining = shared.clone();
+            handle.spawn(async move { joining.rejoin_through_seeds().await });
         }
         Ok((shared, bound))
     }
@@ -331,6 +394,13 @@ impl Node {
         Ok(())
     }
 
+    /// A ref to the actor `id`, wherever it runs (this node or another). Messages go straight
+    /// to its node when connected or when its address is known, else along the overlay.
+    pub fn actor_ref<M: RemoteMessage>(&self, id: troupe_actor::ActorId) -> ActorRef<M> {
+        let proxy = troupe_actor::Transport::proxy(&*self.shared, id);
+        ActorRef::remote(proxy, SendOptions::default())
+    }
+
     /// Finds the actor registered as `name` on the node named `node` (this node included).
     pub async fn lookup<M: RemoteMessage>(&self, node: &str, name: &str) -> Result<ActorRef<M>, LookupError> {
         if node == self.name() {
@@ -413,13 +483,88 @@ impl Node {
         self.shared.peer(peer).map_or(0, |p| p.lanes.iter().flatten().map(|l| l.queue.len()).sum())
     }
 
-    /// Leaves the cluster: says goodbye to the peers, closes connections and shuts the actor
-    /// system down.
+    /// The overlay's current views from this node (active and passive) and its broadcast
+    /// tree, or `None` without an overlay.
+    pub async fn overlay_state(&self) -> Option<OverlayState> {
+        self.shared.membership.get()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.tell_membership(DriverInput::Views(tx));
+        rx.await.ok()
+    }
+
+    /// Broadcasts `payload` on `topic` to every node of the overlay (Plumtree: eager push along
+    /// a tree, lazy announcements to the other neighbours, repair by graft and anti-entropy).
+    /// It is also delivered here. Needs an overlay.
+    pub async fn broadcast(&self, topic: Topic, payload: Bytes) -> Result<MessageId, BroadcastError> {
+        if self.shared.membership.get().is_none() {
+            return Err(BroadcastError::NoOverlay);
+        }
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.shared.tell_membership(DriverInput::Broadcast { topic, payload, done });
+        match rx.await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => Err(BroadcastError::Refused(e.to_string())),
+            Err(_) => Err(BroadcastError::Stopped),
+        }
+    }
+
+    /// Broadcasts delivered on this node from now on (every topic; filter on
+    /// [`Delivered::topic`]). A subscriber that falls more than 4096 deliveries behind misses
+    /// the oldest (and is told so by the receiver).
+    pub fn broadcasts(&self) -> broadcast::Receiver<Delivered> {
+        self.shared.broadcasts.subscribe()
+    }
+
+    /// Which overlay this node runs.
+    pub fn overlay(&self) -> OverlayKind {
+        self.shared.overlay
+    }
+
+    /// Leaves the cluster: tells the overlay (which says goodbye to its neighbours), then
+    /// closes connections and shuts the actor system down.
     pub async fn shutdown(&self) {
+        if self.shared.membership.get().is_some() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.shared.tell_membership(DriverInput::Leave(tx));
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
         let shared = self.shared.clone();
         let _ = self.shared.runtime.spawn(async move { shared.shutdown().await }).await;
         self.shared.system.shutdown().await;
     }
+}
+
+/// The address this node gives the overlay: the first advertised one that is an IP socket
+/// address, else the first bound one.
+fn advertised_socket(shared: &NodeShared, bound: &[SocketAddr]) -> Result<SocketAddr, NodeError> {
+    let advertised = shared.advertised.read();
+    advertised
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .or_else(|| bound.first().copied())
+        .ok_or_else(|| NodeError::Resolve("no address to advertise to the overlay".into()))
+}
+
+/// Dials a seed and describes the member that answered, for the overlay.
+pub(crate) async fn dial_seed(shared: &Arc<NodeShared>, addr: &str) -> Result<troupe_overlay::Member, NodeError> {
+    let info = connect_to(shared, addr).await?;
+    let peer = shared
+        .peer(info.id)
+        .ok_or_else(|| NodeError::Connect { addr: addr.to_string(), source: ConnectError::Closed })?;
+    peer.member().ok_or_else(|| NodeError::Resolve(format!("{addr} (the node advertises no address)")))
+}
+
+/// Resolves the configured seeds: the `seeds` as given and every address of each `seed_dns` name.
+pub(crate) async fn resolve_seeds(seeds: &[String], seed_dns: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = seeds.to_vec();
+    for name in seed_dns {
+        match tokio::net::lookup_host(name.as_str()).await {
+            Ok(addrs) => all.extend(addrs.map(|a| a.to_string())),
+            Err(error) => tracing::warn!(%name, %error, "seed DNS name did not resolve"),
+        }
+    }
+    all.dedup();
+    all
 }
 
 /// Dials `addr` on the control lane and adopts the connection for the peer it reaches.

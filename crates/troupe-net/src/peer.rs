@@ -2,7 +2,7 @@
 //! acknowledged delivery in both directions, and whether it is up.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use troupe_actor::{ActorId, NodeId};
@@ -30,6 +30,8 @@ pub(crate) struct Peer {
     pub(crate) acks: Arc<AckState>,
     /// Wakes the lane tasks when the peer goes down.
     pub(crate) stop: Arc<tokio::sync::Notify>,
+    /// Messages received from it (counted per read, for traffic and idleness).
+    pub(crate) received: AtomicU64,
 }
 
 impl Peer {
@@ -61,7 +63,14 @@ impl Peer {
             down: AtomicBool::new(false),
             acks,
             stop: Arc::new(tokio::sync::Notify::new()),
+            received: AtomicU64::new(0),
         }
+    }
+
+    /// The peer as the overlay knows it (needs an address to be dialled again).
+    pub(crate) fn member(&self) -> Option<troupe_overlay::Member> {
+        let addr = *self.addrs.first()?;
+        Some(troupe_overlay::Member { id: troupe_overlay::PeerId(self.id.0), name: self.name.clone(), addr })
     }
 
     pub(crate) fn is_down(&self) -> bool {

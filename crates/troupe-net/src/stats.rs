@@ -20,6 +20,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_by_faults: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
     pub(crate) handshakes_failed: AtomicU64,
+    pub(crate) relayed: AtomicU64,
+    pub(crate) relay_dropped: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -55,6 +57,10 @@ pub struct NodeStats {
     pub unacked: u64,
     /// Messages replaced on monotonic lanes.
     pub monotonic_replaced: u64,
+    /// Frames this node passed along the overlay (its own relayed sends included).
+    pub relayed: u64,
+    /// Relayed frames dropped for lack of a route (TTL spent, no neighbour).
+    pub relay_dropped: u64,
 }
 
 impl Counters {
@@ -76,6 +82,8 @@ impl Counters {
             handshakes_failed: get(&self.handshakes_failed),
             unacked: 0,
             monotonic_replaced: 0,
+            relayed: get(&self.relayed),
+            relay_dropped: get(&self.relay_dropped),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use troupe_net::config::{ChannelConfig, ConfigError, LinkEmulation, NodeConfig, TlsConfig};
+use troupe_net::config::{ChannelConfig, ConfigError, LinkEmulation, NodeConfig, OverlayKind, Reach, Role, TlsConfig};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -77,6 +77,12 @@ reconnect_min_ms = 50
 reconnect_max_ms = 5000
 workers = 4
 net_threads = 2
+overlay = "client-server"
+role = "client"
+reach = "relay"
+relay_ttl = 3
+seed_dns = ["seeds.example.com:7000"]
+release_idle_ms = 1000
 
 [channels.default]
 parallelism = 4
@@ -120,6 +126,12 @@ fn full_expected() -> NodeConfig {
         reconnect_max_ms: 5000,
         workers: Some(4),
         net_threads: 2,
+        overlay: OverlayKind::ClientServer,
+        role: Role::Client,
+        reach: Reach::Relay,
+        relay_ttl: 3,
+        seed_dns: vec!["seeds.example.com:7000".into()],
+        release_idle_ms: 1000,
         channels: BTreeMap::from([
             ("default".to_owned(), ChannelConfig { parallelism: 4, monotonic: false }),
             ("bulk".to_owned(), ChannelConfig { parallelism: 16, monotonic: false }),
@@ -688,6 +700,12 @@ fn arb_config() -> impl Strategy<Value = NodeConfig> {
             reconnect_max_ms: rmin + rextra,
             workers,
             net_threads,
+            overlay: OverlayKind::None,
+            role: Role::Server,
+            reach: Reach::Direct,
+            relay_ttl: 5,
+            seed_dns: Vec::new(),
+            release_idle_ms: 30_000,
             channels: channels
                 .into_iter()
                 .map(|(name, (parallelism, monotonic))| {

@@ -87,6 +87,42 @@ pub enum Control {
         /// The lowest number that may still arrive.
         next: u64,
     },
+    /// A membership-overlay message (the overlay's own encoding; opaque to the transport).
+    Overlay {
+        /// The encoded overlay message.
+        payload: Vec<u8>,
+    },
+    /// A broadcast-layer (Plumtree) message, opaque to the transport.
+    Broadcast {
+        /// The encoded broadcast message.
+        payload: Vec<u8>,
+    },
+    /// The sender closes its connections to the receiver on purpose (the overlay no longer needs
+    /// them): not a failure, so the receiver closes its side quietly instead of redialling.
+    Release,
+    /// A message for a node the sender is not connected to, passed along the overlay.
+    Relay {
+        /// The node that sent the inner frame.
+        origin: u64,
+        /// The node it is for.
+        to: u64,
+        /// Hops it may still take.
+        ttl: u8,
+        /// The whole inner frame (a Message or Reply frame, header included).
+        frame: Vec<u8>,
+    },
+    /// Ask the receiver for its overlay views (for the cluster picture).
+    ViewRequest {
+        /// Request id, echoed in the [`Control::ViewReply`].
+        request: u64,
+    },
+    /// Answer to a [`Control::ViewRequest`].
+    ViewReply {
+        /// The request id.
+        request: u64,
+        /// The encoded views (the overlay's own encoding).
+        payload: Vec<u8>,
+    },
 }
 
 impl Control {

@@ -84,6 +84,14 @@ fn control() -> impl Strategy<Value = Control> {
             .prop_map(|(request, found)| Control::LookupReply { request, found }),
         Just(Control::Goodbye),
         any::<u64>().prop_map(|next| Control::AckFloor { next }),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|payload| Control::Overlay { payload }),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|payload| Control::Broadcast { payload }),
+        Just(Control::Release),
+        (any::<u64>(), any::<u64>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(origin, to, ttl, frame)| Control::Relay { origin, to, ttl, frame }),
+        any::<u64>().prop_map(|request| Control::ViewRequest { request }),
+        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(request, payload)| Control::ViewReply { request, payload }),
     ]
 }
 
@@ -237,6 +245,12 @@ fn every_control_variant_round_trips() {
         Control::LookupReply { request: 2, found: None },
         Control::Goodbye,
         Control::AckFloor { next: u64::MAX },
+        Control::Overlay { payload: vec![1, 2, 3] },
+        Control::Broadcast { payload: vec![] },
+        Control::Release,
+        Control::Relay { origin: 1, to: u64::MAX, ttl: 5, frame: vec![9; 20] },
+        Control::ViewRequest { request: 7 },
+        Control::ViewReply { request: 7, payload: vec![0; 3] },
     ];
     for c in all {
         let mut out = vec![0xAA];

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod local;
 pub mod remote;
+pub mod scale;
 
 use std::time::Duration;
 

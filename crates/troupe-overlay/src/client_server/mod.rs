@@ -40,6 +40,7 @@ use server::Server;
 
 /// What a node is in a client-server cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Connects only to servers.
     Client,

@@ -321,7 +321,8 @@ impl HyParView {
         let target = target.min(self.cfg.active_max);
         while self.active.len() + self.promotions_in_flight() < target {
             let (tried, attempts) = (&self.tried, &self.attempts);
-            let Some(c) = self.passive.random(&mut self.rng, |m| !tried.contains(&m.id) && !attempts.contains_key(&m.id))
+            let Some(c) =
+                self.passive.random(&mut self.rng, |m| !tried.contains(&m.id) && !attempts.contains_key(&m.id))
             else {
                 break;
             };
@@ -347,7 +348,8 @@ impl HyParView {
             return;
         }
         let (me, tried) = (self.me.id, &self.contacts_tried);
-        let pool: Vec<Member> = self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
+        let pool: Vec<Member> =
+            self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
         if !pool.is_empty() {
             let c = pool[self.rng.random_range(0..pool.len())].clone();
             self.contacts_tried.insert(c.id);
@@ -402,7 +404,8 @@ impl HyParView {
 
     fn on_tick(&mut self, now: Duration, out: &mut Out) {
         let timeout = self.cfg.request_timeout;
-        let late: Vec<PeerId> = self.attempts.iter().filter(|(_, a)| now >= a.since + timeout).map(|(id, _)| *id).collect();
+        let late: Vec<PeerId> =
+            self.attempts.iter().filter(|(_, a)| now >= a.since + timeout).map(|(id, _)| *id).collect();
         for id in late {
             self.attempt_failed(id, true, now, out);
         }
@@ -588,7 +591,15 @@ impl HyParView {
         }
     }
 
-    fn on_shuffle(&mut self, from: PeerId, origin: Member, ttl: u32, mut members: Vec<Member>, now: Duration, out: &mut Out) {
+    fn on_shuffle(
+        &mut self,
+        from: PeerId,
+        origin: Member,
+        ttl: u32,
+        mut members: Vec<Member>,
+        now: Duration,
+        out: &mut Out,
+    ) {
         if origin.id == self.me.id {
             return;
         }

@@ -1,0 +1,416 @@
+//! Runs the configured membership overlay (a sans-IO state machine from `troupe-overlay`) over
+//! this node's real connections.
+//!
+//! One task per node owns the protocol. The transport feeds it connection news (a peer's control
+//! connection came up, a peer was lost or released its connections) and the overlay's messages;
+//! the task executes what the protocol answers: it sends messages on the control channel, opens
+//! connections (creating the peer, whose lanes then dial), releases connections the overlay no
+//! longer wants, and turns membership events into [`NodeEvent`]s.
+//!
+//! Connections the overlay did not ask for (an actor messaging a node that is not a neighbour,
+//! the first contact with a seed) stay open while they carry traffic; a sweep releases those
+//! idle for longer than `release_idle`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use troupe_actor::NodeId;
+use troupe_overlay::plumtree::PlumtreeError;
+use troupe_overlay::{
+    Command, Input, Member, Membership, MembershipEvent, MessageId, PeerId, Plumtree, PlumtreeInput, PlumtreeMessage,
+    PlumtreeOutput, PlumtreeStats, Topic, ViewSnapshot,
+};
+use troupe_wire::Control;
+
+use crate::core::NodeShared;
+use crate::NodeEvent;
+
+/// Most overlay messages waiting for the driver; more are dropped (and counted) rather than
+/// buffered without bound.
+const MAX_BACKLOG: usize = 65_536;
+
+/// What the transport and the node API tell the driver.
+pub(crate) enum DriverInput {
+    /// Join through these contacts (seeds already connected).
+    Join(Vec<Member>),
+    /// Leave the cluster; answered once the overlay has said goodbye.
+    Leave(oneshot::Sender<()>),
+    /// A peer's control connection is up.
+    PeerUp(Member),
+    /// A peer was lost (failure) or released its connections to us.
+    PeerLost(PeerId),
+    /// An overlay message from a peer.
+    Overlay {
+        /// The sender.
+        from: PeerId,
+        /// Its encoding.
+        payload: Vec<u8>,
+    },
+    /// A broadcast-layer message from a peer.
+    Plumtree {
+        /// The sender.
+        from: PeerId,
+        /// Its encoding.
+        payload: Vec<u8>,
+    },
+    /// Broadcast a payload to every node.
+    Broadcast {
+        /// Its topic.
+        topic: Topic,
+        /// The payload.
+        payload: Bytes,
+        /// Where to say what became of it.
+        done: oneshot::Sender<Result<MessageId, PlumtreeError>>,
+    },
+    /// A request for the current views and broadcast tree.
+    Views(oneshot::Sender<OverlayState>),
+}
+
+/// What the overlay and the broadcast layer look like from one node.
+#[derive(Debug, Clone, Default)]
+pub struct OverlayState {
+    /// The membership views.
+    pub views: ViewSnapshot,
+    /// Broadcast-tree neighbours (eager push).
+    pub eager: Vec<PeerId>,
+    /// Broadcast neighbours that only get announcements (lazy push).
+    pub lazy: Vec<PeerId>,
+    /// Broadcast counters.
+    pub broadcast: PlumtreeStats,
+}
+
+/// A broadcast delivered on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Its topic.
+    pub topic: Topic,
+    /// Its id (origin node and sequence number).
+    pub id: MessageId,
+    /// The payload.
+    pub payload: Bytes,
+    /// Links it crossed to get here (0 when broadcast here).
+    pub hops: u32,
+}
+
+/// The transport's handle on the driver task.
+pub(crate) struct DriverHandle {
+    tx: mpsc::UnboundedSender<DriverInput>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl DriverHandle {
+    /// Queues an input; overlay messages beyond [`MAX_BACKLOG`] are dropped and logged.
+    pub(crate) fn send(&self, input: DriverInput) {
+        let from_network = matches!(input, DriverInput::Overlay { .. } | DriverInput::Plumtree { .. });
+        if from_network && self.backlog.load(Ordering::Relaxed) >= MAX_BACKLOG {
+            tracing::warn!("membership driver overloaded; overlay message dropped");
+            return;
+        }
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(input).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Settings of the driver.
+pub(crate) struct DriverSettings {
+    /// Release a connection the overlay does not use after this long without traffic.
+    pub(crate) release_idle: Duration,
+    /// The channel broadcast traffic goes on.
+    pub(crate) broadcast_channel: u16,
+}
+
+/// Starts the driver task for `protocol` on the node's runtime.
+pub(crate) fn start<M: Membership + Send + 'static>(
+    shared: &Arc<NodeShared>,
+    protocol: M,
+    plumtree: Plumtree,
+    settings: DriverSettings,
+) -> DriverHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let driver = Driver {
+        shared: Arc::downgrade(shared),
+        protocol,
+        plumtree,
+        settings,
+        origin: Instant::now(),
+        out: Vec::new(),
+        plum_out: Vec::new(),
+        pending_connects: HashSet::new(),
+        neighbors: HashSet::new(),
+        activity: HashMap::new(),
+        backlog: backlog.clone(),
+    };
+    shared.runtime.spawn(driver.run(rx, shared.stop.clone()));
+    DriverHandle { tx, backlog }
+}
+
+struct Driver<M: Membership> {
+    shared: std::sync::Weak<NodeShared>,
+    protocol: M,
+    plumtree: Plumtree,
+    settings: DriverSettings,
+    origin: Instant,
+    out: Vec<Command<M::Message>>,
+    plum_out: Vec<PlumtreeOutput>,
+    /// Peers we asked the transport to connect to and owe the protocol an answer about.
+    pending_connects: HashSet<PeerId>,
+    neighbors: HashSet<PeerId>,
+    /// Per peer: the actor-message count last seen and since when it has not changed.
+    activity: HashMap<NodeId, (u64, Instant)>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl<M: Membership> Driver<M> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<DriverInput>, stop: Arc<tokio::sync::Notify>) {
+        let mut tick = tokio::time::interval(self.protocol.tick_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut plum_tick = tokio::time::interval(self.plumtree.tick_interval());
+        plum_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => {
+                        self.backlog.fetch_sub(1, Ordering::Relaxed);
+                        self.on_input(input);
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    self.feed(Input::Tick);
+                    self.sweep_idle();
+                }
+                _ = plum_tick.tick() => self.feed_plumtree(PlumtreeInput::Tick),
+                _ = stop.notified() => return,
+            }
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn on_input(&mut self, input: DriverInput) {
+        match input {
+            DriverInput::Join(contacts) => self.feed(Input::Join(contacts)),
+            DriverInput::Leave(done) => {
+                self.feed(Input::Leave);
+                let _ = done.send(());
+            }
+            DriverInput::PeerUp(member) => {
+                self.pending_connects.remove(&member.id);
+                self.feed(Input::Connected(member));
+            }
+            DriverInput::PeerLost(id) => {
+                if self.pending_connects.remove(&id) {
+                    self.feed(Input::ConnectFailed(id));
+                } else {
+                    self.feed(Input::Disconnected(id));
+                }
+            }
+            DriverInput::Overlay { from, payload } => match postcard::from_bytes::<M::Message>(&payload) {
+                Ok(msg) => self.feed(Input::Message { from, msg }),
+                Err(error) => {
+                    if let Some(shared) = self.shared.upgrade() {
+                        shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(node = %shared.settings.name, peer = %from, %error,
+                            "undecodable overlay message (do both nodes run the same overlay?)");
+                    }
+                }
+            },
+            DriverInput::Plumtree { from, payload } => match postcard::from_bytes::<PlumtreeMessage>(&payload) {
+                Ok(msg) => self.feed_plumtree(PlumtreeInput::Message { from, msg }),
+                Err(error) => {
+                    if let Some(shared) = self.shared.upgrade() {
+                        shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(node = %shared.settings.name, peer = %from, %error, "undecodable broadcast message");
+                    }
+                }
+            },
+            DriverInput::Broadcast { topic, payload, done } => {
+                let now = self.now();
+                let mut out = std::mem::take(&mut self.plum_out);
+                let result = self.plumtree.broadcast(topic, payload, now, &mut out);
+                self.execute_plumtree(&mut out);
+                self.plum_out = out;
+                let _ = done.send(result);
+            }
+            DriverInput::Views(reply) => {
+                let _ = reply.send(OverlayState {
+                    views: self.protocol.snapshot(),
+                    eager: self.plumtree.eager_peers().collect(),
+                    lazy: self.plumtree.lazy_peers().collect(),
+                    broadcast: self.plumtree.stats(),
+                });
+            }
+        }
+    }
+
+    /// Hands one input to the protocol and carries out what it asks.
+    fn feed(&mut self, input: Input<M::Message>) {
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.out);
+        self.protocol.handle(input, now, &mut out);
+        let mut follow_ups = Vec::new();
+        for command in out.drain(..) {
+            self.execute(command, &mut follow_ups);
+        }
+        self.out = out;
+        for input in follow_ups {
+            self.feed(input);
+        }
+    }
+
+    /// Hands one input to the broadcast layer and carries out what it asks.
+    fn feed_plumtree(&mut self, input: PlumtreeInput) {
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.plum_out);
+        self.plumtree.handle(input, now, &mut out);
+        self.execute_plumtree(&mut out);
+        self.plum_out = out;
+    }
+
+    fn execute_plumtree(&mut self, out: &mut Vec<PlumtreeOutput>) {
+        let Some(shared) = self.shared.upgrade() else {
+            out.clear();
+            return;
+        };
+        for output in out.drain(..) {
+            match output {
+                PlumtreeOutput::Send { to, msg } => {
+                    let mut payload = Vec::new();
+                    match postcard::to_io(&msg, &mut payload) {
+                        Ok(_) => {
+                            shared.send_control_on(
+                                NodeId(to.0),
+                                self.settings.broadcast_channel,
+                                &Control::Broadcast { payload },
+                            );
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot encode a broadcast message"),
+                    }
+                }
+                PlumtreeOutput::Deliver { topic, id, payload, hops } => {
+                    let _ = shared.broadcasts.send(Delivered { topic, id, payload, hops });
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command<M::Message>, follow_ups: &mut Vec<Input<M::Message>>) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        match command {
+            Command::Send { to, msg } => {
+                let mut payload = Vec::new();
+                match postcard::to_io(&msg, &mut payload) {
+                    Ok(_) => {
+                        shared.send_control(NodeId(to.0), &Control::Overlay { payload });
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot encode an overlay message"),
+                }
+            }
+            Command::Connect(member) => match shared.connect_member(&member) {
+                Some(true) => follow_ups.push(Input::Connected(member)),
+                Some(false) => {
+                    self.pending_connects.insert(member.id);
+                }
+                None => follow_ups.push(Input::ConnectFailed(member.id)),
+            },
+            Command::Disconnect(peer) => {
+                self.pending_connects.remove(&peer);
+                // The overlay is done with the peer; the connection goes unless actors still use
+                // it (then the idle sweep closes it later).
+                let id = NodeId(peer.0);
+                if !self.recently_used(&shared, id) {
+                    shared.release_peer(id, true);
+                }
+            }
+            Command::NeedContacts => {
+                let shared = shared.clone();
+                shared.runtime.clone().spawn(async move { shared.rejoin_through_seeds().await });
+            }
+            Command::Event(event) => self.on_event(&shared, event),
+        }
+    }
+
+    fn on_event(&mut self, shared: &Arc<NodeShared>, event: MembershipEvent) {
+        match event {
+            MembershipEvent::NeighborUp(member) => {
+                shared.remember(&member);
+                self.feed_plumtree(PlumtreeInput::NeighborUp(member.id));
+                self.neighbors.insert(member.id);
+                shared.set_neighbors(self.neighbors.iter().map(|p| NodeId(p.0)).collect());
+            }
+            MembershipEvent::NeighborDown(id) => {
+                self.feed_plumtree(PlumtreeInput::NeighborDown(id));
+                self.neighbors.remove(&id);
+                shared.set_neighbors(self.neighbors.iter().map(|p| NodeId(p.0)).collect());
+            }
+            MembershipEvent::MemberUp(member) => {
+                shared.remember(&member);
+                tracing::info!(node = %shared.settings.name, member = %member.name, "member joined");
+                let _ = shared.events.send(NodeEvent::Joined { node: NodeId(member.id.0), name: member.name });
+            }
+            MembershipEvent::MemberDown { id, reason } => {
+                let name = shared.name_of(NodeId(id.0)).unwrap_or_else(|| id.to_string());
+                tracing::info!(node = %shared.settings.name, member = %name, %reason, "member left");
+                let _ = shared.events.send(NodeEvent::Left { node: NodeId(id.0), name, reason });
+            }
+        }
+    }
+
+    /// Whether actors exchanged messages with this peer within `release_idle`.
+    fn recently_used(&mut self, shared: &NodeShared, id: NodeId) -> bool {
+        let Some(count) = shared.peer_traffic_of(id) else { return false };
+        let now = Instant::now();
+        match self.activity.get(&id) {
+            Some(&(seen, since)) if seen == count => now.duration_since(since) < self.settings.release_idle,
+            _ => {
+                self.activity.insert(id, (count, now));
+                count > 0
+            }
+        }
+    }
+
+    /// Releases connections the overlay does not use once actors have not used them for
+    /// `release_idle`, and tells the protocol they are gone.
+    fn sweep_idle(&mut self) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let now = Instant::now();
+        let traffic = shared.peer_traffic();
+        self.activity.retain(|id, _| traffic.iter().any(|(p, _)| p == id));
+        let mut released = Vec::new();
+        for (id, count) in traffic {
+            let entry = self.activity.entry(id).or_insert((count, now));
+            if entry.0 != count {
+                *entry = (count, now);
+                continue;
+            }
+            let peer = PeerId(id.0);
+            if self.neighbors.contains(&peer) || self.pending_connects.contains(&peer) {
+                continue;
+            }
+            if now.duration_since(entry.1) >= self.settings.release_idle && self.protocol_is_done_with(peer) {
+                tracing::debug!(node = %shared.settings.name, peer = %id, "releasing an idle connection");
+                shared.release_peer(id, true);
+                released.push(peer);
+            }
+        }
+        for peer in released {
+            self.activity.remove(&NodeId(peer.0));
+            self.feed(Input::Disconnected(peer));
+        }
+    }
+
+    /// Whether the protocol lists the peer in neither view (so closing it takes nothing from it).
+    fn protocol_is_done_with(&self, peer: PeerId) -> bool {
+        let views = self.protocol.snapshot();
+        !views.active.iter().any(|m| m.id == peer)
+    }
+}

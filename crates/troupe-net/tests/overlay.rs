@@ -1,0 +1,202 @@
+//! Overlays over real loopback TCP, several nodes in one process: every overlay joins through one
+//! seed and carries Plumtree broadcasts; relay reaches a node that is not a neighbour; a node
+//! that leaves is reported.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use troupe_actor::{Actor, ActorResult, Context, Message, RemoteMessage, Reply};
+use troupe_net::{Node, NodeConfig, NodeEvent, OverlayKind, Reach, Role, Topic};
+
+const SECRET: &str = "a test secret of enough bytes";
+
+fn config(name: &str, overlay: OverlayKind, seeds: &[&Node]) -> NodeConfig {
+    NodeConfig {
+        name: name.into(),
+        secret: Some(SECRET.into()),
+        workers: Some(1),
+        overlay,
+        seeds: seeds.iter().map(|n| n.local_addr().to_string()).collect(),
+        ..NodeConfig::default()
+    }
+}
+
+/// Starts `n` nodes joining through the first one.
+async fn cluster(overlay: OverlayKind, n: usize, servers: usize) -> Vec<Node> {
+    let mut first = config("n0", overlay, &[]);
+    first.role = Role::Server;
+    let seed = Node::start(first).await.expect("seed");
+    let mut nodes = vec![seed];
+    for i in 1..n {
+        let mut c = config(&format!("n{i}"), overlay, &[&nodes[0]]);
+        c.role = if i < servers { Role::Server } else { Role::Client };
+        nodes.push(Node::start(c).await.expect("node"));
+    }
+    nodes
+}
+
+/// Waits until every node has a neighbour and the neighbour graph is connected (and, with
+/// `full`, everyone is everyone's neighbour).
+async fn wait_converged(nodes: &[Node], full: bool, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut ok = true;
+        let mut reached: HashSet<u64> = HashSet::from([nodes[0].id().0]);
+        let mut edges = Vec::new();
+        for node in nodes {
+            let state = node.overlay_state().await.expect("an overlay runs");
+            let active = state.views.active;
+            if active.is_empty() || (full && active.len() + 1 < nodes.len()) {
+                ok = false;
+            }
+            edges.extend(active.iter().map(|m| (node.id().0, m.id.0)));
+        }
+        for _ in 0..nodes.len() {
+            for (a, b) in &edges {
+                if reached.contains(a) || reached.contains(b) {
+                    reached.insert(*a);
+                    reached.insert(*b);
+                }
+            }
+        }
+        if ok && nodes.iter().all(|n| reached.contains(&n.id().0)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the overlay did not converge in {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Broadcasts from `from` and checks every node delivers it exactly once.
+async fn broadcast_reaches_all(nodes: &[Node], from: usize, text: &str) {
+    let topic = Topic(7);
+    let mut receivers: Vec<_> = nodes.iter().map(|n| n.broadcasts()).collect();
+    let id = nodes[from].broadcast(topic, Bytes::from(text.to_string())).await.expect("broadcast");
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let d = rx.recv().await.expect("delivery");
+                if d.id == id {
+                    return d;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {i} did not deliver the broadcast"));
+        assert_eq!(got.payload, Bytes::from(text.to_string()));
+        assert_eq!(got.topic, topic);
+        assert_eq!(got.hops == 0, i == from, "hops 0 only at the origin");
+    }
+}
+
+async fn overlay_joins_and_broadcasts(overlay: OverlayKind, servers: usize) {
+    let nodes = cluster(overlay, 5, servers).await;
+    wait_converged(&nodes, overlay == OverlayKind::Full, Duration::from_secs(20)).await;
+    broadcast_reaches_all(&nodes, 3, "hello from n3").await;
+    broadcast_reaches_all(&nodes, 0, "hello from n0").await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_overlay_joins_and_broadcasts() {
+    overlay_joins_and_broadcasts(OverlayKind::Static, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mesh_joins_and_broadcasts() {
+    overlay_joins_and_broadcasts(OverlayKind::Full, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_server_joins_and_broadcasts() {
+    overlay_joins_and_broadcasts(OverlayKind::ClientServer, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyparview_joins_and_broadcasts() {
+    overlay_joins_and_broadcasts(OverlayKind::Hyparview, 5).await;
+}
+
+#[derive(Serialize, Deserialize)]
+enum CounterMsg {
+    Add(u64),
+    Get(Reply<u64>),
+}
+impl Message for CounterMsg {}
+impl RemoteMessage for CounterMsg {
+    const TYPE_NAME: &'static str = "test.overlay.Counter";
+}
+
+struct Counter(u64);
+impl Actor for Counter {
+    type Msg = CounterMsg;
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            CounterMsg::Add(n) => self.0 += n,
+            CounterMsg::Get(reply) => {
+                reply.send(self.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A chain a - b - c (static overlay): a reaches an actor on c through b, and c's reply comes
+/// back the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reaches_a_node_that_is_not_a_neighbour() {
+    let relay = |mut c: NodeConfig| {
+        c.reach = Reach::Relay;
+        c
+    };
+    let b = Node::start(relay(config("b", OverlayKind::Static, &[]))).await.unwrap();
+    let a = Node::start(relay(config("a", OverlayKind::Static, &[&b]))).await.unwrap();
+    let c = Node::start(relay(config("c", OverlayKind::Static, &[&b]))).await.unwrap();
+    wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
+    assert!(a.peers().iter().all(|p| p.name != "c"), "a and c must not be connected");
+
+    let counter = c.system().spawn(Counter(0));
+    // Registering exports it (as sending its ref in a message would).
+    c.register("counter", &counter).expect("register");
+    let far = a.actor_ref::<CounterMsg>(counter.id());
+    for _ in 0..10 {
+        far.tell(CounterMsg::Add(1)).await.expect("relayed tell");
+    }
+    let total = far.ask(CounterMsg::Get).await.expect("relayed ask");
+    assert_eq!(total, 10);
+    assert!(b.stats().relayed >= 11, "b passed the messages on: {:?}", b.stats());
+    assert!(a.peers().iter().all(|p| p.name != "c"), "still no direct connection");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+/// A node that leaves a full mesh is reported Left by the others and disappears from their views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_is_removed() {
+    let nodes = cluster(OverlayKind::Full, 3, 3).await;
+    wait_converged(&nodes, true, Duration::from_secs(20)).await;
+    let mut events = nodes[0].events();
+    let leaving = nodes[2].id();
+    nodes[2].shutdown().await;
+    let left = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Ok(NodeEvent::Left { node, .. }) = events.recv().await {
+                if node == leaving {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(left.is_ok(), "n0 never saw n2 leave");
+    let view = nodes[0].overlay_state().await.unwrap().views;
+    assert!(view.active.iter().all(|m| m.id.0 != leaving.0), "n2 still in n0's view");
+    for node in &nodes[..2] {
+        node.shutdown().await;
+    }
+}
