@@ -135,6 +135,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless Chromium on `url` and returns the DOM after `budget_ms` of virtual time.
+/// Fails if the page's script threw (Chromium logs uncaught errors as console messages).
 fn dump_dom(url: &str, budget_ms: u64) -> String {
     let profile = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(chromium())
@@ -149,6 +150,8 @@ fn dump_dom(url: &str, budget_ms: u64) -> String {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--window-size=1280,800",
+            "--enable-logging=stderr",
+            "--v=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--virtual-time-budget={budget_ms}"))
@@ -156,9 +159,15 @@ fn dump_dom(url: &str, budget_ms: u64) -> String {
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
     let mut stdout = child.stdout.take().expect("piped stdout");
     let reader = std::thread::spawn(move || {
         let mut dom = String::new();
@@ -177,6 +186,9 @@ fn dump_dom(url: &str, budget_ms: u64) -> String {
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+    let log = log.join().expect("log thread");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE") && l.contains("Uncaught")).collect();
+    assert!(errors.is_empty(), "the page's script failed on {url}:\n{}", errors.join("\n"));
     reader.join().expect("reader thread")
 }
 
@@ -268,12 +280,22 @@ pub struct PageDom {
     pub rows: HashMap<String, HashMap<String, String>>,
     /// Header figures by element id (`s-nodes`, `s-overlay`, ...).
     pub stats: HashMap<String, String>,
+    /// Names on selected circles and rows (class `sel`), in document order.
+    pub selected: Vec<String>,
+    /// The name shown in the details panel, if a node is shown there.
+    pub details: Option<String>,
 }
 
 fn read_page(dom: &str) -> PageDom {
     let mut page = PageDom::default();
     let mut row: Option<String> = None;
     for tag in tags(dom) {
+        let class = tag.attrs.get("class").map(String::as_str).unwrap_or("");
+        if class.split(' ').any(|c| c == "sel") {
+            if let Some(name) = tag.attrs.get("data-node") {
+                page.selected.push(name.clone());
+            }
+        }
         match tag.name.as_str() {
             "circle" => {
                 if let Some(name) = tag.attrs.get("data-node") {
@@ -301,6 +323,7 @@ fn read_page(dom: &str) -> PageDom {
                     }
                 }
             }
+            "span" if class == "name" => page.details = Some(tag.text.trim().to_string()),
             "span" => {
                 if let Some(id) = tag.attrs.get("id").filter(|id| id.starts_with("s-")) {
                     page.stats.insert(id.clone(), tag.text.trim().to_string());
@@ -320,8 +343,8 @@ pub fn assert_page_shows_nodes(url: &str, names: &[String]) -> PageDom {
     let page = read_page(&dom);
     assert!(
         !page.circles.is_empty(),
-        "no node circles on {url}; the page said: {}",
-        dom.chars().take(2_000).collect::<String>()
+        "no node circles on {url}; the page's body: {}",
+        dom.split_once("<body").map_or(dom.as_str(), |(_, body)| body).chars().take(2_000).collect::<String>()
     );
     for name in names {
         assert!(page.circles.contains_key(name), "no circle with data-node={name:?} on {url}");
@@ -393,9 +416,12 @@ async fn the_member_table_shows_rates_from_successive_pictures() {
     let n = 6;
     let source = Arc::new(Ticking { n, calls: AtomicU64::new(0) });
     let dashboard = serve_with(any_port(), source.clone(), uncached()).await.expect("serve");
-    let url = dashboard.url();
+    // A link to one node selects it: circle and row marked, its details shown.
+    let url = format!("{}#node=node-03", dashboard.url());
     let all = names(n);
     let page = tokio::task::spawn_blocking(move || assert_page_shows_nodes(&url, &all)).await.expect("joins");
+    assert_eq!(page.selected, ["node-03", "node-03"], "circle and row selected");
+    assert_eq!(page.details.as_deref(), Some("node-03"));
     assert!(source.calls.load(Ordering::SeqCst) >= 2, "the page polled more than once");
     for i in 0..n {
         let row = &page.rows[&format!("node-{i:02}")];

@@ -115,7 +115,7 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_hung_source_times_out_and_queued_requests_fail_fast() {
         let source = Arc::new(Counting { calls: AtomicU64::new(0), hang: true });
         let cache = Arc::new(PictureCache::new(source.clone(), Duration::ZERO, Duration::from_millis(300)));
