@@ -15,6 +15,7 @@ pub mod hyparview;
 pub mod member;
 pub mod membership;
 pub mod plumtree;
+pub mod sim;
 
 pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage};
 pub use member::{Member, PeerId};
