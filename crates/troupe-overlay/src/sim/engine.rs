@@ -49,6 +49,7 @@ enum Ev<MM> {
     PlumtreeTick { node: u32 },
     Join { node: u32, contacts: Vec<u32> },
     Broadcast { node: u32, topic: Topic, payload: Bytes },
+    Sample,
 }
 
 struct Entry<MM> {
@@ -123,6 +124,9 @@ pub struct Sim<M: Membership> {
     tracker: Option<Tracker>,
     next_topic: u32,
     seeds: Vec<u32>,
+    sampling: Option<u64>,
+    sample_queued: bool,
+    timeline: Vec<(Duration, Connectivity)>,
 }
 
 impl<M: Membership> Sim<M> {
@@ -147,6 +151,9 @@ impl<M: Membership> Sim<M> {
             tracker: None,
             next_topic: 1,
             seeds: Vec::new(),
+            sampling: None,
+            sample_queued: false,
+            timeline: Vec::new(),
         }
     }
 
@@ -239,6 +246,21 @@ impl<M: Membership> Sim<M> {
     /// none is alive, with random live nodes, as if the seed name were re-pointed).
     pub fn set_seeds(&mut self, seeds: &[NodeIdx]) {
         self.seeds = seeds.iter().map(|s| *s as u32).collect();
+    }
+
+    /// Records [`Sim::connectivity`] every `every` from now on (`None` stops); see
+    /// [`Sim::take_timeline`].
+    pub fn sample_connectivity(&mut self, every: Option<Duration>) {
+        self.sampling = every.map(|d| micros(d).max(1));
+        if let (Some(d), false) = (self.sampling, self.sample_queued) {
+            self.sample_queued = true;
+            self.push(self.now + d, Ev::Sample);
+        }
+    }
+
+    /// The connectivity samples recorded so far (time, shape), emptied.
+    pub fn take_timeline(&mut self) -> Vec<(Duration, Connectivity)> {
+        std::mem::take(&mut self.timeline)
     }
 
     /// Crashes a node now: it stops at once; its peers notice after the detection delay.
@@ -531,6 +553,15 @@ impl<M: Membership> Sim<M> {
                 }
                 let members = contacts.iter().map(|c| self.nodes[*c as usize].member.clone()).collect();
                 self.feed_membership(i, Input::Join(members));
+            }
+            Ev::Sample => {
+                self.sample_queued = false;
+                if let Some(every) = self.sampling {
+                    let c = self.connectivity();
+                    self.timeline.push((Duration::from_micros(self.now), c));
+                    self.sample_queued = true;
+                    self.push(self.now + every, Ev::Sample);
+                }
             }
             Ev::Broadcast { node, topic, payload } => {
                 if self.nodes[node as usize].alive {

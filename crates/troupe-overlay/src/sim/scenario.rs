@@ -193,6 +193,7 @@ pub fn run_scenario<M: Membership>(scenario: Scenario, p: &ScenarioParams, make:
     let mut per_period = Vec::new();
     let mut timeline = Vec::new();
     let mut after_failure = None;
+    let mut t_event = Duration::ZERO;
     let goal = scenario.reliability_goal();
     match scenario {
         Scenario::Stable => {
@@ -211,8 +212,9 @@ pub fn run_scenario<M: Membership>(scenario: Scenario, p: &ScenarioParams, make:
                 sim.join_at(i, at, &[0]);
             }
             let t0 = Duration::ZERO;
+            sim.sample_connectivity(Some(p.sample_every));
             for k in 1..=p.periods {
-                advance(&mut sim, t0 + p.period * k, t0, p.sample_every, &mut timeline);
+                sim.run_until(t0 + p.period * k);
                 per_period.push(measure(&mut sim, p, k, t0));
             }
         }
@@ -225,16 +227,24 @@ pub fn run_scenario<M: Membership>(scenario: Scenario, p: &ScenarioParams, make:
                 sim.crash(live.swap_remove(i));
             }
             let t0 = sim.now();
+            t_event = t0;
             timeline.push(TimelineSample { t_s: 0.0, connectivity: sim.connectivity() });
+            sim.sample_connectivity(Some(p.sample_every));
             let first = measure(&mut sim, p, 0, t0);
             after_failure = Some(first.batch.reliability);
             per_period.push(first);
             for k in 1..=p.periods {
-                advance(&mut sim, t0 + p.period * k, t0, p.sample_every, &mut timeline);
+                sim.run_until(t0 + p.period * k);
                 per_period.push(measure(&mut sim, p, k, t0));
             }
         }
     }
+    sim.sample_connectivity(None);
+    let t0 = if scenario == Scenario::MassJoin { Duration::ZERO } else { t_event };
+    timeline.extend(sim.take_timeline().into_iter().map(|(t, connectivity)| TimelineSample {
+        t_s: t.saturating_sub(t0).as_secs_f64(),
+        connectivity,
+    }));
     let rounds_to_recover = per_period
         .iter()
         .find(|s| s.connectivity.components == 1 && s.batch.reliability >= goal - 1e-12)
@@ -280,24 +290,6 @@ fn build_stable<M: Membership>(sim: &mut Sim<M>, nodes: usize, p: &ScenarioParam
     // A first batch builds Plumtree's tree (its first broadcast is flooded and pruned); the
     // stable state is the one with a tree.
     sim.broadcast_batch(p.broadcasts, p.broadcast_spacing, p.broadcast_settle);
-}
-
-/// Runs to `until`, sampling connectivity every `every` (times relative to `t0`).
-fn advance<M: Membership>(
-    sim: &mut Sim<M>,
-    until: Duration,
-    t0: Duration,
-    every: Duration,
-    timeline: &mut Vec<TimelineSample>,
-) {
-    let every = every.max(Duration::from_millis(1));
-    let mut next = t0 + every * ((sim.now().saturating_sub(t0)).as_micros() / every.as_micros()) as u32 + every;
-    while next <= until {
-        sim.run_until(next);
-        timeline.push(TimelineSample { t_s: (next - t0).as_secs_f64(), connectivity: sim.connectivity() });
-        next += every;
-    }
-    sim.run_until(until);
 }
 
 fn measure<M: Membership>(sim: &mut Sim<M>, p: &ScenarioParams, period: u32, t0: Duration) -> PeriodSample {
