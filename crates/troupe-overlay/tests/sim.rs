@@ -69,7 +69,11 @@ fn same_seed_same_json_other_seed_other_run() {
         let mut p = ScenarioParams::new(300, seed);
         p.periods = 2;
         p.sim.loss = 0.0005;
-        let r = run_scenario(Scenario::Fail(50), &p, Box::new(|m, s| HyParView::new(m, HyParViewConfig::with_seed(s)).expect("config")));
+        let r = run_scenario(
+            Scenario::Fail(50),
+            &p,
+            Box::new(|m, s| HyParView::new(m, HyParViewConfig::with_seed(s)).expect("config")),
+        );
         serde_json::to_string(&r).expect("json")
     };
     let a = small(21);

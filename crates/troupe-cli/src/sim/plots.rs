@@ -41,7 +41,10 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<()> {
             x: "seconds after the mass join / failure",
             y: "fraction of live nodes",
             series: per(&|r| {
-                r.timeline.iter().map(|s| (s.t_s, s.connectivity.largest as f64 / s.connectivity.live.max(1) as f64)).collect()
+                r.timeline
+                    .iter()
+                    .map(|s| (s.t_s, s.connectivity.largest as f64 / s.connectivity.live.max(1) as f64))
+                    .collect()
             }),
             y_range: Some((0.0, 1.02)),
         },

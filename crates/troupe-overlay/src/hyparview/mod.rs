@@ -327,7 +327,8 @@ impl HyParView {
         let target = target.min(self.cfg.active_max);
         while self.active.len() + self.promotions_in_flight() < target {
             let (tried, attempts) = (&self.tried, &self.attempts);
-            let Some(c) = self.passive.random(&mut self.rng, |m| !tried.contains(&m.id) && !attempts.contains_key(&m.id))
+            let Some(c) =
+                self.passive.random(&mut self.rng, |m| !tried.contains(&m.id) && !attempts.contains_key(&m.id))
             else {
                 break;
             };
@@ -394,7 +395,8 @@ impl HyParView {
     /// Sends a JOIN to a contact not tried since the last success; says whether there was one.
     fn join_a_contact(&mut self, now: Duration, out: &mut Out) -> bool {
         let (me, tried) = (self.me.id, &self.contacts_tried);
-        let pool: Vec<Member> = self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
+        let pool: Vec<Member> =
+            self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
         if pool.is_empty() {
             return false;
         }
@@ -449,7 +451,8 @@ impl HyParView {
 
     fn on_tick(&mut self, now: Duration, out: &mut Out) {
         let timeout = self.cfg.request_timeout;
-        let late: Vec<PeerId> = self.attempts.iter().filter(|(_, a)| now >= a.since + timeout).map(|(id, _)| *id).collect();
+        let late: Vec<PeerId> =
+            self.attempts.iter().filter(|(_, a)| now >= a.since + timeout).map(|(id, _)| *id).collect();
         for id in late {
             self.attempt_failed(id, true, now, out);
         }
@@ -642,7 +645,15 @@ impl HyParView {
         }
     }
 
-    fn on_shuffle(&mut self, from: PeerId, origin: Member, ttl: u32, mut members: Vec<Member>, now: Duration, out: &mut Out) {
+    fn on_shuffle(
+        &mut self,
+        from: PeerId,
+        origin: Member,
+        ttl: u32,
+        mut members: Vec<Member>,
+        now: Duration,
+        out: &mut Out,
+    ) {
         if origin.id == self.me.id {
             return;
         }

@@ -199,7 +199,10 @@ fn malformed_and_stale_messages_are_ignored() {
     assert!(!n.passive_ids().contains(&PeerId(1)));
     // A huge shuffle is cut to the configured length.
     let members: Vec<Member> = (10..1000).map(member).collect();
-    step(&mut n, Input::Message { from: PeerId(9), msg: HyParViewMessage::Shuffle { origin: member(9), ttl: 1, members } });
+    step(
+        &mut n,
+        Input::Message { from: PeerId(9), msg: HyParViewMessage::Shuffle { origin: member(9), ttl: 1, members } },
+    );
     assert!(n.passive_ids().len() <= n.config().shuffle_len());
 }
 

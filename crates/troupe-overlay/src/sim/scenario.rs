@@ -241,10 +241,11 @@ pub fn run_scenario<M: Membership>(scenario: Scenario, p: &ScenarioParams, make:
     }
     sim.sample_connectivity(None);
     let t0 = if scenario == Scenario::MassJoin { Duration::ZERO } else { t_event };
-    timeline.extend(sim.take_timeline().into_iter().map(|(t, connectivity)| TimelineSample {
-        t_s: t.saturating_sub(t0).as_secs_f64(),
-        connectivity,
-    }));
+    timeline.extend(
+        sim.take_timeline()
+            .into_iter()
+            .map(|(t, connectivity)| TimelineSample { t_s: t.saturating_sub(t0).as_secs_f64(), connectivity }),
+    );
     let rounds_to_recover = per_period
         .iter()
         .find(|s| s.connectivity.components == 1 && s.batch.reliability >= goal - 1e-12)
