@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod demo_cluster;
 mod rng;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one node (config from a TOML file and TROUPE_… environment variables).
     Node(troupe_cli::node::NodeArgs),
+    /// Simulate the overlay (HyParView + Plumtree) on thousands of nodes; JSON lines and SVG plots.
+    Sim(sim::SimArgs),
     /// Run benchmarks and print one result per line.
     Bench {
         #[command(subcommand)]
@@ -80,6 +83,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args)?,
         Command::Node(args) => troupe_cli::node::run(args)?,
+        Command::Sim(args) => sim::run(args)?,
         Command::Bench { suite: BenchSuite::Local { json, quick, workers, only } } => {
             let sizes = if quick { bench::local::Sizes::quick() } else { bench::local::Sizes::full() };
             let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -18,6 +18,7 @@ pub mod hyparview;
 pub mod member;
 pub mod membership;
 pub mod plumtree;
+pub mod sim;
 pub mod static_overlay;
 
 pub use client_server::{ClientServer, ClientServerConfig, ClientServerMessage, Role};

@@ -41,6 +41,13 @@ pub struct HyParViewConfig {
     pub max_contacts: usize,
     /// Least time between two `Command::NeedContacts`.
     pub need_contacts_interval: Duration,
+    /// After its JOIN went out, a node left without neighbours (its contact dropped it, as a
+    /// busy contact does) waits this long for the FORWARD_JOIN walks to bring neighbours before
+    /// it counts as isolated.
+    pub join_grace: Duration,
+    /// A node below `active_min` neighbours with no passive peer left to try re-joins through a
+    /// contact (the repair of islands left by mass joins), at most once per this interval.
+    pub starving_rejoin_interval: Duration,
     /// Seed of the protocol's random number generator.
     pub seed: u64,
 }
@@ -63,6 +70,8 @@ impl Default for HyParViewConfig {
             max_transient: 256,
             max_contacts: 16,
             need_contacts_interval: Duration::from_secs(5),
+            join_grace: Duration::from_secs(2),
+            starving_rejoin_interval: Duration::from_secs(10),
             seed: 0,
         }
     }

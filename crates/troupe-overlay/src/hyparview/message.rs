@@ -36,7 +36,8 @@ pub enum HyParViewMessage {
         /// How strongly it asks.
         priority: Priority,
     },
-    /// The answer to [`HyParViewMessage::Neighbor`].
+    /// The answer to [`HyParViewMessage::Neighbor`] and to [`HyParViewMessage::Join`] (always
+    /// accepted).
     NeighborReply {
         /// The sender.
         member: Member,

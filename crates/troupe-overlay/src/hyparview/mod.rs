@@ -96,6 +96,10 @@ pub struct HyParView {
     contacts: Vec<Member>,
     contacts_tried: BTreeSet<PeerId>,
     joining: Option<(PeerId, Duration)>,
+    /// When the last JOIN went out over its connection.
+    last_join: Option<Duration>,
+    /// When a node below `active_min` last re-joined.
+    last_rejoin: Option<Duration>,
     /// Whether this node ever had contacts or neighbours (a lone first node does not ask for
     /// contacts).
     joined: bool,
@@ -123,6 +127,8 @@ impl HyParView {
             contacts: Vec::new(),
             contacts_tried: BTreeSet::new(),
             joining: None,
+            last_join: None,
+            last_rejoin: None,
             joined: false,
             last_need_contacts: None,
             last_shuffle: Vec::new(),
@@ -333,10 +339,19 @@ impl HyParView {
     }
 
     /// An isolated node (no neighbour, nothing under way, no candidate) re-joins through a
-    /// contact, or asks the driver for contacts.
+    /// contact, or asks the driver for contacts. A starving node (below `active_min`, nothing
+    /// under way, no untried candidate) re-joins through a contact now and then: that is how an
+    /// island left by a mass join finds its way back.
     fn check_isolated(&mut self, now: Duration, out: &mut Out) {
-        if !self.active.is_empty() || !self.attempts.is_empty() || self.joining.is_some() {
+        if !self.attempts.is_empty() || self.joining.is_some() {
             return;
+        }
+        if !self.active.is_empty() {
+            self.check_starving(now, out);
+            return;
+        }
+        if self.last_join.is_some_and(|t| now < t + self.cfg.join_grace) {
+            return; // FORWARD_JOIN walks are still bringing neighbours
         }
         if !self.passive.is_empty() {
             // High-priority requests are never refused: give every backup another chance.
@@ -347,15 +362,7 @@ impl HyParView {
             }
             return;
         }
-        let (me, tried) = (self.me.id, &self.contacts_tried);
-        let pool: Vec<Member> =
-            self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
-        if !pool.is_empty() {
-            let c = pool[self.rng.random_range(0..pool.len())].clone();
-            self.contacts_tried.insert(c.id);
-            self.joining = Some((c.id, now));
-            let msg = HyParViewMessage::Join { member: self.me.clone() };
-            self.send_or_queue(&c, msg, now, out);
+        if self.join_a_contact(now, out) {
             return;
         }
         if self.joined && self.last_need_contacts.is_none_or(|t| now >= t + self.cfg.need_contacts_interval) {
@@ -363,6 +370,46 @@ impl HyParView {
             self.contacts_tried.clear();
             out.push(Command::NeedContacts);
         }
+    }
+
+    fn check_starving(&mut self, now: Duration, out: &mut Out) {
+        if self.active.len() >= self.cfg.active_min
+            || self.last_rejoin.is_some_and(|t| now < t + self.cfg.starving_rejoin_interval)
+        {
+            return;
+        }
+        let (tried, active) = (&self.tried, &self.active);
+        if self.passive.iter_any(|m| !tried.contains(&m.id) && !active.contains(m.id)) {
+            return;
+        }
+        let active = &self.active;
+        let pool: Vec<Member> = self.contacts.iter().filter(|m| !active.contains(m.id)).cloned().collect();
+        if pool.is_empty() {
+            return;
+        }
+        self.last_rejoin = Some(now);
+        let c = pool[self.rng.random_range(0..pool.len())].clone();
+        self.send_join(c, now, out);
+    }
+
+    /// Sends a JOIN to a contact not tried since the last success; says whether there was one.
+    fn join_a_contact(&mut self, now: Duration, out: &mut Out) -> bool {
+        let (me, tried) = (self.me.id, &self.contacts_tried);
+        let pool: Vec<Member> =
+            self.contacts.iter().filter(|m| m.id != me && !tried.contains(&m.id)).cloned().collect();
+        if pool.is_empty() {
+            return false;
+        }
+        let c = pool[self.rng.random_range(0..pool.len())].clone();
+        self.contacts_tried.insert(c.id);
+        self.send_join(c, now, out);
+        true
+    }
+
+    fn send_join(&mut self, contact: Member, now: Duration, out: &mut Out) {
+        self.joining = Some((contact.id, now));
+        let msg = HyParViewMessage::Join { member: self.me.clone() };
+        self.send_or_queue(&contact, msg, now, out);
     }
 
     // ---- inputs ------------------------------------------------------------------------------
@@ -461,11 +508,6 @@ impl HyParView {
         if self.attempts.contains_key(&id) {
             self.send_request(id, now, out);
         }
-        if self.joining.is_some_and(|(j, _)| j == id) {
-            // The JOIN went out with the outbox; a contact always accepts it.
-            self.joining = None;
-            self.activate(member, now, out);
-        }
     }
 
     fn on_connect_failed(&mut self, id: PeerId, now: Duration, out: &mut Out) {
@@ -525,6 +567,11 @@ impl HyParView {
                 if member.id != from {
                     return;
                 }
+                if self.joining.is_some_and(|(j, _)| j == from) {
+                    // The answer to our JOIN; either way FORWARD_JOIN walks bring neighbours.
+                    self.joining = None;
+                    self.last_join = Some(now);
+                }
                 let asked = self.attempts.remove(&from);
                 if accepted {
                     // Also when the request had timed out: the peer now counts us as a neighbour.
@@ -559,7 +606,13 @@ impl HyParView {
         if member.id != from || !self.conns.contains_key(&from) {
             return;
         }
+        // As in the paper a contact always takes the joiner (dropping a random neighbour if its
+        // view is full). Refusing instead was tried: under a mass join through one seed the
+        // joiners then depend on walks that all end among the seed's few neighbours, and almost
+        // every node stayed isolated.
         self.activate(member.clone(), now, out);
+        let reply = HyParViewMessage::NeighborReply { member: self.me.clone(), accepted: true };
+        self.send(from, reply, now, out);
         let ttl = self.cfg.arwl;
         for id in self.active.ids() {
             if id != from {
@@ -573,11 +626,12 @@ impl HyParView {
             return;
         }
         let ttl = ttl.min(self.cfg.arwl);
-        if ttl == 0 || self.active.len() <= 1 {
-            if self.attempts.len() < 2 * self.cfg.active_max {
-                self.start_attempt(member, AttemptKind::ForwardJoin, now, out);
-            } else {
+        let busy = self.attempts.len() >= 2 * self.cfg.active_max;
+        if ttl == 0 || (self.active.len() <= 1 && !busy) {
+            if busy {
                 self.add_passive(member, &[]);
+            } else {
+                self.start_attempt(member, AttemptKind::ForwardJoin, now, out);
             }
             return;
         }

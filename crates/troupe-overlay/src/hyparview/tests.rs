@@ -15,8 +15,12 @@ fn node(i: u64) -> HyParView {
 const T: Duration = Duration::from_millis(10);
 
 fn step(n: &mut HyParView, input: Input<HyParViewMessage>) -> Out {
+    step_at(n, input, T)
+}
+
+fn step_at(n: &mut HyParView, input: Input<HyParViewMessage>, now: Duration) -> Out {
     let mut out = Vec::new();
-    n.handle(input, T, &mut out);
+    n.handle(input, now, &mut out);
     out
 }
 
@@ -27,6 +31,15 @@ fn sends(out: &Out) -> Vec<(PeerId, HyParViewMessage)> {
             _ => None,
         })
         .collect()
+}
+
+/// Joins through `contact`, which accepts.
+fn join_through(n: &mut HyParView, contact: u64) {
+    step(n, Input::Join(vec![member(contact)]));
+    step(n, Input::Connected(member(contact)));
+    let reply = HyParViewMessage::NeighborReply { member: member(contact), accepted: true };
+    step(n, Input::Message { from: PeerId(contact), msg: reply });
+    assert_eq!(n.neighbors(), vec![PeerId(contact)]);
 }
 
 #[test]
@@ -47,6 +60,9 @@ fn join_connects_first_then_sends_join_and_activates_the_contact() {
     assert!(n.neighbors().is_empty());
     let out = step(&mut n, Input::Connected(member(2)));
     assert_eq!(sends(&out), vec![(PeerId(2), HyParViewMessage::Join { member: member(1) })]);
+    assert!(n.neighbors().is_empty());
+    let reply = HyParViewMessage::NeighborReply { member: member(2), accepted: true };
+    let out = step(&mut n, Input::Message { from: PeerId(2), msg: reply });
     assert_eq!(n.neighbors(), vec![PeerId(2)]);
     assert!(out.contains(&Command::Event(MembershipEvent::NeighborUp(member(2)))));
     assert!(out.contains(&Command::Event(MembershipEvent::MemberUp(member(2)))));
@@ -70,6 +86,24 @@ fn contact_accepts_join_and_forwards_it_to_its_other_neighbours() {
     fwd.sort();
     assert_eq!(fwd, vec![PeerId(2), PeerId(3), PeerId(4)]);
     assert!(c.neighbors().contains(&PeerId(5)));
+}
+
+#[test]
+fn full_contact_takes_the_joiner_by_dropping_a_neighbour() {
+    let mut c = node(1);
+    for i in 2..=7 {
+        step(&mut c, Input::Connected(member(i)));
+        step(&mut c, Input::Message { from: PeerId(i), msg: HyParViewMessage::Join { member: member(i) } });
+    }
+    step(&mut c, Input::Connected(member(8)));
+    let out = step(&mut c, Input::Message { from: PeerId(8), msg: HyParViewMessage::Join { member: member(8) } });
+    assert!(c.neighbors().contains(&PeerId(8)));
+    assert_eq!(c.neighbors().len(), 6);
+    let s = sends(&out);
+    assert!(s.contains(&(PeerId(8), HyParViewMessage::NeighborReply { member: member(1), accepted: true })));
+    assert_eq!(s.iter().filter(|(_, m)| *m == HyParViewMessage::Disconnect).count(), 1);
+    // Forwarded to the five neighbours left.
+    assert_eq!(s.iter().filter(|(_, m)| matches!(m, HyParViewMessage::ForwardJoin { .. })).count(), 5);
 }
 
 #[test]
@@ -101,8 +135,7 @@ fn full_view_rejects_low_priority_and_accepts_high_priority_by_dropping_one() {
 #[test]
 fn failure_of_a_neighbour_promotes_a_backup_with_high_priority_when_alone() {
     let mut n = node(1);
-    step(&mut n, Input::Join(vec![member(2)]));
-    step(&mut n, Input::Connected(member(2)));
+    join_through(&mut n, 2);
     step(&mut n, Input::Message { from: PeerId(2), msg: HyParViewMessage::ShuffleReply { members: vec![member(3)] } });
     assert_eq!(n.passive_ids(), vec![PeerId(3)]);
     let out = step(&mut n, Input::Disconnected(PeerId(2)));
@@ -124,18 +157,18 @@ fn failure_of_a_neighbour_promotes_a_backup_with_high_priority_when_alone() {
 #[test]
 fn unreachable_candidates_are_dropped_and_an_isolated_node_rejoins_then_asks_for_contacts() {
     let mut n = node(1);
-    step(&mut n, Input::Join(vec![member(2)]));
-    step(&mut n, Input::Connected(member(2)));
+    join_through(&mut n, 2);
     step(&mut n, Input::Message { from: PeerId(2), msg: HyParViewMessage::ShuffleReply { members: vec![member(3)] } });
-    step(&mut n, Input::Disconnected(PeerId(2)));
-    let out = step(&mut n, Input::ConnectFailed(PeerId(3)));
+    let t = Duration::from_secs(10); // past the join grace
+    step_at(&mut n, Input::Disconnected(PeerId(2)), t);
+    let out = step_at(&mut n, Input::ConnectFailed(PeerId(3)), t);
     assert!(n.passive_ids().is_empty());
     // No backup left: re-join through the contact.
     assert!(out.contains(&Command::Connect(member(2))), "{out:?}");
-    let out = step(&mut n, Input::ConnectFailed(PeerId(2)));
+    let out = step_at(&mut n, Input::ConnectFailed(PeerId(2)), t);
     assert!(out.contains(&Command::NeedContacts), "{out:?}");
     // Rate-limited: not asked again at once.
-    let out = step(&mut n, Input::Tick);
+    let out = step_at(&mut n, Input::Tick, t + Duration::from_secs(1));
     assert!(!out.contains(&Command::NeedContacts));
 }
 
@@ -176,8 +209,7 @@ fn malformed_and_stale_messages_are_ignored() {
 #[test]
 fn leave_disconnects_everyone_and_then_ignores_input() {
     let mut n = node(1);
-    step(&mut n, Input::Join(vec![member(2)]));
-    step(&mut n, Input::Connected(member(2)));
+    join_through(&mut n, 2);
     let out = step(&mut n, Input::Leave);
     assert!(sends(&out).contains(&(PeerId(2), HyParViewMessage::Disconnect)));
     assert!(out.contains(&Command::Disconnect(PeerId(2))));

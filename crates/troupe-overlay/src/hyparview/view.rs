@@ -33,6 +33,10 @@ impl View {
         self.members.iter().any(|m| m.id == id)
     }
 
+    pub(crate) fn iter_any(&self, f: impl Fn(&Member) -> bool) -> bool {
+        self.members.iter().any(f)
+    }
+
     pub(crate) fn ids(&self) -> Vec<PeerId> {
         self.members.iter().map(|m| m.id).collect()
     }
