@@ -79,7 +79,7 @@ pub(crate) struct NodeShared {
     acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
     replies: Mutex<PendingReplies>,
     lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
-    next_request: AtomicU64,
+    pub(crate) next_request: AtomicU64,
     pub(crate) faults: Faults,
     pub(crate) counters: Counters,
     pub(crate) events: broadcast::Sender<NodeEvent>,
@@ -95,6 +95,10 @@ pub(crate) struct NodeShared {
     pub(crate) seeds: Vec<String>,
     /// The overlay this node runs.
     pub(crate) overlay: OverlayKind,
+    /// View requests waiting for their answer.
+    pub(crate) view_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    /// This node's role in a client-server overlay.
+    pub(crate) role: Option<troupe_overlay::Role>,
     /// Broadcasts delivered here, for subscribers.
     pub(crate) broadcasts: broadcast::Sender<crate::membership::Delivered>,
 }
@@ -109,6 +113,7 @@ impl NodeShared {
         loss: f64,
         seeds: Vec<String>,
         overlay: OverlayKind,
+        role: Option<troupe_overlay::Role>,
     ) -> Arc<NodeShared> {
         Arc::new_cyclic(|me| NodeShared {
             me: me.clone(),
@@ -138,6 +143,8 @@ impl NodeShared {
             seeds,
             overlay,
             broadcasts: broadcast::channel(4096).0,
+            view_requests: Mutex::new(HashMap::new()),
+            role,
         })
     }
 
@@ -273,10 +280,8 @@ impl NodeShared {
                     if control && !peer.up.swap(true, Ordering::AcqRel) {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "node up");
                         let _ = self.events.send(NodeEvent::Up { node: peer.id, name: peer.name.clone() });
-                        if let Some(member) = peer.member() {
-                            self.tell_membership(DriverInput::PeerUp(member));
-                        }
                     }
+                    self.announce(&peer);
                     let queue = lane.queue.clone();
                     let reason = self.clone().run_connection(peer.clone(), o, queue).await;
                     lane.connected.store(false, Ordering::Release);
@@ -380,6 +385,8 @@ impl NodeShared {
             return;
         }
         let Some(peer) = self.ensure_peer(&info, None) else { return };
+        // The overlay hears of the peer before any message read from this connection.
+        self.announce(&peer);
         let queue = Arc::new(SendQueue::new(self.settings.queue_bytes, false));
         let reason = self.clone().run_connection(peer, opened, queue.clone()).await;
         queue.close();
@@ -713,8 +720,11 @@ impl NodeShared {
             Control::Broadcast { payload } => {
                 self.tell_membership(DriverInput::Plumtree { from: troupe_overlay::PeerId(peer.id.0), payload });
             }
-            Control::ViewRequest { .. } | Control::ViewReply { .. } => {
-                tracing::debug!(peer = %peer.name, "control message not handled yet");
+            Control::ViewRequest { request } => self.answer_view_request(peer.id, request),
+            Control::ViewReply { request, payload } => {
+                if let Some(tx) = self.view_requests.lock().remove(&request) {
+                    let _ = tx.send(payload);
+                }
             }
         }
     }
@@ -926,6 +936,16 @@ impl NodeShared {
         }
     }
 
+    /// Tells the overlay a peer is connected, the first time a connection with it (either
+    /// direction) completes its handshake.
+    fn announce(&self, peer: &Peer) {
+        if !peer.announced.swap(true, Ordering::AcqRel) {
+            if let Some(member) = peer.member() {
+                self.tell_membership(DriverInput::PeerUp(member));
+            }
+        }
+    }
+
     /// Records where a member can be reached.
     pub(crate) fn remember(&self, member: &troupe_overlay::Member) {
         let id = NodeId(member.id.0);
@@ -961,7 +981,7 @@ impl NodeShared {
         let info =
             NodeInfo { name: member.name.clone(), incarnation: member.id.0, listen: vec![member.addr.to_string()] };
         let peer = self.ensure_peer(&info, None)?;
-        Some(peer.up.load(Ordering::Acquire))
+        Some(peer.announced.load(Ordering::Acquire))
     }
 
     /// A peer for a node with no connections yet, made from what the overlay told us about it
@@ -980,6 +1000,14 @@ impl NodeShared {
         if tell {
             self.send_control(id, &Control::Release);
         }
+        // Out of the map at once: whatever is sent from now on (a new overlay connection, an
+        // actor message) makes a new peer, while this one flushes what it already queued.
+        {
+            let mut peers = self.peers.write();
+            if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
+                peers.remove(&peer.id);
+            }
+        }
         let Some(shared) = self.me.upgrade() else { return };
         self.runtime.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(1);
@@ -988,12 +1016,6 @@ impl NodeShared {
             }
             if peer.down.swap(true, Ordering::AcqRel) {
                 return;
-            }
-            {
-                let mut peers = shared.peers.write();
-                if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
-                    peers.remove(&peer.id);
-                }
             }
             let sent: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
             shared.counters.messages_out.fetch_add(sent, Ordering::Relaxed);

@@ -24,6 +24,7 @@ mod node;
 mod overlays;
 mod peer;
 mod queue;
+mod snapshot;
 mod stats;
 pub mod tls;
 
@@ -32,5 +33,6 @@ pub use conn::ConnectError;
 pub use fault::{Interposer, MessageInfo, Verdict};
 pub use membership::{Delivered, OverlayState};
 pub use node::{BroadcastError, LookupError, Node, NodeError, NodeEvent, PeerInfo};
+pub use snapshot::NodeSnapshot;
 pub use stats::NodeStats;
 pub use troupe_overlay::{Member, MessageId, PeerId, Topic, ViewSnapshot};

@@ -256,7 +256,15 @@ impl<M: Membership> Driver<M> {
     fn feed(&mut self, input: Input<M::Message>) {
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
+        if tracing::enabled!(tracing::Level::TRACE) && !matches!(input, Input::Tick) {
+            tracing::trace!(node = %self.protocol.me().name, ?input, "overlay input");
+        }
         self.protocol.handle(input, now, &mut out);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            for command in &out {
+                tracing::trace!(node = %self.protocol.me().name, ?command, "overlay command");
+            }
+        }
         let mut follow_ups = Vec::new();
         for command in out.drain(..) {
             self.execute(command, &mut follow_ups);

@@ -14,6 +14,7 @@ use crate::conn::ConnectError;
 use crate::core::{NodeShared, Settings};
 use crate::fault::Interposer;
 use crate::membership::{Delivered, DriverInput, OverlayState};
+use crate::snapshot::NodeSnapshot;
 use crate::stats::NodeStats;
 use crate::tls::{TlsContext, TlsError, TlsFiles};
 use bytes::Bytes;
@@ -266,7 +267,8 @@ impl Node {
         let loss = config.link.as_ref().map_or(0.0, |l| l.loss);
         let mut seeds = config.seeds.clone();
         seeds.extend(config.seed_dns.iter().map(|name| format!("dns:{name}")));
-        let shared = NodeShared::new(settings, system, handle.clone(), tls, loss, seeds, config.overlay);
+        let role = (config.overlay == OverlayKind::ClientServer).then_some(config.role);
+        let shared = NodeShared::new(settings, system, handle.clone(), tls, loss, seeds, config.overlay, role);
         let mut bound = Vec::new();
         for addr in &config.listen {
             let listener = tokio::net::TcpListener::bind(addr.as_str())
@@ -513,6 +515,14 @@ impl Node {
     /// the oldest (and is told so by the receiver).
     pub fn broadcasts(&self) -> broadcast::Receiver<Delivered> {
         self.shared.broadcasts.subscribe()
+    }
+
+    /// Snapshots (views, broadcast tree, traffic) of this node and of every node reachable
+    /// through the overlay's views, at most `max` nodes: the cluster picture. Nodes are asked
+    /// over the network (connecting on demand); one that does not answer within 2 s is left out.
+    pub async fn cluster_snapshot(&self, max: usize) -> Vec<NodeSnapshot> {
+        let shared = self.shared.clone();
+        self.shared.runtime.spawn(async move { shared.crawl(max).await }).await.unwrap_or_default()
     }
 
     /// Which overlay this node runs.

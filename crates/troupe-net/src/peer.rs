@@ -32,6 +32,8 @@ pub(crate) struct Peer {
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// Messages received from it (counted per read, for traffic and idleness).
     pub(crate) received: AtomicU64,
+    /// Whether the overlay has been told it is connected.
+    pub(crate) announced: AtomicBool,
 }
 
 impl Peer {
@@ -64,6 +66,7 @@ impl Peer {
             acks,
             stop: Arc::new(tokio::sync::Notify::new()),
             received: AtomicU64::new(0),
+            announced: AtomicBool::new(false),
         }
     }
 

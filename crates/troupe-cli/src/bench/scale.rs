@@ -235,9 +235,19 @@ async fn converged(nodes: &[Node], overlay: OverlayKind) -> bool {
         }
         x
     }
+    let debug = std::env::var_os("TROUPE_SCALE_DEBUG").is_some();
     for (i, node) in nodes.iter().enumerate() {
         let Some(state) = node.overlay_state().await else { return false };
         let active = &state.views.active;
+        if debug {
+            eprintln!(
+                "{} active {} passive {} peers {}",
+                node.name(),
+                active.len(),
+                state.views.passive.len(),
+                node.peers().len()
+            );
+        }
         if active.is_empty() || (overlay == OverlayKind::Full && active.len() + 1 < nodes.len()) {
             return false;
         }
