@@ -20,6 +20,9 @@ pub struct NodeArgs {
     /// Stop after this many seconds (default: run until killed or stdin closes).
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// Serve the live cluster dashboard on this address (for example 127.0.0.1:8080).
+    #[arg(long)]
+    pub dashboard: Option<std::net::SocketAddr>,
 }
 
 /// Runs a node until it is killed, its stdin closes, or `--seconds` pass. Prints one line
@@ -40,7 +43,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             raw = format!(" raw={}", listener.local_addr()?);
             tokio::spawn(crate::services::raw_server(listener));
         }
-        say(&format!("READY {} {}{raw}", node.name(), node.local_addr()));
+        let mut dash = String::new();
+        let _dashboard = match args.dashboard {
+            Some(addr) => {
+                let source = std::sync::Arc::new(crate::dashboard::NodeSource::new(node.clone(), 2048));
+                let d = crate::dashboard::serve(addr, source).await?;
+                dash = format!(" dashboard={}", d.url());
+                Some(d)
+            }
+            None => None,
+        };
+        say(&format!("READY {} {}{raw}{dash}", node.name(), node.local_addr()));
         let mut events = node.events();
         // Seeds are dialed while the node starts: report the peers already up.
         for peer in node.peers().into_iter().filter(|p| p.up) {

@@ -638,3 +638,49 @@ async fn serve_a_synthetic_cluster_for_a_person() {
     println!("dashboard at {}", dashboard.url());
     tokio::time::sleep(Duration::from_secs(env("DASHBOARD_SECS", 60))).await;
 }
+
+// ------------------------------------------------------------------------------------------------
+// A real cluster
+
+/// Four real nodes (HyParView over loopback TCP) join through one seed; the dashboard served by
+/// one of them, which crawls the others' views over the network, shows all four in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_clusters_dashboard_shows_its_nodes() {
+    use troupe::net::{Node, NodeConfig, OverlayKind};
+    let config = |name: &str, seed: Option<String>| NodeConfig {
+        name: name.into(),
+        secret: Some("a dashboard test secret".into()),
+        workers: Some(1),
+        overlay: OverlayKind::Hyparview,
+        seeds: seed.into_iter().collect(),
+        ..NodeConfig::default()
+    };
+    let first = Node::start(config("dash-0", None)).await.expect("seed node");
+    let mut nodes = vec![first.clone()];
+    for i in 1..4 {
+        nodes
+            .push(Node::start(config(&format!("dash-{i}"), Some(first.local_addr().to_string()))).await.expect("node"));
+    }
+    let all: Vec<String> = (0..4).map(|i| format!("dash-{i}")).collect();
+    // Wait until the observer's crawl reaches every node.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = first.cluster_snapshot(64).await;
+        if seen.len() == 4 && seen.iter().all(|s| !s.active.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the crawl saw only {} nodes", seen.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let source = Arc::new(troupe_cli::dashboard::NodeSource::new(first.clone(), 64));
+    let dashboard = serve_with(any_port(), source, uncached()).await.expect("serve");
+    let url = dashboard.url();
+    let page = tokio::task::spawn_blocking(move || assert_page_shows_nodes(&url, &all)).await.expect("joins");
+    assert_eq!(page.stats.get("s-overlay").map(String::as_str), Some("hyparview"));
+    assert_eq!(page.stats.get("s-observer").map(String::as_str), Some("dash-0"));
+    assert_eq!(page.stats.get("s-nodes").map(String::as_str), Some("4"));
+    dashboard.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

@@ -12,10 +12,12 @@
 
 mod cache;
 pub mod model;
+pub mod node_source;
 mod page;
 mod server;
 pub mod source;
 
 pub use model::{ClusterPicture, EdgeKind, EdgeView, NodeView};
+pub use node_source::NodeSource;
 pub use server::{serve, serve_with, Dashboard, DashboardConfig, DashboardError};
 pub use source::{FnSource, PictureFuture, PictureSource};
