@@ -232,6 +232,11 @@ impl NodeShared {
             let shared = self.me.upgrade()?;
             let retransmit_peer = peer.clone();
             self.runtime.spawn(async move { shared.retransmit_loop(retransmit_peer).await });
+        } else if let Some((_, opened)) = first {
+            // The peer appeared meanwhile: serve this connection beside its lanes.
+            let shared = self.me.upgrade()?;
+            let extra = peer.clone();
+            self.runtime.spawn(async move { shared.serve_extra(extra, opened).await });
         }
         Some(peer)
     }
@@ -384,13 +389,27 @@ impl NodeShared {
         if self.faults.is_partitioned(NodeId(info.incarnation)) {
             return;
         }
+        let purpose = opened.established.purpose;
+        if purpose == (ConnPurpose { channel: 0, lane: 0 }) && self.peer(NodeId(info.incarnation)).is_none() {
+            // A node we have no connection with dialled our control lane: that one connection
+            // carries control traffic both ways (half the descriptors of a large overlay).
+            self.ensure_peer(&info, Some((purpose, opened)));
+            return;
+        }
         let Some(peer) = self.ensure_peer(&info, None) else { return };
+        self.serve_extra(peer, opened).await;
+    }
+
+    /// Serves a connection the peer dialled for one of its lanes: we read its frames and send
+    /// back only acks and pongs (our own traffic goes on our lanes).
+    async fn serve_extra(self: Arc<Self>, peer: Arc<Peer>, opened: Opened) {
         // The overlay hears of the peer before any message read from this connection.
         self.announce(&peer);
+        let name = peer.name.clone();
         let queue = Arc::new(SendQueue::new(self.settings.queue_bytes, false));
         let reason = self.clone().run_connection(peer, opened, queue.clone()).await;
         queue.close();
-        tracing::debug!(node = %self.settings.name, peer = %info.name, %reason, "inbound connection closed");
+        tracing::debug!(node = %self.settings.name, peer = %name, %reason, "inbound connection closed");
     }
 
     /// Runs one connection: the writer drains `queue`, the reader dispatches frames. Returns

@@ -153,7 +153,7 @@ async fn measure(args: &ScaleArgs, overlay: OverlayKind, n: usize) -> anyhow::Re
             join_secs = Some(started.elapsed().as_secs_f64());
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Broadcasts: every node counts what it receives on the benchmark topic.
