@@ -55,7 +55,7 @@ pub use troupe_overlay::Role;
 pub const ENV_PREFIX: &str = "TROUPE_";
 
 /// `TROUPE_` variables owned by other parts of troupe; [`NodeConfig::load`] ignores them.
-pub const RESERVED_ENV_VARS: &[&str] = &["TROUPE_OVERLAY", "TROUPE_ROLE", "TROUPE_LOG", "TROUPE_CONFIG"];
+pub const RESERVED_ENV_VARS: &[&str] = &["TROUPE_LOG", "TROUPE_CONFIG"];
 
 /// Name of the reserved control (membership) channel; always at index 0 of [`NodeConfig::channel_table`],
 /// always parallelism 1.

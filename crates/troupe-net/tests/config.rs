@@ -393,8 +393,6 @@ fn reserved_and_foreign_env_vars_are_ignored() {
     let config = load(
         FULL,
         &[
-            ("TROUPE_OVERLAY", "hyparview"),
-            ("TROUPE_ROLE", "server"),
             ("TROUPE_LOG", "debug"),
             ("TROUPE_CONFIG", "/etc/troupe.toml"),
             ("PATH", "/bin"),
@@ -404,6 +402,15 @@ fn reserved_and_foreign_env_vars_are_ignored() {
     )
     .unwrap();
     assert_eq!(config, full_expected());
+}
+
+#[test]
+fn overlay_and_role_come_from_the_environment() {
+    let config = load(FULL, &[("TROUPE_OVERLAY", "hyparview"), ("TROUPE_ROLE", "server")]).unwrap();
+    assert_eq!(config.overlay, OverlayKind::Hyparview);
+    assert_eq!(config.role, Role::Server);
+    let error = load(FULL, &[("TROUPE_OVERLAY", "ring")]).unwrap_err().to_string();
+    assert!(error.contains("overlay") && error.contains("ring"), "{error}");
 }
 
 #[test]

@@ -136,6 +136,17 @@ impl ChildNode {
         assert!(status.success(), "kill -{signal} {} failed: {status}", self.pid());
     }
 
+    /// Closes its stdin (the node shuts down in an orderly way: it leaves the overlay) and
+    /// waits for it to exit.
+    pub fn stop(&mut self) {
+        self._stdin = None;
+        let deadline = Instant::now() + PATIENCE;
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "{} did not exit after its stdin closed", self.name);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL, and reaps the process.
     pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL the child");
