@@ -36,6 +36,15 @@ pub struct DemoArgs {
     /// Seconds of traffic in the three-node cluster part (0 skips it).
     #[arg(long, default_value_t = 4)]
     pub cluster_seconds: u64,
+    /// The cluster's membership overlay: static, full, client-server or hyparview.
+    #[arg(long, env = "TROUPE_OVERLAY", default_value = "hyparview")]
+    pub overlay: String,
+    /// Where the cluster's live dashboard listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub dashboard: std::net::SocketAddr,
+    /// Keep the cluster (and its dashboard) up this many seconds after the demo, to look at it.
+    #[arg(long, default_value_t = 0)]
+    pub linger: u64,
 }
 
 #[derive(Default)]
@@ -174,7 +183,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result?;
     if args.cluster_seconds > 0 {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        rt.block_on(crate::demo_cluster::run(args.cluster_seconds))?;
+        let overlay: troupe::net::OverlayKind = serde_json::from_value(serde_json::Value::String(args.overlay.clone()))
+            .map_err(|_| {
+                anyhow::anyhow!("unknown overlay {:?} (static, full, client-server, hyparview)", args.overlay)
+            })?;
+        let cluster = crate::demo_cluster::ClusterArgs {
+            seconds: args.cluster_seconds,
+            overlay,
+            dashboard: args.dashboard,
+            linger: args.linger,
+        };
+        rt.block_on(crate::demo_cluster::run(cluster))?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The demo's cluster part: three nodes in three OS processes on loopback exchange messages
-//! (tells with acknowledged delivery, asks, refs passed inside messages), then one node is
-//! killed with SIGKILL and the others notice.
+//! The demo's cluster part: three nodes (two OS processes and this one) on loopback join the
+//! configured overlay, serve the live dashboard, exchange messages (tells with acknowledged
+//! delivery, asks, refs passed inside messages) and a Plumtree broadcast; then one node is killed
+//! with SIGKILL, the others notice and the overlay repairs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
+use std::net::SocketAddr;
 use troupe::actor::{Actor, ActorRef, ActorResult, Context, Down, SendOptions};
+use troupe::net::{OverlayKind, Topic};
 use troupe::{Node, NodeConfig, NodeEvent};
 use troupe_cli::process::NodeProcess;
 use troupe_cli::services::ServiceMsg;
@@ -21,8 +24,21 @@ struct Process {
     node: NodeProcess,
 }
 
-fn spawn_node(name: &'static str, seed: Option<&str>) -> anyhow::Result<Process> {
+/// What the cluster part runs.
+pub struct ClusterArgs {
+    /// Seconds of traffic.
+    pub seconds: u64,
+    /// The overlay every node runs.
+    pub overlay: OverlayKind,
+    /// Where corinth serves the dashboard.
+    pub dashboard: SocketAddr,
+    /// Seconds to keep the cluster up at the end.
+    pub linger: u64,
+}
+
+fn spawn_node(name: &'static str, seed: Option<&str>, overlay: OverlayKind) -> anyhow::Result<Process> {
     let mut env = vec![
+        ("TROUPE_OVERLAY", overlay.as_str().to_string()),
         ("TROUPE_NAME", name.to_string()),
         ("TROUPE_SECRET", SECRET.to_string()),
         ("TROUPE_LISTEN", "127.0.0.1:0".to_string()),
@@ -59,18 +75,35 @@ impl Actor for Watcher {
     }
 }
 
-/// Runs the cluster part for about `seconds` of traffic.
-pub async fn run(seconds: u64) -> anyhow::Result<()> {
+/// Prints the overlay as corinth's crawl of every node's views sees it.
+async fn show_overlay(node: &Node, when: &str) -> usize {
+    let snaps = node.cluster_snapshot(64).await;
+    let views: Vec<String> = snaps
+        .iter()
+        .map(|s| format!("{} -> [{}]", s.name, s.active.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")))
+        .collect();
+    println!("cluster: overlay {when}: {}", views.join("; "));
+    snaps.len()
+}
+
+/// Runs the cluster part.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let seconds = args.seconds;
     println!();
-    println!("cluster: starting nodes athens and sparta as separate processes; this process is corinth");
-    let athens = spawn_node("athens", None)?;
-    let sparta = spawn_node("sparta", Some(&athens.node.addr))?;
+    println!(
+        "cluster: starting nodes athens and sparta as separate processes; this process is corinth; overlay {}",
+        args.overlay.as_str()
+    );
+    let athens = spawn_node("athens", None, args.overlay)?;
+    let sparta = spawn_node("sparta", Some(&athens.node.addr), args.overlay)?;
     let mut config = NodeConfig {
         name: "corinth".into(),
         secret: Some(SECRET.into()),
         listen: vec!["127.0.0.1:0".into()],
         workers: Some(1),
         reconnect_min_ms: 50,
+        overlay: args.overlay,
+        seeds: vec![athens.node.addr.clone()],
         ..NodeConfig::default()
     };
     config.channels.insert("bulk".into(), troupe::net::ChannelConfig { parallelism: 4, monotonic: false });
@@ -84,9 +117,50 @@ pub async fn run(seconds: u64) -> anyhow::Result<()> {
     let echoes: Vec<ActorRef<ServiceMsg>> =
         vec![node.lookup("athens", "echo").await?, node.lookup("sparta", "echo").await?];
     println!(
-        "cluster: corinth connected to {} ({}), full mesh of 3 nodes; control + default + bulk(4) channels",
+        "cluster: corinth connected to {} ({}); control + default + bulk(4) channels",
         node.peers().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         node.peers().len()
+    );
+    let source = Arc::new(troupe_cli::dashboard::NodeSource::new(node.clone(), 256));
+    let dashboard = troupe_cli::dashboard::serve(args.dashboard, source).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.cluster_snapshot(64).await.iter().filter(|s| !s.active.is_empty()).count() < 3
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    show_overlay(&node, "joined").await;
+    println!("cluster: live dashboard of the cluster at {} (open it in a browser)", dashboard.url());
+
+    // A Plumtree broadcast from corinth: every node's overlay delivers it.
+    let topic = Topic(1);
+    let mut deliveries = node.broadcasts();
+    let id = node.broadcast(topic, bytes::Bytes::from_static(b"hello, cluster")).await?;
+    let here = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match deliveries.recv().await {
+                Ok(d) if d.id == id => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let mut there = Vec::new();
+    for (name, echo) in ["athens", "sparta"].iter().zip(&echoes) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = 0;
+        while seen == 0 && Instant::now() < deadline {
+            seen = echo.ask(ServiceMsg::Broadcasts).await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        there.push(format!("{name} {}", if seen > 0 { "yes" } else { "NO" }));
+    }
+    println!(
+        "cluster: Plumtree broadcast from corinth delivered: corinth {}, {}",
+        if here { "yes" } else { "NO" },
+        there.join(", ")
     );
 
     // Traffic: 8 clients tell with acknowledged delivery and ask the echoes.
@@ -186,6 +260,21 @@ pub async fn run(seconds: u64) -> anyhow::Result<()> {
     );
     let still = sinks[0].ask(ServiceMsg::Count).await?.0;
     println!("cluster: athens still serves (count {still})");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let snaps = node.cluster_snapshot(64).await;
+        let repaired = snaps.len() == 2 && snaps.iter().all(|s| s.active.iter().all(|m| m.name != "sparta"));
+        if repaired || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    show_overlay(&node, "after the kill").await;
+    if args.linger > 0 {
+        println!("cluster: keeping the cluster up for {} s; dashboard at {}", args.linger, dashboard.url());
+        tokio::time::sleep(Duration::from_secs(args.linger)).await;
+    }
+    dashboard.shutdown().await;
     let stats = node.stats();
     println!(
         "cluster: corinth sent {} messages ({} MB), retransmits {}, dead letters {}",

@@ -1,6 +1,9 @@
 //! Diagnostic services a node started with `troupe node --services` offers, for benchmarks and
 //! multi-process tests: a sink that counts what it receives, an echo, and raw-TCP baselines.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use troupe::actor::{Actor, ActorRef, ActorResult, Context, Message, RemoteMessage, Reply};
@@ -29,6 +32,8 @@ pub enum ServiceMsg {
         /// The answer port.
         reply: Reply<u64>,
     },
+    /// Answers how many overlay broadcasts this node has delivered (every topic).
+    Broadcasts(Reply<u64>),
 }
 impl Message for ServiceMsg {}
 impl RemoteMessage for ServiceMsg {
@@ -62,11 +67,13 @@ mod serde_bytes_compat {
     }
 }
 
-/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`.
+/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`, `Broadcasts`.
 #[derive(Default)]
 pub struct Service {
     messages: u64,
     bytes: u64,
+    /// Broadcasts delivered on the node (counted by a task [`start`] runs).
+    broadcasts: Arc<AtomicU64>,
 }
 
 impl Actor for Service {
@@ -100,6 +107,9 @@ impl Actor for Service {
                 }
                 reply.send(total);
             }
+            ServiceMsg::Broadcasts(reply) => {
+                reply.send(self.broadcasts.load(Ordering::Relaxed));
+            }
         }
         Ok(())
     }
@@ -107,8 +117,24 @@ impl Actor for Service {
 
 /// Starts the services on `node`: "sink" and "echo" (both [`Service`]).
 pub fn start(node: &troupe::Node) -> anyhow::Result<()> {
+    let broadcasts = Arc::new(AtomicU64::new(0));
+    let mut deliveries = node.broadcasts();
+    let counter = broadcasts.clone();
+    tokio::spawn(async move {
+        loop {
+            match deliveries.recv().await {
+                Ok(_) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+        }
+    });
     for name in ["sink", "echo"] {
-        let actor = node.system().spawn(Service::default());
+        let actor = node.system().spawn(Service { broadcasts: broadcasts.clone(), ..Service::default() });
         node.register(name, &actor)?;
     }
     Ok(())

@@ -18,8 +18,13 @@ fn demo_runs_and_reports() {
     assert!(stdout.contains("0 failed"), "{stdout}");
     assert!(stdout.contains("120/120 workers alive"), "{stdout}");
     assert!(stdout.contains("0 still alive"), "{stdout}");
-    // The cluster part: three processes, exactly-once acked tells, a SIGKILLed node noticed.
-    assert!(stdout.contains("full mesh of 3 nodes"), "{stdout}");
+    // The cluster part: three processes on the default overlay (HyParView), a dashboard, a
+    // broadcast everyone delivers, exactly-once acked tells, a SIGKILLed node noticed and removed.
+    assert!(stdout.contains("overlay hyparview"), "{stdout}");
+    assert!(stdout.contains("live dashboard of the cluster at http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("delivered: corinth yes, athens yes, sparta yes"), "{stdout}");
+    let after = stdout.lines().find(|l| l.contains("overlay after the kill")).expect("the overlay after the kill");
+    assert!(!after.contains("sparta"), "sparta still in a view: {after}");
     assert!(stdout.contains("corinth saw it down after"), "{stdout}");
     assert!(stdout.contains("got Down(its node is down)"), "{stdout}");
     assert!(stdout.contains("athens still serves"), "{stdout}");

@@ -144,7 +144,7 @@ pub struct NodeConfig {
     /// DNS names (`"host:port"`) whose addresses (every A and AAAA record) are all seeds.
     pub seed_dns: Vec<String>,
     /// Close a connection the overlay does not use once it has carried no message for this long,
-    /// default 30000 ms; at least 1.
+    /// default 10000 ms; at least 1.
     pub release_idle_ms: u64,
     /// Named channels. Names are lower-case `[a-z0-9._-]`, at most [`MAX_NAME_LEN`] bytes. The reserved
     /// name `"default"` may appear to set the default channel's parallelism; `"control"` may appear only with
@@ -270,7 +270,7 @@ impl Default for NodeConfig {
             reach: Reach::Direct,
             relay_ttl: 5,
             seed_dns: Vec::new(),
-            release_idle_ms: 30_000,
+            release_idle_ms: 10_000,
             channels: BTreeMap::new(),
             tls: None,
             link: None,

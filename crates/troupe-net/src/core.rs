@@ -262,7 +262,7 @@ impl NodeShared {
             }
         }
         loop {
-            if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
+            if peer.is_down() || peer.releasing.load(Ordering::Acquire) || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
             let attempt = match opened.take() {
@@ -291,7 +291,10 @@ impl NodeShared {
                     let reason = self.clone().run_connection(peer.clone(), o, queue).await;
                     lane.connected.store(false, Ordering::Release);
                     tracing::debug!(node = %self.settings.name, peer = %peer.name, ?purpose, %reason, "lane disconnected");
-                    if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
+                    if peer.is_down()
+                        || peer.releasing.load(Ordering::Acquire)
+                        || self.shutting_down.load(Ordering::Acquire)
+                    {
                         return;
                     }
                     if control && self.faults.is_partitioned(peer.id) {
@@ -1016,6 +1019,8 @@ impl NodeShared {
     /// a second).
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) {
         let Some(peer) = self.peer(id) else { return };
+        // Its lanes must not redial once their connections close.
+        peer.releasing.store(true, Ordering::Release);
         if tell {
             self.send_control(id, &Control::Release);
         }

@@ -34,6 +34,8 @@ pub(crate) struct Peer {
     pub(crate) received: AtomicU64,
     /// Whether the overlay has been told it is connected.
     pub(crate) announced: AtomicBool,
+    /// Being closed on purpose: its lanes do not redial.
+    pub(crate) releasing: AtomicBool,
 }
 
 impl Peer {
@@ -67,6 +69,7 @@ impl Peer {
             stop: Arc::new(tokio::sync::Notify::new()),
             received: AtomicU64::new(0),
             announced: AtomicBool::new(false),
+            releasing: AtomicBool::new(false),
         }
     }
 

@@ -40,6 +40,10 @@ pub struct ScaleArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// After the join, watch the cluster for this many seconds (descriptors and connections
+    /// every 5 s on stderr) before broadcasting: shows whether the steady state holds.
+    #[arg(long, default_value_t = 0)]
+    pub hold: u64,
 }
 
 /// One measured cluster.
@@ -154,6 +158,25 @@ async fn measure(args: &ScaleArgs, overlay: OverlayKind, n: usize) -> anyhow::Re
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let hold_until = Instant::now() + Duration::from_secs(args.hold);
+    while Instant::now() < hold_until {
+        let peers: usize = nodes.iter().map(|n| n.peers().len()).sum();
+        let up: usize = nodes.iter().map(|n| n.peers().iter().filter(|p| p.up).count()).sum();
+        let mut active = 0;
+        for n in &nodes {
+            active += n.overlay_state().await.map_or(0, |s| s.views.active.len());
+        }
+        eprintln!(
+            "hold: {} descriptors, {} peer entries ({} up), {} active-view entries over {} nodes",
+            open_fds(),
+            peers,
+            up,
+            active,
+            nodes.len()
+        );
+        tokio::time::sleep(Duration::from_secs(5).min(hold_until - Instant::now())).await;
     }
 
     // Broadcasts: every node counts what it receives on the benchmark topic.
