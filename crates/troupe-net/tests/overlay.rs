@@ -200,3 +200,17 @@ async fn a_node_that_leaves_is_removed() {
         node.shutdown().await;
     }
 }
+
+/// Seeds from a DNS name: every address `localhost` resolves to is dialled (the IPv6 one, where
+/// nothing listens, fails and is skipped) and the node joins through the one that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_come_from_a_dns_name() {
+    let a = Node::start(config("a", OverlayKind::Full, &[])).await.unwrap();
+    let mut c = config("b", OverlayKind::Full, &[]);
+    c.seed_dns = vec![format!("localhost:{}", a.local_addr().port())];
+    let b = Node::start(c).await.unwrap();
+    wait_converged(&[a.clone(), b.clone()], true, Duration::from_secs(10)).await;
+    for node in [a, b] {
+        node.shutdown().await;
+    }
+}
