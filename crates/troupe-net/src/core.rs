@@ -89,8 +89,6 @@ pub(crate) struct NodeShared {
     pub(crate) membership: OnceLock<DriverHandle>,
     /// Where to reach nodes the overlay told us about (used to connect on demand).
     directory: RwLock<HashMap<NodeId, NodeInfo>>,
-    /// The overlay's current neighbours (relay goes through them).
-    neighbors: RwLock<Vec<NodeId>>,
     /// Seed addresses (`host:port`), dialled again when the overlay has lost every contact.
     pub(crate) seeds: Vec<String>,
     /// The overlay this node runs.
@@ -139,7 +137,6 @@ impl NodeShared {
             stop: Arc::new(tokio::sync::Notify::new()),
             membership: OnceLock::new(),
             directory: RwLock::new(HashMap::new()),
-            neighbors: RwLock::new(Vec::new()),
             seeds,
             overlay,
             broadcasts: broadcast::channel(4096).0,
@@ -867,25 +864,29 @@ impl NodeShared {
         }
     }
 
-    /// Passes a frame for `to` along the overlay: straight to it when connected, else to a random
-    /// neighbour (not `from`) with one hop less. False when it cannot go anywhere.
+    /// Passes a frame for `to` along the overlay: straight to it when connected, else the
+    /// overlay driver picks the next hop (the overlay's route if it knows one, else a random
+    /// neighbour other than `from`, one hop less). False when it cannot go anywhere.
     pub(crate) fn relay(&self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) -> bool {
-        let next = if self.peer(to).is_some() {
-            Some(to)
-        } else if ttl > 1 {
-            let neighbors = self.neighbors();
-            let candidates: Vec<NodeId> = neighbors.into_iter().filter(|n| Some(*n) != from && *n != origin).collect();
-            (!candidates.is_empty()).then(|| candidates[rand::random_range(0..candidates.len())])
-        } else {
-            None
-        };
-        let Some(next) = next else {
+        if self.peer(to).is_some() {
+            return self.relay_via(to, origin, to, ttl, frame);
+        }
+        if self.membership.get().is_none() || ttl <= 1 {
             self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(node = %self.settings.name, %to, ttl, "relayed message dropped: no route");
             return false;
+        }
+        self.tell_membership(DriverInput::Relay { origin, to, ttl, frame, from });
+        true
+    }
+
+    /// Sends a relayed frame to the connected peer `next` (`to` itself, or a hop towards it).
+    pub(crate) fn relay_via(&self, next: NodeId, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>) -> bool {
+        let Some(peer) = self.peer(next) else {
+            self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
         };
-        let Some(peer) = self.peer(next) else { return false };
-        let ttl = if next == to { ttl } else { ttl - 1 };
+        let ttl = if next == to { ttl } else { ttl.saturating_sub(1) };
         let control = Control::Relay { origin: origin.0, to: to.0, ttl, frame };
         let mut payload = Vec::new();
         if control.encode(&mut payload).is_err() {
@@ -984,16 +985,6 @@ impl NodeShared {
     /// The name of a node this node has heard of.
     pub(crate) fn name_of(&self, id: NodeId) -> Option<String> {
         self.directory.read().get(&id).map(|i| i.name.clone())
-    }
-
-    /// Records the overlay's neighbours.
-    pub(crate) fn set_neighbors(&self, neighbors: Vec<NodeId>) {
-        *self.neighbors.write() = neighbors;
-    }
-
-    /// The overlay's neighbours.
-    pub(crate) fn neighbors(&self) -> Vec<NodeId> {
-        self.neighbors.read().clone()
     }
 
     /// Opens connections to `member` for the overlay: `Some(true)` if its control connection is

@@ -68,6 +68,19 @@ pub(crate) enum DriverInput {
     },
     /// A request for the current views and broadcast tree.
     Views(oneshot::Sender<OverlayState>),
+    /// A frame for a node that is not connected: pick the next hop.
+    Relay {
+        /// The node that sent it first.
+        origin: NodeId,
+        /// The node it is for.
+        to: NodeId,
+        /// Hops it may still take.
+        ttl: u8,
+        /// The whole inner frame.
+        frame: Vec<u8>,
+        /// The peer it came from (not sent back there).
+        from: Option<NodeId>,
+    },
 }
 
 /// What the overlay and the broadcast layer look like from one node.
@@ -105,7 +118,8 @@ pub(crate) struct DriverHandle {
 impl DriverHandle {
     /// Queues an input; overlay messages beyond [`MAX_BACKLOG`] are dropped and logged.
     pub(crate) fn send(&self, input: DriverInput) {
-        let from_network = matches!(input, DriverInput::Overlay { .. } | DriverInput::Plumtree { .. });
+        let from_network =
+            matches!(input, DriverInput::Overlay { .. } | DriverInput::Plumtree { .. } | DriverInput::Relay { .. });
         if from_network && self.backlog.load(Ordering::Relaxed) >= MAX_BACKLOG {
             tracing::warn!("membership driver overloaded; overlay message dropped");
             return;
@@ -241,6 +255,7 @@ impl<M: Membership> Driver<M> {
                 self.plum_out = out;
                 let _ = done.send(result);
             }
+            DriverInput::Relay { origin, to, ttl, frame, from } => self.relay(origin, to, ttl, frame, from),
             DriverInput::Views(reply) => {
                 let _ = reply.send(OverlayState {
                     views: self.protocol.snapshot(),
@@ -272,6 +287,33 @@ impl<M: Membership> Driver<M> {
         self.out = out;
         for input in follow_ups {
             self.feed(input);
+        }
+    }
+
+    /// Passes a relayed frame on: along the overlay's route when it knows one, else to a random
+    /// neighbour that is neither where it came from nor its origin.
+    fn relay(&mut self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let connected = |id: &NodeId| shared.peer(*id).is_some();
+        let routed =
+            self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(|n| connected(n) && Some(*n) != from);
+        let next = routed.or_else(|| {
+            let candidates: Vec<NodeId> = self
+                .neighbors
+                .iter()
+                .map(|p| NodeId(p.0))
+                .filter(|n| Some(*n) != from && *n != origin && connected(n))
+                .collect();
+            (!candidates.is_empty()).then(|| candidates[rand::random_range(0..candidates.len())])
+        });
+        match next {
+            Some(next) => {
+                shared.relay_via(next, origin, to, ttl, frame);
+            }
+            None => {
+                shared.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node = %shared.settings.name, %to, "relayed message dropped: no neighbour to pass it to");
+            }
         }
     }
 
@@ -353,12 +395,10 @@ impl<M: Membership> Driver<M> {
                 shared.remember(&member);
                 self.feed_plumtree(PlumtreeInput::NeighborUp(member.id));
                 self.neighbors.insert(member.id);
-                shared.set_neighbors(self.neighbors.iter().map(|p| NodeId(p.0)).collect());
             }
             MembershipEvent::NeighborDown(id) => {
                 self.feed_plumtree(PlumtreeInput::NeighborDown(id));
                 self.neighbors.remove(&id);
-                shared.set_neighbors(self.neighbors.iter().map(|p| NodeId(p.0)).collect());
             }
             MembershipEvent::MemberUp(member) => {
                 shared.remember(&member);

@@ -214,3 +214,33 @@ async fn seeds_come_from_a_dns_name() {
         node.shutdown().await;
     }
 }
+
+/// Client-server with `reach = "relay"`: a client reaches an actor on another client through the
+/// servers (clients never connect to each other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_relay_between_clients() {
+    let with = |name: &str, role: Role, seeds: &[&Node]| {
+        let mut c = config(name, OverlayKind::ClientServer, seeds);
+        c.role = role;
+        c.reach = Reach::Relay;
+        c
+    };
+    let s0 = Node::start(with("s0", Role::Server, &[])).await.unwrap();
+    let s1 = Node::start(with("s1", Role::Server, &[&s0])).await.unwrap();
+    let c0 = Node::start(with("c0", Role::Client, &[&s0])).await.unwrap();
+    let c1 = Node::start(with("c1", Role::Client, &[&s1])).await.unwrap();
+    let all = [s0.clone(), s1.clone(), c0.clone(), c1.clone()];
+    wait_converged(&all, false, Duration::from_secs(20)).await;
+    let counter = c1.system().spawn(Counter(0));
+    c1.register("counter", &counter).expect("register");
+    let far = c0.actor_ref::<CounterMsg>(counter.id());
+    for _ in 0..5 {
+        far.tell(CounterMsg::Add(2)).await.expect("relayed tell");
+    }
+    assert_eq!(far.ask(CounterMsg::Get).await.expect("relayed ask"), 10);
+    assert!(c0.peers().iter().all(|p| p.name != "c1"), "clients never connect to each other");
+    assert!(s0.stats().relayed + s1.stats().relayed >= 6, "the servers passed the messages on");
+    for node in all {
+        node.shutdown().await;
+    }
+}

@@ -124,4 +124,12 @@ pub trait Membership {
 
     /// How often the driver should feed [`Input::Tick`].
     fn tick_interval(&self) -> Duration;
+
+    /// The neighbour to pass a message for `to` (not a neighbour) to, when the overlay knows a
+    /// route (client-server: a client's server, or the server that holds a client). `None` (the
+    /// default) lets the driver relay through a random neighbour with a hop limit.
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        let _ = to;
+        None
+    }
 }

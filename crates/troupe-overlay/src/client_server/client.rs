@@ -277,8 +277,12 @@ impl Client {
                         link.dialing = false;
                         link.backoff.failed(now, &config, &mut self.rng);
                     }
-                    // Nobody but our servers has business connecting to a client.
-                    out.push(Command::Disconnect(m.id));
+                    // Nobody but our servers has business connecting to a client. Before the
+                    // join, though, this is the seed the driver dialled (the contract lets its
+                    // Connected come before the Join that names it): keep it for the Join.
+                    if self.joined {
+                        out.push(Command::Disconnect(m.id));
+                    }
                 }
             }
             Input::Disconnected(id) => self.link_down(id, now, out),

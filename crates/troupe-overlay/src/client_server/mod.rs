@@ -208,6 +208,10 @@ impl Membership for ClientServer {
         }
     }
 
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        self.route(to)
+    }
+
     fn tick_interval(&self) -> Duration {
         match &self.node {
             Node::Client(c) => c.tick_interval(),
