@@ -85,3 +85,25 @@ fn bench_crdt_quick_reports_sync_saving() {
     assert!(!savings.is_empty(), "no sync_saving line: {stdout}");
     assert!(savings.iter().all(|s| *s >= 20.0), "sync saving below 20: {savings:?}");
 }
+
+#[test]
+fn bench_scale_prints_its_json_line() {
+    let out = troupe()
+        .args(["bench", "scale", "--overlay", "hyparview", "--nodes", "24", "--broadcasts", "50", "--json"])
+        .output()
+        .expect("run troupe bench scale");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(line["bench"], "scale");
+    assert_eq!(line["overlay"], "hyparview");
+    assert_eq!(line["nodes"], 24);
+    assert_eq!(line["delivery"], 1.0, "{line}");
+    assert!(line["join_secs"].as_f64().is_some_and(|s| s > 0.0), "{line}");
+    assert!(
+        line["msgs_per_broadcast"].as_f64().is_some_and(|m| m >= 23.0),
+        "at least one message per other node: {line}"
+    );
+    assert!(line["fds_per_node"].as_f64().is_some_and(|f| f > 0.0), "{line}");
+    assert!(line["rss_bytes_per_node"].as_u64().is_some(), "{line}");
+}

@@ -59,8 +59,10 @@ pub struct ScaleResult {
     pub join_secs: Option<f64>,
     /// Broadcast-layer messages sent (gossip, announcements, grafts, prunes, repairs) per broadcast.
     pub msgs_per_broadcast: f64,
-    pub rss_bytes_per_node: u64,
-    pub fds_per_node: f64,
+    /// `None` when it could not be read (the process was out of descriptors at that moment).
+    pub rss_bytes_per_node: Option<u64>,
+    /// `None` when it could not be read (the process was out of descriptors at that moment).
+    pub fds_per_node: Option<f64>,
     pub broadcasts: usize,
     /// Seconds the broadcasts took until the last delivery (or the give-up time).
     pub broadcast_secs: f64,
@@ -103,14 +105,14 @@ fn print(r: &ScaleResult, json: bool) {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
     } else {
         println!(
-            "scale {:<14} nodes {:>5}  join {:>8}  delivery {:.4}  msgs/bcast {:>8.1}  rss/node {:>8} B  fds/node {:>5.1}  {}",
+            "scale {:<14} nodes {:>5}  join {:>8}  delivery {:.4}  msgs/bcast {:>8.1}  rss/node {:>8} B  fds/node {:>5}  {}",
             r.overlay,
             r.nodes,
             r.join_secs.map_or("timeout".to_string(), |s| format!("{s:.1} s")),
             r.delivery,
             r.msgs_per_broadcast,
-            r.rss_bytes_per_node,
-            r.fds_per_node,
+            r.rss_bytes_per_node.map_or("?".into(), |v| v.to_string()),
+            r.fds_per_node.map_or("?".into(), |v| format!("{v:.1}")),
             if r.ok { "ok" } else { "FAILED" }
         );
     }
@@ -169,7 +171,7 @@ async fn measure(args: &ScaleArgs, overlay: OverlayKind, n: usize) -> anyhow::Re
             active += n.overlay_state().await.map_or(0, |s| s.views.active.len());
         }
         eprintln!(
-            "hold: {} descriptors, {} peer entries ({} up), {} active-view entries over {} nodes",
+            "hold: {:?} descriptors, {} peer entries ({} up), {} active-view entries over {} nodes",
             open_fds(),
             peers,
             up,
@@ -221,8 +223,8 @@ async fn measure(args: &ScaleArgs, overlay: OverlayKind, n: usize) -> anyhow::Re
     };
     let broadcast_secs = bcast_start.elapsed().as_secs_f64();
     let sent_after = broadcast_messages(&nodes).await;
-    let rss = rss_bytes().saturating_sub(rss_before);
-    let fds = open_fds().saturating_sub(fds_before);
+    let rss = rss_bytes().zip(rss_before).map(|(after, before)| after.saturating_sub(before));
+    let fds = open_fds().zip(fds_before).map(|(after, before)| after.saturating_sub(before));
     for c in counters {
         c.abort();
     }
@@ -238,8 +240,8 @@ async fn measure(args: &ScaleArgs, overlay: OverlayKind, n: usize) -> anyhow::Re
         delivery,
         join_secs,
         msgs_per_broadcast: sent_after.saturating_sub(sent_before) as f64 / args.broadcasts.max(1) as f64,
-        rss_bytes_per_node: rss / n as u64,
-        fds_per_node: fds as f64 / n as f64,
+        rss_bytes_per_node: rss.map(|r| r / n as u64),
+        fds_per_node: fds.map(|f| f as f64 / n as f64),
         broadcasts: args.broadcasts,
         broadcast_secs,
         ok: join_secs.is_some() && delivered == expected,
@@ -297,14 +299,14 @@ async fn broadcast_messages(nodes: &[Node]) -> u64 {
     total
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    pages * 4096
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0)
+fn open_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64)
 }
 
 /// Raises the open-file limit to the hard limit: a thousand nodes in one process hold tens of
