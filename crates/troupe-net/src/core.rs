@@ -691,7 +691,7 @@ impl NodeShared {
                         actor.untyped().on_exit(move |reason| {
                             if let Some(shared) = me.upgrade() {
                                 let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
-                                shared.send_control(watcher, &down);
+                                shared.send_actor_control(watcher, &down);
                             }
                         });
                     }
@@ -754,6 +754,16 @@ impl NodeShared {
     /// Queues a control message on the peer's control lane.
     pub(crate) fn send_control(&self, to: NodeId, control: &Control) -> bool {
         self.send_control_on(to, 0, control)
+    }
+
+    /// Queues a control message about actors (watch, down, stop, kill): like
+    /// [`send_control`](Self::send_control), but reconnects to a node whose connections the
+    /// overlay released, so a watcher still hears of a Down.
+    pub(crate) fn send_actor_control(&self, to: NodeId, control: &Control) -> bool {
+        if self.peer(to).is_none() && self.peer_on_demand(to).is_none() {
+            return false;
+        }
+        self.send_control(to, control)
     }
 
     /// Queues a control message on the first lane of `channel` to the peer.
@@ -1207,7 +1217,7 @@ impl Transport for NodeShared {
             RemoteControl::Kill => Control::Kill { target: wire },
             RemoteControl::Watch => Control::Watch { target: wire },
         };
-        if !self.send_control(target.node, &message) && control == RemoteControl::Watch {
+        if !self.send_actor_control(target.node, &message) && control == RemoteControl::Watch {
             // Nobody to ask: the node is gone (or was never reached).
             self.proxy(target).exited(ExitReason::NodeDown);
         }
