@@ -143,6 +143,8 @@ pub struct NodeConfig {
     pub relay_ttl: u32,
     /// DNS names (`"host:port"`) whose addresses (every A and AAAA record) are all seeds.
     pub seed_dns: Vec<String>,
+    /// HyParView's parameters (used with `overlay = "hyparview"`); Partisan's defaults.
+    pub hyparview: HyParViewSettings,
     /// Close a connection the overlay does not use once it has carried no message for this long,
     /// default 10000 ms; at least 1.
     pub release_idle_ms: u64,
@@ -195,6 +197,66 @@ pub enum Reach {
     Direct,
     /// Pass the message along the overlay.
     Relay,
+}
+
+/// HyParView's parameters, as configured (`[hyparview]` in TOML, `TROUPE_HYPARVIEW__<KEY>`).
+/// The defaults are Partisan's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HyParViewSettings {
+    /// Largest active view (neighbours with a connection), default 6.
+    pub active_max: usize,
+    /// Below this many neighbours a node promotes from its passive view at once, default 3.
+    pub active_min: usize,
+    /// Largest passive view, default 30.
+    pub passive_max: usize,
+    /// Active random walk length (TTL of FORWARD_JOIN and SHUFFLE), default 6.
+    pub arwl: u32,
+    /// Passive random walk length, default 6.
+    pub prwl: u32,
+    /// Shuffle period, default 10000 ms.
+    pub shuffle_ms: u64,
+    /// Active-view entries a SHUFFLE carries, default 3.
+    pub shuffle_active: usize,
+    /// Passive-view entries a SHUFFLE carries, default 4.
+    pub shuffle_passive: usize,
+    /// Random promotion period, default 5000 ms.
+    pub promotion_ms: u64,
+}
+
+impl Default for HyParViewSettings {
+    fn default() -> Self {
+        let d = troupe_overlay::HyParViewConfig::default();
+        HyParViewSettings {
+            active_max: d.active_max,
+            active_min: d.active_min,
+            passive_max: d.passive_max,
+            arwl: d.arwl,
+            prwl: d.prwl,
+            shuffle_ms: d.shuffle_interval.as_millis() as u64,
+            shuffle_active: d.shuffle_active,
+            shuffle_passive: d.shuffle_passive,
+            promotion_ms: d.promotion_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl HyParViewSettings {
+    /// The protocol configuration these settings give, with `seed` for its RNG.
+    pub fn protocol_config(&self, seed: u64) -> troupe_overlay::HyParViewConfig {
+        troupe_overlay::HyParViewConfig {
+            active_max: self.active_max,
+            active_min: self.active_min,
+            passive_max: self.passive_max,
+            arwl: self.arwl,
+            prwl: self.prwl,
+            shuffle_interval: std::time::Duration::from_millis(self.shuffle_ms),
+            shuffle_active: self.shuffle_active,
+            shuffle_passive: self.shuffle_passive,
+            promotion_interval: std::time::Duration::from_millis(self.promotion_ms),
+            ..troupe_overlay::HyParViewConfig::with_seed(seed)
+        }
+    }
 }
 
 /// Settings of one named channel.
@@ -270,6 +332,7 @@ impl Default for NodeConfig {
             reach: Reach::Direct,
             relay_ttl: 5,
             seed_dns: Vec::new(),
+            hyparview: HyParViewSettings::default(),
             release_idle_ms: 10_000,
             channels: BTreeMap::new(),
             tls: None,
@@ -327,6 +390,7 @@ impl fmt::Debug for NodeConfig {
             .field("reach", &self.reach)
             .field("relay_ttl", &self.relay_ttl)
             .field("seed_dns", &self.seed_dns)
+            .field("hyparview", &self.hyparview)
             .field("release_idle_ms", &self.release_idle_ms)
             .field("channels", &self.channels)
             .field("tls", &self.tls)
@@ -474,6 +538,9 @@ impl NodeConfig {
         check_range("net_threads", self.net_threads, 1, usize::MAX)?;
         check_range("relay_ttl", self.relay_ttl, 1, 255)?;
         check_range("release_idle_ms", self.release_idle_ms, 1, u64::MAX)?;
+        check_range("hyparview.shuffle_ms", self.hyparview.shuffle_ms, 1, u64::MAX)?;
+        check_range("hyparview.promotion_ms", self.hyparview.promotion_ms, 1, u64::MAX)?;
+        self.hyparview.protocol_config(0).validate().map_err(|e| invalid("hyparview", e.to_string()))?;
         for (name, channel) in &self.channels {
             check_channel(name, channel)?;
         }
@@ -705,7 +772,19 @@ const TOP_KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Keys of `NodeConfig` holding tables (not overridable as a whole).
-const TABLE_KEYS: &[&str] = &["channels", "tls", "link"];
+const TABLE_KEYS: &[&str] = &["channels", "tls", "link", "hyparview"];
+
+const HYPARVIEW_KEYS: &[(&str, Kind)] = &[
+    ("active_max", Kind::Usize),
+    ("active_min", Kind::Usize),
+    ("passive_max", Kind::Usize),
+    ("arwl", Kind::U32),
+    ("prwl", Kind::U32),
+    ("shuffle_ms", Kind::U64),
+    ("shuffle_active", Kind::Usize),
+    ("shuffle_passive", Kind::Usize),
+    ("promotion_ms", Kind::U64),
+];
 
 const CHANNEL_KEYS: &[(&str, Kind)] = &[("parallelism", Kind::U16), ("monotonic", Kind::Bool)];
 
@@ -816,6 +895,8 @@ fn resolve(var: &str) -> Result<(Vec<String>, Kind), ConfigError> {
             .ok_or_else(|| error(format!("not a TLS key; known: {}", var_list("TLS__", TLS_KEYS))))?,
         ["link", field] => lookup(LINK_KEYS, field)
             .ok_or_else(|| error(format!("not a link emulation key; known: {}", var_list("LINK__", LINK_KEYS))))?,
+        ["hyparview", field] => lookup(HYPARVIEW_KEYS, field)
+            .ok_or_else(|| error(format!("not a HyParView key; known: {}", var_list("HYPARVIEW__", HYPARVIEW_KEYS))))?,
         ["channels", _] => {
             return Err(error(format!(
                 "set a channel's fields with {}",
@@ -983,6 +1064,7 @@ mod tests {
         assert_eq!(keys(&table), top);
         assert_eq!(keys(&table["tls"]), sorted(TLS_KEYS));
         assert_eq!(keys(&table["link"]), sorted(LINK_KEYS));
+        assert_eq!(keys(&table["hyparview"]), sorted(HYPARVIEW_KEYS));
         assert_eq!(keys(&table["channels"]["bulk"]), sorted(CHANNEL_KEYS));
     }
 
@@ -996,8 +1078,13 @@ mod tests {
             Kind::F64 => "0.5",
             _ => "4096",
         };
-        let groups: [(&str, &[(&str, Kind)]); 4] =
-            [("", TOP_KEYS), ("TLS__", TLS_KEYS), ("LINK__", LINK_KEYS), ("CHANNELS__BULK__", CHANNEL_KEYS)];
+        let groups: [(&str, &[(&str, Kind)]); 5] = [
+            ("", TOP_KEYS),
+            ("TLS__", TLS_KEYS),
+            ("LINK__", LINK_KEYS),
+            ("CHANNELS__BULK__", CHANNEL_KEYS),
+            ("HYPARVIEW__", HYPARVIEW_KEYS),
+        ];
         for (prefix, keys) in groups {
             for (key, kind) in keys {
                 let value = match *key {

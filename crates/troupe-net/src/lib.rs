@@ -28,7 +28,9 @@ mod snapshot;
 mod stats;
 pub mod tls;
 
-pub use config::{ChannelConfig, ConfigError, LinkEmulation, NodeConfig, OverlayKind, Reach, Role, TlsConfig};
+pub use config::{
+    ChannelConfig, ConfigError, HyParViewSettings, LinkEmulation, NodeConfig, OverlayKind, Reach, Role, TlsConfig,
+};
 pub use conn::ConnectError;
 pub use fault::{Interposer, MessageInfo, Verdict};
 pub use membership::{Delivered, OverlayState};

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use troupe_overlay::{
-    ClientServer, ClientServerConfig, FullMesh, FullMeshConfig, HyParView, HyParViewConfig, Member, Plumtree,
-    PlumtreeConfig, StaticConfig, StaticOverlay,
+    ClientServer, ClientServerConfig, FullMesh, FullMeshConfig, HyParView, Member, Plumtree, PlumtreeConfig,
+    StaticConfig, StaticOverlay,
 };
 
 use crate::config::{ConfigError, NodeConfig, OverlayKind};
@@ -42,7 +42,7 @@ pub(crate) fn start(shared: &Arc<NodeShared>, config: &NodeConfig, me: Member) -
             membership::start(shared, ClientServer::new(me, cs), plumtree, settings)
         }
         OverlayKind::Hyparview => {
-            let protocol = HyParView::new(me, HyParViewConfig::with_seed(seed)).map_err(|e| {
+            let protocol = HyParView::new(me, config.hyparview.protocol_config(seed)).map_err(|e| {
                 NodeError::Config(ConfigError::Invalid { key: "overlay".into(), message: e.to_string() })
             })?;
             membership::start(shared, protocol, plumtree, settings)

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use troupe_net::config::{ChannelConfig, ConfigError, LinkEmulation, NodeConfig, OverlayKind, Reach, Role, TlsConfig};
+use troupe_net::config::{
+    ChannelConfig, ConfigError, HyParViewSettings, LinkEmulation, NodeConfig, OverlayKind, Reach, Role, TlsConfig,
+};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -84,6 +86,10 @@ relay_ttl = 3
 seed_dns = ["seeds.example.com:7000"]
 release_idle_ms = 1000
 
+[hyparview]
+active_max = 5
+shuffle_ms = 2000
+
 [channels.default]
 parallelism = 4
 
@@ -132,6 +138,7 @@ fn full_expected() -> NodeConfig {
         relay_ttl: 3,
         seed_dns: vec!["seeds.example.com:7000".into()],
         release_idle_ms: 1000,
+        hyparview: HyParViewSettings { active_max: 5, shuffle_ms: 2000, ..HyParViewSettings::default() },
         channels: BTreeMap::from([
             ("default".to_owned(), ChannelConfig { parallelism: 4, monotonic: false }),
             ("bulk".to_owned(), ChannelConfig { parallelism: 16, monotonic: false }),
@@ -402,6 +409,17 @@ fn reserved_and_foreign_env_vars_are_ignored() {
     )
     .unwrap();
     assert_eq!(config, full_expected());
+}
+
+#[test]
+fn hyparview_settings_are_checked_and_overridable() {
+    let config = load(FULL, &[("TROUPE_HYPARVIEW__PASSIVE_MAX", "40")]).unwrap();
+    assert_eq!(config.hyparview.passive_max, 40);
+    assert_eq!(config.hyparview.active_max, 5, "the file's value stays");
+    let error = load(FULL, &[("TROUPE_HYPARVIEW__ACTIVE_MAX", "0")]).unwrap_err().to_string();
+    assert!(error.contains("hyparview"), "{error}");
+    let error = load(FULL, &[("TROUPE_HYPARVIEW__FANOUT", "3")]).unwrap_err().to_string();
+    assert!(error.contains("TROUPE_HYPARVIEW__ACTIVE_MAX"), "the message lists the keys: {error}");
 }
 
 #[test]
@@ -713,6 +731,7 @@ fn arb_config() -> impl Strategy<Value = NodeConfig> {
             relay_ttl: 5,
             seed_dns: Vec::new(),
             release_idle_ms: 30_000,
+            hyparview: HyParViewSettings::default(),
             channels: channels
                 .into_iter()
                 .map(|(name, (parallelism, monotonic))| {
