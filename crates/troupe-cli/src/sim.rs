@@ -36,10 +36,19 @@ pub struct SimArgs {
     /// Broadcasts per measurement batch.
     #[arg(long, default_value_t = 10)]
     pub broadcasts: usize,
-    /// Shuffle periods measured after a failure or the mass join.
+    /// Shuffle periods measured after a failure or the mass join; periods of churn, and periods
+    /// measured after the churn stops or the partition heals.
     #[arg(long, default_value_t = 6)]
     pub periods: u32,
-    /// Run only these scenarios (comma-separated: stable, massjoin, fail20, fail50, fail80).
+    /// Fraction of the live nodes that leave or crash (half each) per period in the churn
+    /// scenario; as many new nodes join.
+    #[arg(long, default_value_t = 0.05)]
+    pub churn: f64,
+    /// Shuffle periods the partition scenario keeps the network split in two halves.
+    #[arg(long, default_value_t = 3)]
+    pub partition_periods: u32,
+    /// Run only these scenarios (comma-separated: stable, massjoin, fail20, fail50, fail80,
+    /// churn, partition; failN for any percentage N).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Print one JSON object per scenario.
@@ -61,6 +70,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.loss) {
         bail!("--loss must be between 0 and 1");
     }
+    if !(0.0..=1.0).contains(&args.churn) {
+        bail!("--churn must be between 0 and 1");
+    }
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
@@ -75,6 +87,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut params = ScenarioParams::new(args.nodes, args.seed);
     params.broadcasts = args.broadcasts.max(1);
     params.periods = args.periods;
+    params.churn = args.churn;
+    params.partition_periods = args.partition_periods;
     params.sim.latency = Duration::from_secs_f64(args.latency_ms.max(0.0) / 1000.0);
     params.sim.jitter = Duration::from_secs_f64(args.jitter_ms.max(0.0) / 1000.0);
     params.sim.loss = args.loss;
@@ -92,7 +106,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             "redundancy",
             "last_hop",
             "recover",
-            "after_fail",
+            "disturbed",
             "wall_s"
         ));
     }
@@ -133,7 +147,10 @@ fn json_line(r: &ScenarioResult, overlay: &str) -> anyhow::Result<String> {
 
 fn table_line(r: &ScenarioResult, wall: Duration) -> String {
     let recover = r.rounds_to_recover.map_or("never".to_string(), |p| p.to_string());
-    let after = r.reliability_after_failure.map_or("-".to_string(), |v| format!("{v:.4}"));
+    // Reliability right after the failure, the worst during the churn, or within the origin's side
+    // during the partition.
+    let disturbed = r.reliability_after_failure.or(r.worst_reliability).or(r.side_reliability);
+    let after = disturbed.map_or("-".to_string(), |v| format!("{v:.4}"));
     format!(
         "{:<9} {:>6} {:>6} {:>11.4} {:>6} {:>8} {:>10.3} {:>8} {:>8} {:>11} {:>8.1}",
         r.bench,

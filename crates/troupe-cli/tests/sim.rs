@@ -1,4 +1,4 @@
-//! `troupe sim --nodes 1000 --json`: five scenarios as JSON lines meeting their goals, the same
+//! `troupe sim --nodes 1000 --json`: seven scenarios as JSON lines meeting their goals, the same
 //! lines for the same seed, and the SVG plots.
 
 use std::process::Command;
@@ -12,12 +12,12 @@ fn sim(args: &[&str]) -> (Vec<serde_json::Value>, String) {
 }
 
 #[test]
-fn sim_prints_five_scenarios_meeting_their_goals_and_writes_plots() {
+fn sim_prints_seven_scenarios_meeting_their_goals_and_writes_plots() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().to_str().expect("utf-8 path");
     let (lines, stdout) = sim(&["--nodes", "1000", "--seed", "3", "--json", "--out", out]);
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
-    assert_eq!(names, ["stable", "massjoin", "fail20", "fail50", "fail80"]);
+    assert_eq!(names, ["stable", "massjoin", "fail20", "fail50", "fail80", "churn", "partition"]);
     for l in &lines {
         assert_eq!(l["suite"], "sim");
         assert_eq!(l["overlay"], "hyparview");
@@ -37,8 +37,33 @@ fn sim_prints_five_scenarios_meeting_their_goals_and_writes_plots() {
         assert!(rounds <= 5, "{name}: {}", by(name));
     }
     assert_eq!(by("fail80")["live"], 200);
+    for name in ["churn", "partition"] {
+        let l = by(name);
+        assert_eq!(l["components"], 1, "{l}");
+        assert_eq!(l["isolated"], 0, "{l}");
+        assert!(l["reliability"].as_f64().is_some_and(|r| r >= 0.99), "{l}");
+        assert!(l["rounds_to_recover"].as_u64().is_some_and(|p| p <= 5), "{l}");
+    }
+    assert_eq!(by("churn")["churn"], 0.05);
+    assert_eq!(by("churn")["churned"], 300);
+    assert!(by("churn")["worst_reliability"].as_f64().is_some_and(|r| r >= 0.9), "{}", by("churn"));
+    assert!(by("partition")["side_reliability"].as_f64().is_some_and(|r| r >= 0.99), "{}", by("partition"));
+    assert_eq!(by("partition")["disturbed_periods"], 3);
+    // The fields of the new scenarios are left out of the others' lines.
+    assert!(by("fail50").get("side_reliability").is_none() && by("stable").get("churn").is_none());
 
-    for plot in ["connectivity", "isolated", "degree", "reliability", "redundancy", "last_hop", "recovery"] {
+    let plots = [
+        "connectivity",
+        "isolated",
+        "degree",
+        "reliability",
+        "redundancy",
+        "last_hop",
+        "recovery",
+        "churn",
+        "partition",
+    ];
+    for plot in plots {
         let svg = std::fs::read_to_string(dir.path().join(format!("{plot}.svg"))).expect("plot written");
         assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{plot}.svg is not a line chart");
     }

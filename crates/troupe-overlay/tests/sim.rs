@@ -1,5 +1,5 @@
 //! The simulator at 1,000 nodes with fixed seeds: HyParView with Plumtree meets the goals of the
-//! five scenarios, and a run is a function of its seed.
+//! seven scenarios, and a run is a function of its seed.
 
 use std::time::Duration;
 
@@ -79,6 +79,99 @@ fn same_seed_same_json_other_seed_other_run() {
     let a = small(21);
     assert_eq!(a, small(21));
     assert_ne!(a, small(22));
+}
+
+#[test]
+fn churn_of_5_percent_per_period_keeps_broadcasts_reaching_everyone() {
+    let r = run(Scenario::Churn, 16);
+    let p = ScenarioParams::new(NODES, 16);
+    // 50 nodes replaced per period for 6 periods: the population stays at 1,000.
+    assert_eq!(r.churned, Some(300));
+    assert_eq!(r.disturbed_periods, Some(p.periods));
+    assert_eq!(r.live, NODES);
+    assert_eq!(r.per_period.len(), 2 * p.periods as usize + 1);
+    assert_eq!(r.components, 1, "{:?}", r.per_period);
+    assert_eq!(r.isolated, 0);
+    assert!(r.reliability >= 0.99, "final {}", r.reliability);
+    let worst = r.worst_reliability.expect("worst reliability during the churn");
+    assert!(worst >= 0.95, "worst during the churn {worst}: {:?}", r.per_period);
+    assert!(r.rounds_to_recover.is_some_and(|p| p <= 5), "{:?}", r.per_period);
+    assert!(r.redundancy >= 0.0 && r.redundancy < 2.0, "redundancy {}", r.redundancy);
+}
+
+#[test]
+fn partition_in_two_halves_delivers_within_each_side_and_heals() {
+    let r = run(Scenario::Partition, 17);
+    let p = ScenarioParams::new(NODES, 17);
+    let split = p.partition_periods as usize;
+    assert_eq!(r.disturbed_periods, Some(p.partition_periods));
+    assert_eq!(r.live, NODES);
+    // While split: two components of 500, each broadcast reaches its own side and only it.
+    for s in &r.per_period[1..split] {
+        assert_eq!(s.connectivity.components, 2, "{s:?}");
+        assert_eq!(s.connectivity.largest, NODES / 2, "{s:?}");
+        assert!(s.batch.reliability <= 0.5 + 1e-9, "{s:?}");
+    }
+    assert!(r.per_period[..split].iter().all(|s| s.side.is_some()));
+    assert!(r.per_period[split..].iter().all(|s| s.side.is_none()));
+    let side = r.side_reliability.expect("side reliability");
+    assert!(side >= 0.99, "within the side: {side}");
+    // Healed: one component, everyone reached, within five shuffle periods.
+    assert!(r.rounds_to_recover.is_some_and(|p| p <= 5), "{:?}", r.per_period);
+    assert_eq!(r.components, 1);
+    assert_eq!(r.isolated, 0);
+    assert!(r.reliability >= 0.99, "{}", r.reliability);
+}
+
+#[test]
+fn a_long_partition_heals_too() {
+    // After 100 s every active view is full of its own side and nobody promotes: only the probes
+    // of neighbours lost to the split (HyParViewConfig::heal_interval) reconnect the halves.
+    let mut p = ScenarioParams::new(NODES, 18);
+    p.partition_periods = 10;
+    p.periods = 3;
+    let r = run_scenario(
+        Scenario::Partition,
+        &p,
+        Box::new(|m, s| HyParView::new(m, HyParViewConfig::with_seed(s)).expect("config")),
+    );
+    let last_split = &r.per_period[9];
+    assert_eq!(last_split.connectivity.components, 2, "{last_split:?}");
+    assert!(r.rounds_to_recover.is_some_and(|p| p <= 3), "{:?}", r.per_period);
+    assert_eq!(r.components, 1);
+    assert!(r.reliability >= 0.99, "{}", r.reliability);
+}
+
+#[test]
+fn churn_and_partition_runs_are_functions_of_their_seed() {
+    let small = |scenario, seed| {
+        let mut p = ScenarioParams::new(300, seed);
+        p.periods = 2;
+        p.partition_periods = 1;
+        p.sim.loss = 0.0005;
+        let r = run_scenario(
+            scenario,
+            &p,
+            Box::new(|m, s| HyParView::new(m, HyParViewConfig::with_seed(s)).expect("config")),
+        );
+        serde_json::to_string(&r).expect("json")
+    };
+    for scenario in [Scenario::Churn, Scenario::Partition] {
+        let a = small(scenario, 23);
+        assert_eq!(a, small(scenario, 23), "{scenario:?}");
+        assert_ne!(a, small(scenario, 24), "{scenario:?}");
+    }
+}
+
+#[test]
+fn scenario_names_round_trip() {
+    for s in Scenario::ALL {
+        assert_eq!(Scenario::parse(&s.name()), Some(s));
+    }
+    assert_eq!(Scenario::ALL.len(), 7);
+    assert_eq!(Scenario::parse("churn"), Some(Scenario::Churn));
+    assert_eq!(Scenario::parse("partition"), Some(Scenario::Partition));
+    assert_eq!(Scenario::parse("churn5"), None);
 }
 
 #[test]

@@ -72,9 +72,22 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<()> {
             title: "Broadcast reliability (fraction of live nodes delivering)",
             x: "shuffle periods after the event",
             y: "reliability",
-            series: per(&|r| r.per_period.iter().map(|s| (s.period as f64, s.batch.reliability)).collect()),
+            // Without the partition's split periods: half the nodes is the expected reach there
+            // (see partition.svg).
+            series: per(&|r| {
+                r.per_period
+                    .iter()
+                    .filter(|s| s.side.is_none())
+                    .map(|s| (s.period as f64, s.batch.reliability))
+                    .collect()
+            }),
             y_range: Some((
-                results.iter().flat_map(|r| &r.per_period).map(|s| s.batch.reliability - 0.01).fold(0.95, f64::min),
+                results
+                    .iter()
+                    .flat_map(|r| &r.per_period)
+                    .filter(|s| s.side.is_none())
+                    .map(|s| s.batch.reliability - 0.01)
+                    .fold(0.95, f64::min),
                 1.002,
             )),
         },
@@ -112,6 +125,64 @@ pub fn write_all(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<()> {
     ];
     for chart in &charts {
         draw(dir, chart)?;
+    }
+    for r in results.iter().filter(|r| r.bench == "churn") {
+        let periods = r.disturbed_periods.unwrap_or(0);
+        let title = format!(
+            "Churn: {:.0}% of the nodes replaced per period for {periods} periods, then none",
+            r.churn.unwrap_or(0.0) * 100.0
+        );
+        let series = vec![
+            Series {
+                name: "reliability (mean of the batch)".into(),
+                points: r.per_period.iter().map(|s| (s.period as f64, s.batch.reliability)).collect(),
+            },
+            Series {
+                name: "worst broadcast".into(),
+                points: r.per_period.iter().map(|s| (s.period as f64, s.batch.min_reliability)).collect(),
+            },
+        ];
+        let lo = r.per_period.iter().map(|s| s.batch.min_reliability - 0.01).fold(0.95, f64::min);
+        draw(
+            dir,
+            &Chart {
+                file: "churn.svg",
+                title: &title,
+                x: "shuffle periods after the churn started",
+                y: "reliability",
+                series,
+                y_range: Some((lo.max(0.0), 1.002)),
+            },
+        )?;
+    }
+    for r in results.iter().filter(|r| r.bench == "partition") {
+        let periods = r.disturbed_periods.unwrap_or(0);
+        let title = format!("Partition in two halves for {periods} periods, then healed");
+        let series = vec![
+            Series {
+                name: "fraction of the origin's side (split)".into(),
+                points: r
+                    .per_period
+                    .iter()
+                    .filter_map(|s| s.side.as_ref().map(|side| (s.period as f64, side.reliability)))
+                    .collect(),
+            },
+            Series {
+                name: "fraction of all live nodes".into(),
+                points: r.per_period.iter().map(|s| (s.period as f64, s.batch.reliability)).collect(),
+            },
+        ];
+        draw(
+            dir,
+            &Chart {
+                file: "partition.svg",
+                title: &title,
+                x: "shuffle periods after the split",
+                y: "reliability",
+                series,
+                y_range: Some((0.0, 1.02)),
+            },
+        )?;
     }
     Ok(())
 }

@@ -48,6 +48,15 @@ pub struct HyParViewConfig {
     /// A node below `active_min` neighbours with no passive peer left to try re-joins through a
     /// contact (the repair of islands left by mass joins), at most once per this interval.
     pub starving_rejoin_interval: Duration,
+    /// Most remembered *suspects*: active neighbours lost to a failure (the connection lost
+    /// without a DISCONNECT). Not in the paper or Partisan: see `heal_interval`.
+    pub max_suspects: usize,
+    /// Every this often a node tries to reconnect to one suspect (in turn); one that answers
+    /// was cut off by a partition that has healed (or restarted), and is asked to be a neighbour
+    /// with high priority. Without this, two sides of a long partition end with full active views
+    /// of their own side, nobody promotes, and the healed network stays split. Not in the paper
+    /// or Partisan.
+    pub heal_interval: Duration,
     /// Seed of the protocol's random number generator.
     pub seed: u64,
 }
@@ -72,6 +81,8 @@ impl Default for HyParViewConfig {
             need_contacts_interval: Duration::from_secs(5),
             join_grace: Duration::from_secs(2),
             starving_rejoin_interval: Duration::from_secs(10),
+            max_suspects: 8,
+            heal_interval: Duration::from_secs(30),
             seed: 0,
         }
     }
@@ -98,6 +109,7 @@ impl HyParViewConfig {
             ("shuffle_interval", self.shuffle_interval),
             ("promotion_interval", self.promotion_interval),
             ("tick_interval", self.tick_interval),
+            ("heal_interval", self.heal_interval),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::ZeroInterval(name));

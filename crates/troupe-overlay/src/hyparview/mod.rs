@@ -23,6 +23,17 @@
 //!   its contacts (the members given with [`Input::Join`]) and, when none answers, asks the driver
 //!   for fresh ones with [`Command::NeedContacts`].
 //!
+//! Repair of healed partitions (not in the paper or Partisan): while a network is split, failed
+//! connects remove the other side from the passive views and both sides refill their active views
+//! from their own side; once every view is full nobody promotes, and after the partition heals
+//! the overlay stays split (the simulator shows it after 100 s of partition at 1,000 nodes). So a
+//! node remembers the last [`HyParViewConfig::max_suspects`] neighbours it lost to a *failure*
+//! (the connection lost without DISCONNECT) and every
+//! [`HyParViewConfig::heal_interval`] tries to reconnect to one of them, in turn. A suspect that
+//! answers was behind a partition (or restarted): it is asked to be a neighbour with high
+//! priority, which, as a JOIN, it accepts even with a full view. Crashed suspects cost one refused
+//! connect per interval and nothing else; a node that left in an orderly way is never a suspect.
+//!
 //! Events: [`MembershipEvent::NeighborUp`]/[`MembershipEvent::NeighborDown`] report changes of the
 //! active view. Like Partisan's HyParView peer service, the members this overlay reports with
 //! [`MembershipEvent::MemberUp`]/[`MembershipEvent::MemberDown`] are the active view too: a node
@@ -69,6 +80,8 @@ enum AttemptKind {
     Promote,
     /// Ending a FORWARD_JOIN walk: taking the new node as a neighbour (always high priority).
     ForwardJoin,
+    /// Reconnecting to a suspect (always high priority: it may be across a healed partition).
+    Heal,
 }
 
 /// A NEIGHBOR request under way.
@@ -95,6 +108,9 @@ pub struct HyParView {
     tried: BTreeSet<PeerId>,
     contacts: Vec<Member>,
     contacts_tried: BTreeSet<PeerId>,
+    /// Peers lost to a failure, oldest first (see the module documentation).
+    suspects: Vec<Member>,
+    next_heal: Option<Duration>,
     joining: Option<(PeerId, Duration)>,
     /// When the last JOIN went out over its connection.
     last_join: Option<Duration>,
@@ -126,6 +142,8 @@ impl HyParView {
             tried: BTreeSet::new(),
             contacts: Vec::new(),
             contacts_tried: BTreeSet::new(),
+            suspects: Vec::new(),
+            next_heal: None,
             joining: None,
             last_join: None,
             last_rejoin: None,
@@ -171,6 +189,9 @@ impl HyParView {
             let p = self.rng.random_range(0..self.cfg.promotion_interval.as_micros().max(1) as u64);
             self.next_shuffle = Some(now + Duration::from_micros(s));
             self.next_promotion = Some(now + Duration::from_micros(p));
+            // A phase from the id, not the RNG: nodes started together do not probe together.
+            let h = self.me.id.0 % self.cfg.heal_interval.as_micros().max(1) as u64;
+            self.next_heal = Some(now + Duration::from_micros(h));
         }
     }
 
@@ -235,6 +256,7 @@ impl HyParView {
         }
         self.passive.remove(member.id);
         self.tried.remove(&member.id);
+        self.suspects.retain(|m| m.id != member.id);
         if self.active.push(member.clone()) {
             self.joined = true;
             self.contacts_tried.clear();
@@ -299,7 +321,8 @@ impl HyParView {
             return;
         }
         a.sent = true;
-        let priority = if a.kind == AttemptKind::ForwardJoin || empty { Priority::High } else { Priority::Low };
+        let high = matches!(a.kind, AttemptKind::ForwardJoin | AttemptKind::Heal) || empty;
+        let priority = if high { Priority::High } else { Priority::Low };
         let msg = HyParViewMessage::Neighbor { member: self.me.clone(), priority };
         self.send(id, msg, now, out);
     }
@@ -474,6 +497,10 @@ impl HyParView {
             self.next_shuffle = Some(now + self.cfg.shuffle_interval);
             self.shuffle(now, out);
         }
+        if self.next_heal.is_some_and(|t| now >= t) {
+            self.next_heal = Some(now + self.cfg.heal_interval);
+            self.probe_suspect(now, out);
+        }
         if self.next_promotion.is_some_and(|t| now >= t) {
             self.next_promotion = Some(now + self.cfg.promotion_interval);
             self.tried.clear();
@@ -518,9 +545,38 @@ impl HyParView {
         self.lost(id, now, out);
     }
 
+    /// Remembers a peer lost to a failure (the oldest suspect goes when there are too many).
+    fn suspect(&mut self, member: Member) {
+        if member.id == self.me.id || self.cfg.max_suspects == 0 {
+            return;
+        }
+        self.suspects.retain(|m| m.id != member.id);
+        if self.suspects.len() >= self.cfg.max_suspects {
+            self.suspects.remove(0);
+        }
+        self.suspects.push(member);
+    }
+
+    /// Tries to reconnect to the next suspect (it goes to the back of the list).
+    fn probe_suspect(&mut self, now: Duration, out: &mut Out) {
+        let active = &self.active;
+        self.suspects.retain(|m| !active.contains(m.id));
+        if self.suspects.is_empty() {
+            return;
+        }
+        let m = self.suspects.remove(0);
+        self.suspects.push(m.clone());
+        if !self.attempts.contains_key(&m.id) {
+            self.start_attempt(m, AttemptKind::Heal, now, out);
+        }
+    }
+
     fn on_disconnected(&mut self, id: PeerId, now: Duration, out: &mut Out) {
         self.conns.remove(&id);
-        if self.active.remove(id).is_some() {
+        if let Some(m) = self.active.remove(id) {
+            // An orderly leave or drop removes the peer from the active view first (DISCONNECT):
+            // losing an active connection is a failure.
+            self.suspect(m);
             Self::down_events(id, "connection lost", out);
             self.passive.remove(id);
             self.fill(self.cfg.active_max, now, out);

@@ -216,3 +216,46 @@ fn leave_disconnects_everyone_and_then_ignores_input() {
     assert!(n.has_left());
     assert!(step(&mut n, Input::Connected(member(3))).is_empty());
 }
+
+#[test]
+fn a_neighbour_lost_to_a_failure_is_probed_later_with_high_priority() {
+    let mut n = node(1);
+    for i in 2..=7 {
+        step(&mut n, Input::Connected(member(i)));
+        step(&mut n, Input::Message { from: PeerId(i), msg: HyParViewMessage::Join { member: member(i) } });
+    }
+    assert_eq!(n.neighbors().len(), 6);
+    // 2 fails (its connection is lost); 3 leaves in an orderly way (DISCONNECT first).
+    step(&mut n, Input::Disconnected(PeerId(2)));
+    step(&mut n, Input::Message { from: PeerId(3), msg: HyParViewMessage::Disconnect });
+    step(&mut n, Input::Disconnected(PeerId(3)));
+    assert_eq!(n.neighbors().len(), 4);
+    let mut connects = Vec::new();
+    for s in 1..=65 {
+        let now = Duration::from_secs(s);
+        for c in step_at(&mut n, Input::Tick, now) {
+            if let Command::Connect(m) = c {
+                connects.push((s, m.id));
+                // Nothing answers: 2 is still down, 3 is gone.
+                step_at(&mut n, Input::ConnectFailed(m.id), now);
+            }
+        }
+    }
+    // The suspect is probed once per heal interval, and stays a suspect while it fails.
+    let probes: Vec<u64> = connects.iter().filter(|(_, id)| *id == PeerId(2)).map(|(s, _)| *s).collect();
+    assert_eq!(probes.len(), 3, "{connects:?}");
+    assert!(probes.windows(2).all(|w| w[1] - w[0] == 30), "{probes:?}");
+    // 3 (orderly) was tried from the passive view, failed once and was dropped: never probed again.
+    assert_eq!(connects.iter().filter(|(_, id)| *id == PeerId(3)).count(), 1, "{connects:?}");
+    // 2 comes back: the next probe connects and asks with high priority (a full peer across a
+    // healed partition takes it).
+    let t = Duration::from_secs(probes[2] + 30);
+    let out = step_at(&mut n, Input::Tick, t);
+    assert!(out.contains(&Command::Connect(member(2))), "{out:?}");
+    let out = step_at(&mut n, Input::Connected(member(2)), t);
+    let msg = HyParViewMessage::Neighbor { member: member(1), priority: Priority::High };
+    assert_eq!(sends(&out), vec![(PeerId(2), msg)]);
+    let reply = HyParViewMessage::NeighborReply { member: member(2), accepted: true };
+    step_at(&mut n, Input::Message { from: PeerId(2), msg: reply }, t);
+    assert!(n.neighbors().contains(&PeerId(2)));
+}

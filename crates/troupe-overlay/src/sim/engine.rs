@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::config::SimConfig;
-use super::metrics::{BatchStats, Connectivity, SimStats, Tracker};
+use super::metrics::{BatchStats, Connectivity, SideStats, SimStats, Tracker};
 use crate::member::{Member, PeerId};
 use crate::membership::{Command, Input, Membership, MembershipEvent};
 use crate::plumtree::{Plumtree, PlumtreeConfig, PlumtreeInput, PlumtreeMessage, PlumtreeOutput, Topic};
@@ -49,6 +49,8 @@ enum Ev<MM> {
     PlumtreeTick { node: u32 },
     Join { node: u32, contacts: Vec<u32> },
     Broadcast { node: u32, topic: Topic, payload: Bytes },
+    Crash { node: u32 },
+    Leave { node: u32 },
     Sample,
 }
 
@@ -292,6 +294,21 @@ impl<M: Membership> Sim<M> {
         self.crash(node);
     }
 
+    /// [`Sim::crash`] at time `at` (now if `at` is past).
+    pub fn crash_at(&mut self, node: NodeIdx, at: Duration) {
+        self.push(micros(at).max(self.now), Ev::Crash { node: node as u32 });
+    }
+
+    /// [`Sim::leave`] at time `at` (now if `at` is past).
+    pub fn leave_at(&mut self, node: NodeIdx, at: Duration) {
+        self.push(micros(at).max(self.now), Ev::Leave { node: node as u32 });
+    }
+
+    /// The partition group of a node (0 unless [`Sim::partition`] put it elsewhere).
+    pub fn group(&self, node: NodeIdx) -> u32 {
+        self.nodes[node].group
+    }
+
     /// Splits the network: nodes in different groups cannot reach each other. Connections
     /// across groups break (both ends notice after `loss_detect`).
     pub fn partition(&mut self, group_of: impl Fn(NodeIdx) -> u32) {
@@ -418,8 +435,20 @@ impl<M: Membership> Sim<M> {
     }
 
     /// Broadcasts from `k` distinct random live nodes, `spacing` apart, runs `settle` past the
-    /// last one, and measures what arrived among the nodes alive at the end.
+    /// last one, and measures what arrived among the nodes alive from the batch's start to its
+    /// end (nodes that join or fail meanwhile do not count).
     pub fn broadcast_batch(&mut self, k: usize, spacing: Duration, settle: Duration) -> BatchStats {
+        self.broadcast_batch_by_side(k, spacing, settle).0
+    }
+
+    /// [`Sim::broadcast_batch`], also measuring each broadcast within its origin's side of the
+    /// partition (the live nodes in the origin's group: all of them when there is no partition).
+    pub fn broadcast_batch_by_side(
+        &mut self,
+        k: usize,
+        spacing: Duration,
+        settle: Duration,
+    ) -> (BatchStats, SideStats) {
         let mut live = self.live_nodes();
         let k = k.min(live.len());
         let mut senders = Vec::with_capacity(k);
@@ -429,8 +458,9 @@ impl<M: Membership> Sim<M> {
         }
         let topic = Topic(self.next_topic);
         self.next_topic += 1;
-        let origins = senders.iter().map(|s| self.nodes[*s].member.id).collect();
-        self.tracker = Some(Tracker::new(topic, origins, self.nodes.len()));
+        let origins = senders.iter().map(|s| (self.nodes[*s].member.id, *s)).collect();
+        let alive_at_start = self.nodes.iter().map(|n| n.alive).collect();
+        self.tracker = Some(Tracker::new(topic, origins, alive_at_start));
         let start = self.now;
         for (n, s) in senders.iter().enumerate() {
             let payload = Bytes::from(format!("{}:{n}", topic.0));
@@ -440,7 +470,8 @@ impl<M: Membership> Sim<M> {
         let end = start + k.saturating_sub(1) as u64 * micros(spacing) + micros(settle);
         self.run_until(Duration::from_micros(end));
         let alive: Vec<bool> = self.nodes.iter().map(|n| n.alive).collect();
-        self.tracker.take().map(|t| t.finish(&alive)).unwrap_or_default()
+        let group: Vec<u32> = self.nodes.iter().map(|n| n.group).collect();
+        self.tracker.take().map(|t| t.finish(&alive, &group)).unwrap_or_default()
     }
 
     // ---- the driver --------------------------------------------------------------------------
@@ -566,6 +597,12 @@ impl<M: Membership> Sim<M> {
             Ev::Broadcast { node, topic, payload } => {
                 if self.nodes[node as usize].alive {
                     self.feed_plumtree(node as usize, PlumtreeInput::Broadcast { topic, payload });
+                }
+            }
+            Ev::Crash { node } => self.crash(node as usize),
+            Ev::Leave { node } => {
+                if self.nodes[node as usize].alive {
+                    self.leave(node as usize);
                 }
             }
         }

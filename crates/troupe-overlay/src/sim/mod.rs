@@ -24,5 +24,5 @@ mod scenario;
 
 pub use config::SimConfig;
 pub use engine::{MakeMembership, NodeIdx, Sim};
-pub use metrics::{BatchStats, Connectivity, SimStats};
+pub use metrics::{BatchStats, Connectivity, SideStats, SimStats};
 pub use scenario::{run_scenario, PeriodSample, Scenario, ScenarioParams, ScenarioResult, TimelineSample};
