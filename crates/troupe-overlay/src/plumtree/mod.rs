@@ -510,25 +510,13 @@ impl Plumtree {
             return;
         }
         self.make_eager(from);
-        let (mut left_msgs, mut left_bytes) = (self.config.max_repair_messages, self.config.max_repair_bytes);
-        for id in ids.iter().take(self.config.max_batch) {
-            let Some(c) = self.cache.get(id, now) else {
-                continue;
-            };
-            if left_msgs == 0 || c.payload.len() > left_bytes {
-                break;
-            }
-            left_msgs -= 1;
-            left_bytes -= c.payload.len();
-            let msg = PlumtreeMessage::Gossip {
-                id: *id,
-                topic: c.topic,
-                hops: c.hops,
-                age_ms: c.age_ms(now),
-                payload: c.payload.clone(),
-            };
-            self.send(from, msg, out);
-        }
+        self.send_cached(from, ids, now, out, |id, topic, hops, age_ms, payload| PlumtreeMessage::Gossip {
+            id,
+            topic,
+            hops,
+            age_ms,
+            payload,
+        });
     }
 
     fn on_digest(&mut self, from: PeerId, ranges: &[IdRange], now: Duration, out: &mut Vec<PlumtreeOutput>) {
@@ -570,6 +558,25 @@ impl Plumtree {
 
     /// Sends cached messages as `Repair`s, within the per-answer budget.
     fn send_repairs(&mut self, to: PeerId, ids: &[MessageId], now: Duration, out: &mut Vec<PlumtreeOutput>) {
+        self.send_cached(to, ids, now, out, |id, topic, hops, age_ms, payload| PlumtreeMessage::Repair {
+            id,
+            topic,
+            hops,
+            age_ms,
+            payload,
+        });
+    }
+
+    /// Sends the cached messages among `ids`, each made into a message by `make`, within the
+    /// per-answer budget (`max_repair_messages`, `max_repair_bytes`, `max_batch`).
+    fn send_cached(
+        &mut self,
+        to: PeerId,
+        ids: &[MessageId],
+        now: Duration,
+        out: &mut Vec<PlumtreeOutput>,
+        make: impl Fn(MessageId, Topic, u32, u64, Bytes) -> PlumtreeMessage,
+    ) {
         let (mut left_msgs, mut left_bytes) = (self.config.max_repair_messages, self.config.max_repair_bytes);
         for id in ids.iter().take(self.config.max_batch) {
             let Some(c) = self.cache.get(id, now) else {
@@ -580,13 +587,7 @@ impl Plumtree {
             }
             left_msgs -= 1;
             left_bytes -= c.payload.len();
-            let msg = PlumtreeMessage::Repair {
-                id: *id,
-                topic: c.topic,
-                hops: c.hops,
-                age_ms: c.age_ms(now),
-                payload: c.payload.clone(),
-            };
+            let msg = make(*id, c.topic, c.hops, c.age_ms(now), c.payload.clone());
             self.send(to, msg, out);
         }
     }
