@@ -157,7 +157,6 @@ pub(crate) fn start<M: Membership + Send + 'static>(
         out: Vec::new(),
         plum_out: Vec::new(),
         pending_connects: HashSet::new(),
-        neighbors: HashSet::new(),
         activity: HashMap::new(),
         backlog: backlog.clone(),
     };
@@ -175,7 +174,6 @@ struct Driver<M: Membership> {
     plum_out: Vec<PlumtreeOutput>,
     /// Peers we asked the transport to connect to and owe the protocol an answer about.
     pending_connects: HashSet<PeerId>,
-    neighbors: HashSet<PeerId>,
     /// Per peer: the actor-message count last seen and since when it has not changed.
     activity: HashMap<NodeId, (u64, Instant)>,
     backlog: Arc<AtomicUsize>,
@@ -299,8 +297,9 @@ impl<M: Membership> Driver<M> {
             self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(|n| connected(n) && Some(*n) != from);
         let next = routed.or_else(|| {
             let candidates: Vec<NodeId> = self
-                .neighbors
-                .iter()
+                .protocol
+                .neighbors()
+                .into_iter()
                 .map(|p| NodeId(p.0))
                 .filter(|n| Some(*n) != from && *n != origin && connected(n))
                 .collect();
@@ -394,11 +393,9 @@ impl<M: Membership> Driver<M> {
             MembershipEvent::NeighborUp(member) => {
                 shared.remember(&member);
                 self.feed_plumtree(PlumtreeInput::NeighborUp(member.id));
-                self.neighbors.insert(member.id);
             }
             MembershipEvent::NeighborDown(id) => {
                 self.feed_plumtree(PlumtreeInput::NeighborDown(id));
-                self.neighbors.remove(&id);
             }
             MembershipEvent::MemberUp(member) => {
                 shared.remember(&member);
@@ -433,6 +430,9 @@ impl<M: Membership> Driver<M> {
         let now = Instant::now();
         let traffic = shared.peer_traffic();
         self.activity.retain(|id, _| traffic.iter().any(|(p, _)| p == id));
+        // Peers the protocol uses: its neighbours and its active view.
+        let mut used: HashSet<PeerId> = self.protocol.neighbors().into_iter().collect();
+        used.extend(self.protocol.snapshot().active.into_iter().map(|m| m.id));
         let mut released = Vec::new();
         for (id, count) in traffic {
             let entry = self.activity.entry(id).or_insert((count, now));
@@ -441,10 +441,10 @@ impl<M: Membership> Driver<M> {
                 continue;
             }
             let peer = PeerId(id.0);
-            if self.neighbors.contains(&peer) || self.pending_connects.contains(&peer) {
+            if used.contains(&peer) || self.pending_connects.contains(&peer) {
                 continue;
             }
-            if now.duration_since(entry.1) >= self.settings.release_idle && self.protocol_is_done_with(peer) {
+            if now.duration_since(entry.1) >= self.settings.release_idle {
                 tracing::debug!(node = %shared.settings.name, peer = %id, "releasing an idle connection");
                 shared.release_peer(id, true);
                 released.push(peer);
@@ -454,11 +454,5 @@ impl<M: Membership> Driver<M> {
             self.activity.remove(&NodeId(peer.0));
             self.feed(Input::Disconnected(peer));
         }
-    }
-
-    /// Whether the protocol lists the peer in neither view (so closing it takes nothing from it).
-    fn protocol_is_done_with(&self, peer: PeerId) -> bool {
-        let views = self.protocol.snapshot();
-        !views.active.iter().any(|m| m.id == peer)
     }
 }
