@@ -620,20 +620,37 @@ impl NodeShared {
             self.dead_letter(peer, target);
             return None;
         };
-        if inbound.type_tag() != env.type_tag {
-            self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %peer.name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
-            return None;
-        }
-        match troupe_actor::with_codec_context(transport, peer.id, || inbound.deliver(body)) {
-            Ok(Delivery::Closed) => {
+        match self.deliver_local(transport, inbound, (peer.id, &peer.name), target, env.type_tag, body)? {
+            Delivery::Closed => {
                 self.dead_letter(peer, target);
                 None
             }
+            delivery => Some(delivery),
+        }
+    }
+
+    /// Hands a message body from node `from` (id, name) to the local actor `inbound`: checks
+    /// the type tag and decodes with `from`'s codec context. `None` when the message is of the
+    /// wrong type or does not decode (counted and logged).
+    fn deliver_local(
+        &self,
+        transport: &Arc<dyn Transport>,
+        inbound: &dyn Inbound,
+        (from, from_name): (NodeId, &str),
+        target: ActorId,
+        type_tag: u64,
+        body: &[u8],
+    ) -> Option<Delivery> {
+        if inbound.type_tag() != type_tag {
+            self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %from_name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
+            return None;
+        }
+        match troupe_actor::with_codec_context(transport, from, || inbound.deliver(body)) {
             Ok(delivery) => Some(delivery),
             Err(error) => {
                 self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %peer.name, %target, %error, "undecodable message dropped");
+                tracing::warn!(peer = %from_name, %target, %error, "undecodable message dropped");
                 None
             }
         }
@@ -904,9 +921,15 @@ impl NodeShared {
         }
         // Relayed traffic goes on the default channel, not the control channel, so it cannot
         // delay membership traffic.
+        // Bounded like any actor message: a relay hop whose lane is full drops the message
+        // (relaying is at-most-once) rather than buffering without limit.
         let lane = peer.lane(peer.pick(1, to.0));
+        if !lane.queue.try_push_frame(FrameKind::Control, 1, &payload) {
+            self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         self.counters.relayed.fetch_add(1, Ordering::Relaxed);
-        lane.queue.push_frame(FrameKind::Control, 1, &payload)
+        true
     }
 
     /// A relayed frame arrived from `via`: deliver it here or pass it on.
@@ -940,25 +963,18 @@ impl NodeShared {
                     self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                if inbound.type_tag() != env.type_tag {
-                    self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                match troupe_actor::with_codec_context(&transport, origin, || inbound.deliver(body)) {
-                    Ok(Delivery::Accepted) => {
+                match self.deliver_local(&transport, &*inbound, (origin, &via.name), target, env.type_tag, body) {
+                    Some(Delivery::Accepted) => {
                         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Delivery::Full(wait)) => {
+                    Some(Delivery::Full(wait)) => {
                         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                         self.runtime.spawn(wait);
                     }
-                    Ok(Delivery::Closed) => {
+                    Some(Delivery::Closed) => {
                         self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(error) => {
-                        self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%target, %error, "undecodable relayed message dropped");
-                    }
+                    None => {}
                 }
             }
             FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, payload),

@@ -88,6 +88,12 @@ impl SendQueue {
         matches!(self.push_unbounded(|buf| encode_frame(buf, kind, 0, channel, payload, usize::MAX)), Some(Ok(())))
     }
 
+    /// Appends one whole frame of `kind` with `payload` if the queue has room (the bound applies,
+    /// as for `push`). False when full or closed.
+    pub(crate) fn try_push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
+        matches!(self.push(None, |buf| encode_frame(buf, kind, 0, channel, payload, usize::MAX)), Ok(Ok(())))
+    }
+
     /// Like `push` but ignoring the bound (replies, which must not be lost to a full queue;
     /// their number is bounded by the asks waiting for them). `None` when closed.
     pub(crate) fn push_unbounded<E>(&self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Option<Result<(), E>> {
@@ -237,6 +243,17 @@ mod tests {
     fn eight(b: &mut Vec<u8>) -> Result<(), ()> {
         b.extend_from_slice(&[0; 8]);
         Ok(())
+    }
+
+    #[test]
+    fn try_push_frame_keeps_the_bound_push_frame_does_not() {
+        let q = SendQueue::new(20, false);
+        assert!(q.try_push_frame(FrameKind::Control, 1, &[7; 8]));
+        assert!(q.try_push_frame(FrameKind::Control, 1, &[7; 8]), "16 bytes queued, under the bound of 20");
+        assert!(!q.try_push_frame(FrameKind::Control, 1, &[7; 8]), "refused once full");
+        assert!(q.push_frame(FrameKind::Control, 0, &[1]), "control frames ignore the bound");
+        q.close();
+        assert!(!q.try_push_frame(FrameKind::Control, 1, &[]), "refused once closed");
     }
 
     #[test]
