@@ -28,7 +28,7 @@ use crate::fault::{Faults, MessageInfo, Verdict};
 use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
 use crate::queue::{QueueRefusal, SendQueue};
-use crate::stats::Counters;
+use crate::stats::{Counters, NodeStats};
 use crate::tls::TlsContext;
 use crate::NodeEvent;
 
@@ -819,8 +819,7 @@ impl NodeShared {
         }
         self.peers.write().remove(&peer.id);
         peer.close_lanes();
-        let sent: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
-        self.counters.messages_out.fetch_add(sent, Ordering::Relaxed);
+        self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         let proxies: Vec<Arc<RemoteProxy>> = {
@@ -1058,8 +1057,7 @@ impl NodeShared {
             if peer.down.swap(true, Ordering::AcqRel) {
                 return;
             }
-            let sent: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
-            shared.counters.messages_out.fetch_add(sent, Ordering::Relaxed);
+            shared.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
             peer.close_lanes();
             shared.forget_acks_later(peer.id);
             tracing::debug!(node = %shared.settings.name, peer = %peer.name, "connections released");
@@ -1068,21 +1066,12 @@ impl NodeShared {
 
     /// Messages exchanged with each current peer so far (both directions).
     pub(crate) fn peer_traffic(&self) -> Vec<(NodeId, u64)> {
-        self.peers
-            .read()
-            .values()
-            .map(|p| {
-                let out: u64 = p.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
-                (p.id, out + p.received.load(Ordering::Relaxed))
-            })
-            .collect()
+        self.peers.read().values().map(|p| (p.id, p.traffic())).collect()
     }
 
     /// Messages exchanged with one peer so far, if it has connections.
     pub(crate) fn peer_traffic_of(&self, id: NodeId) -> Option<u64> {
-        let peer = self.peer(id)?;
-        let out: u64 = peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum();
-        Some(out + peer.received.load(Ordering::Relaxed))
+        self.peer(id).map(|p| p.traffic())
     }
 
     /// Dials the seeds again and hands whoever answers to the overlay as contacts.
@@ -1102,6 +1091,17 @@ impl NodeShared {
             tracing::warn!(node = %self.settings.name, "no seed reachable; the node stays alone for now");
         }
         self.tell_membership(DriverInput::Join(contacts));
+    }
+
+    /// The node's counters, with what live peers count themselves added in.
+    pub(crate) fn stats(&self) -> NodeStats {
+        let mut stats = self.counters.snapshot();
+        for peer in self.peers.read().values() {
+            stats.unacked += peer.acks.unacked() as u64;
+            stats.messages_out += peer.messages_sent();
+            stats.monotonic_replaced += peer.lanes.iter().flatten().map(|l| l.queue.replaced()).sum::<u64>();
+        }
+        stats
     }
 
     /// Sends Goodbye to every peer and stops all tasks.

@@ -469,15 +469,7 @@ impl Node {
 
     /// Counters.
     pub fn stats(&self) -> NodeStats {
-        let mut stats = self.shared.counters.snapshot();
-        for peer in self.shared.peers.read().values() {
-            stats.unacked += peer.acks.unacked() as u64;
-            for lane in peer.lanes.iter().flatten() {
-                stats.messages_out += lane.queue.messages();
-                stats.monotonic_replaced += lane.queue.replaced();
-            }
-        }
-        stats
+        self.shared.stats()
     }
 
     /// Bytes waiting in the send queues to `peer` (all lanes).

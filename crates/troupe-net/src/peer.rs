@@ -73,6 +73,16 @@ impl Peer {
         }
     }
 
+    /// Actor messages queued to it so far, over all lanes (including ones since sent).
+    pub(crate) fn messages_sent(&self) -> u64 {
+        self.lanes.iter().flatten().map(|l| l.queue.messages()).sum()
+    }
+
+    /// Actor messages exchanged with it so far, both directions: what makes a connection "used".
+    pub(crate) fn traffic(&self) -> u64 {
+        self.messages_sent() + self.received.load(Ordering::Relaxed)
+    }
+
     /// The peer as the overlay knows it (needs an address to be dialled again).
     pub(crate) fn member(&self) -> Option<troupe_overlay::Member> {
         let addr = *self.addrs.first()?;

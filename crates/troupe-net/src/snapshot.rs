@@ -53,10 +53,7 @@ impl NodeShared {
             }
             None => Default::default(),
         };
-        let mut stats = self.counters.snapshot();
-        for peer in self.peers.read().values() {
-            stats.messages_out += peer.lanes.iter().flatten().map(|l| l.queue.messages()).sum::<u64>();
-        }
+        let stats = self.stats();
         NodeSnapshot {
             id: PeerId(self.id.0),
             name: self.settings.name.clone(),
