@@ -208,6 +208,21 @@ impl<M: Membership> Driver<M> {
         self.origin.elapsed()
     }
 
+    /// Decodes a `what` message from `from`; an undecodable one is counted, logged and `None`.
+    fn decode<T: serde::de::DeserializeOwned>(&self, from: PeerId, payload: &[u8], what: &str) -> Option<T> {
+        match postcard::from_bytes::<T>(payload) {
+            Ok(msg) => Some(msg),
+            Err(error) => {
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %shared.settings.name, peer = %from, %error,
+                        "undecodable {what} message (do both nodes run the same overlay?)");
+                }
+                None
+            }
+        }
+    }
+
     fn on_input(&mut self, input: DriverInput) {
         match input {
             DriverInput::Join(contacts) => self.feed(Input::Join(contacts)),
@@ -226,25 +241,16 @@ impl<M: Membership> Driver<M> {
                     self.feed(Input::Disconnected(id));
                 }
             }
-            DriverInput::Overlay { from, payload } => match postcard::from_bytes::<M::Message>(&payload) {
-                Ok(msg) => self.feed(Input::Message { from, msg }),
-                Err(error) => {
-                    if let Some(shared) = self.shared.upgrade() {
-                        shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(node = %shared.settings.name, peer = %from, %error,
-                            "undecodable overlay message (do both nodes run the same overlay?)");
-                    }
+            DriverInput::Overlay { from, payload } => {
+                if let Some(msg) = self.decode::<M::Message>(from, &payload, "overlay") {
+                    self.feed(Input::Message { from, msg });
                 }
-            },
-            DriverInput::Plumtree { from, payload } => match postcard::from_bytes::<PlumtreeMessage>(&payload) {
-                Ok(msg) => self.feed_plumtree(PlumtreeInput::Message { from, msg }),
-                Err(error) => {
-                    if let Some(shared) = self.shared.upgrade() {
-                        shared.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(node = %shared.settings.name, peer = %from, %error, "undecodable broadcast message");
-                    }
+            }
+            DriverInput::Plumtree { from, payload } => {
+                if let Some(msg) = self.decode::<PlumtreeMessage>(from, &payload, "broadcast") {
+                    self.feed_plumtree(PlumtreeInput::Message { from, msg });
                 }
-            },
+            }
             DriverInput::Broadcast { topic, payload, done } => {
                 let now = self.now();
                 let mut out = std::mem::take(&mut self.plum_out);
@@ -333,17 +339,9 @@ impl<M: Membership> Driver<M> {
         for output in out.drain(..) {
             match output {
                 PlumtreeOutput::Send { to, msg } => {
-                    let mut payload = Vec::new();
-                    match postcard::to_io(&msg, &mut payload) {
-                        Ok(_) => {
-                            shared.send_control_on(
-                                NodeId(to.0),
-                                self.settings.broadcast_channel,
-                                &Control::Broadcast { payload },
-                            );
-                        }
-                        Err(error) => tracing::warn!(%error, "cannot encode a broadcast message"),
-                    }
+                    send_encoded(&shared, to, self.settings.broadcast_channel, &msg, |payload| Control::Broadcast {
+                        payload,
+                    });
                 }
                 PlumtreeOutput::Deliver { topic, id, payload, hops } => {
                     let _ = shared.broadcasts.send(Delivered { topic, id, payload, hops });
@@ -356,13 +354,7 @@ impl<M: Membership> Driver<M> {
         let Some(shared) = self.shared.upgrade() else { return };
         match command {
             Command::Send { to, msg } => {
-                let mut payload = Vec::new();
-                match postcard::to_io(&msg, &mut payload) {
-                    Ok(_) => {
-                        shared.send_control(NodeId(to.0), &Control::Overlay { payload });
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot encode an overlay message"),
-                }
+                send_encoded(&shared, to, 0, &msg, |payload| Control::Overlay { payload });
             }
             Command::Connect(member) => match shared.connect_member(&member) {
                 Some(true) => follow_ups.push(Input::Connected(member)),
@@ -454,5 +446,22 @@ impl<M: Membership> Driver<M> {
             self.activity.remove(&NodeId(peer.0));
             self.feed(Input::Disconnected(peer));
         }
+    }
+}
+
+/// Encodes `msg` and queues it, wrapped by `wrap`, as a control frame on `channel` to `to`
+/// (dropped if `to` is not connected, as the driver contract says).
+fn send_encoded<T: serde::Serialize>(
+    shared: &NodeShared,
+    to: PeerId,
+    channel: u16,
+    msg: &T,
+    wrap: impl FnOnce(Vec<u8>) -> Control,
+) {
+    match postcard::to_stdvec(msg) {
+        Ok(payload) => {
+            shared.send_control_on(NodeId(to.0), channel, &wrap(payload));
+        }
+        Err(error) => tracing::warn!(%error, "cannot encode an overlay or broadcast message"),
     }
 }
