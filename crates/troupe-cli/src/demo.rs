@@ -38,7 +38,7 @@ pub struct DemoArgs {
     pub cluster_seconds: u64,
     /// The cluster's membership overlay: static, full, client-server or hyparview.
     #[arg(long, env = "TROUPE_OVERLAY", default_value = "hyparview")]
-    pub overlay: String,
+    pub overlay: troupe::net::OverlayKind,
     /// Where the cluster's live dashboard listens (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub dashboard: std::net::SocketAddr,
@@ -183,13 +183,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result?;
     if args.cluster_seconds > 0 {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let overlay: troupe::net::OverlayKind = serde_json::from_value(serde_json::Value::String(args.overlay.clone()))
-            .map_err(|_| {
-                anyhow::anyhow!("unknown overlay {:?} (static, full, client-server, hyparview)", args.overlay)
-            })?;
         let cluster = crate::demo_cluster::ClusterArgs {
             seconds: args.cluster_seconds,
-            overlay,
+            overlay: args.overlay,
             dashboard: args.dashboard,
             linger: args.linger,
         };

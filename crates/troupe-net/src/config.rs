@@ -175,6 +175,18 @@ pub enum OverlayKind {
     Hyparview,
 }
 
+impl std::str::FromStr for OverlayKind {
+    type Err = String;
+
+    /// Parses the configuration spelling (`"hyparview"`, `"client-server"`, ...).
+    fn from_str(s: &str) -> Result<Self, String> {
+        [OverlayKind::None, OverlayKind::Static, OverlayKind::Full, OverlayKind::ClientServer, OverlayKind::Hyparview]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown overlay {s:?} (none, static, full, client-server, hyparview)"))
+    }
+}
+
 impl OverlayKind {
     /// The configuration spelling.
     pub fn as_str(self) -> &'static str {

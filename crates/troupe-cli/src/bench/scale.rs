@@ -21,7 +21,7 @@ use troupe::net::{Node, NodeConfig, OverlayKind, Role, Topic};
 pub struct ScaleArgs {
     /// The overlay: static, full, client-server or hyparview.
     #[arg(long, default_value = "hyparview")]
-    pub overlay: String,
+    pub overlay: OverlayKind,
     /// Nodes (with --sweep: the largest size tried).
     #[arg(long, default_value_t = 128)]
     pub nodes: usize,
@@ -72,8 +72,7 @@ pub struct ScaleResult {
 
 /// Runs the benchmark (or the sweep) and prints one line per cluster size.
 pub fn run(args: ScaleArgs) -> anyhow::Result<Vec<ScaleResult>> {
-    let overlay: OverlayKind = serde_json::from_value(serde_json::Value::String(args.overlay.clone()))
-        .map_err(|_| anyhow::anyhow!("unknown overlay {:?} (static, full, client-server, hyparview)", args.overlay))?;
+    let overlay = args.overlay;
     anyhow::ensure!(overlay != OverlayKind::None, "bench scale needs an overlay");
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
     raise_fd_limit();
