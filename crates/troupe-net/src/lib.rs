@@ -35,6 +35,7 @@ pub use conn::ConnectError;
 pub use fault::{Interposer, MessageInfo, Verdict};
 pub use membership::{Delivered, OverlayState};
 pub use node::{BroadcastError, LookupError, Node, NodeError, NodeEvent, PeerInfo};
+pub use overlays::BROADCAST_CHANNEL;
 pub use snapshot::NodeSnapshot;
 pub use stats::NodeStats;
 pub use troupe_overlay::{Member, MessageId, PeerId, Topic, ViewSnapshot};
