@@ -11,6 +11,14 @@
 //! ```text
 //! [request: u64][status: u8][body]
 //! ```
+//!
+//! A body is postcard bytes. When the frame has [`flags::ATTACHED`], large byte payloads travel
+//! outside the postcard part, so the sender never copies them into its buffer and the receiver
+//! can hand out slices of the frame:
+//!
+//! ```text
+//! [postcard: n bytes][attached payloads, in serialization order][n: u32]
+//! ```
 
 use crate::frame::{flags, WireError};
 
@@ -87,6 +95,32 @@ impl Envelope {
         };
         Ok((envelope, &payload[need..]))
     }
+}
+
+/// Length of the trailer of a body with attached payloads.
+pub const ATTACHED_TRAILER_LEN: usize = 4;
+
+/// Splits a body with attached payloads (a frame with [`flags::ATTACHED`]) into its postcard part
+/// and the range of `body` the attached payloads occupy.
+pub fn split_attached(body: &[u8]) -> Result<(&[u8], std::ops::Range<usize>), WireError> {
+    let Some(end) = body.len().checked_sub(ATTACHED_TRAILER_LEN) else {
+        return Err(WireError::Truncated { what: "attached body", need: ATTACHED_TRAILER_LEN, have: body.len() });
+    };
+    let mut trailer = [0u8; ATTACHED_TRAILER_LEN];
+    trailer.copy_from_slice(&body[end..]);
+    let postcard = u32::from_le_bytes(trailer) as usize;
+    if postcard > end {
+        return Err(WireError::Malformed {
+            what: "attached body",
+            detail: format!("postcard part of {postcard} bytes in a body of {}", body.len()),
+        });
+    }
+    Ok((&body[..postcard], postcard..end))
+}
+
+/// Appends the trailer of a body with attached payloads: the length of its postcard part.
+pub fn write_attached_trailer(out: &mut Vec<u8>, postcard_len: u32) {
+    out.extend_from_slice(&postcard_len.to_le_bytes());
 }
 
 /// Outcome carried by a Reply frame.
@@ -168,6 +202,20 @@ mod tests {
     fn envelope_truncated() {
         assert_eq!(Envelope::read(&[0; 30], true), Err(WireError::Truncated { what: "envelope", need: 32, have: 30 }));
         assert!(Envelope::read(&[0; 23], false).is_err());
+    }
+
+    #[test]
+    fn attached_body_splits() {
+        let mut body = b"post".to_vec();
+        body.extend_from_slice(b"ATTACHED");
+        write_attached_trailer(&mut body, 4);
+        let (postcard, attached) = split_attached(&body).unwrap();
+        assert_eq!(postcard, b"post");
+        assert_eq!(&body[attached], b"ATTACHED");
+        assert!(split_attached(&[1, 2, 3]).is_err(), "shorter than the trailer");
+        assert!(split_attached(&[9, 0, 0, 0]).is_err(), "postcard part longer than the body");
+        let (empty, none) = split_attached(&[0, 0, 0, 0]).unwrap();
+        assert!(empty.is_empty() && none.is_empty());
     }
 
     #[test]

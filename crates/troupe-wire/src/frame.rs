@@ -20,6 +20,9 @@ pub mod flags {
     /// On a Message frame: the envelope carries a sequence number and the receiver must answer with an
     /// Ack frame listing it.
     pub const ACK_REQUESTED: u8 = 1;
+    /// On a Message or Reply frame: the body carries attached payloads after its postcard part
+    /// (see [`split_attached`](crate::split_attached)).
+    pub const ATTACHED: u8 = 2;
 }
 
 /// Errors of the frame and payload codecs.
@@ -241,6 +244,33 @@ pub fn finish_frame(out: &mut Vec<u8>, start: FrameStart, max: usize) -> Result<
     Ok(())
 }
 
+/// Finishes a frame begun with [`begin_frame`] whose payload continues with `attached` more bytes
+/// that the caller sends after what is in `out` (attached payloads and the body trailer, see
+/// [`split_attached`](crate::split_attached)); sets [`flags::ATTACHED`].
+///
+/// Errors as [`finish_frame`] does, counting the attached bytes in the length.
+pub fn finish_frame_attached(
+    out: &mut Vec<u8>,
+    start: FrameStart,
+    attached: usize,
+    max: usize,
+) -> Result<(), WireError> {
+    let payload_at = start.offset.checked_add(HEADER_LEN).filter(|&at| at <= out.len()).ok_or_else(|| {
+        WireError::Malformed { what: "frame", detail: "buffer truncated below the frame's header".to_string() }
+    })?;
+    let total = (out.len() - payload_at).saturating_add(attached);
+    let len = match check_len(total, max) {
+        Ok(len) => len,
+        Err(e) => {
+            out.truncate(start.offset);
+            return Err(e);
+        }
+    };
+    out[start.offset..start.offset + 4].copy_from_slice(&len.to_le_bytes());
+    out[start.offset + 5] |= flags::ATTACHED;
+    Ok(())
+}
+
 /// Incremental frame decoder over a byte buffer that the caller fills from a socket.
 ///
 /// The decoder keeps no state besides its limit: call [`decode`](FrameDecoder::decode) on the unread
@@ -348,6 +378,22 @@ mod tests {
         let err = encode_frame(&mut out, FrameKind::Ping, 0, 0, &[0; 11], 10).unwrap_err();
         assert_eq!(err, WireError::TooLarge { len: 11, max: 10 });
         assert_eq!(out, [7]);
+    }
+
+    #[test]
+    fn finish_frame_attached_counts_what_follows_and_sets_the_flag() {
+        let mut out = Vec::new();
+        let start = begin_frame(&mut out, FrameKind::Reply, flags::ACK_REQUESTED, 1);
+        out.extend_from_slice(&[0; 10]);
+        finish_frame_attached(&mut out, start, 100, 110).unwrap();
+        let header = FrameDecoder::new(110).decode_header(&out).unwrap().unwrap();
+        assert_eq!(header.len, 110);
+        assert_eq!(header.flags, flags::ACK_REQUESTED | flags::ATTACHED);
+        let mut out = vec![5];
+        let start = begin_frame(&mut out, FrameKind::Reply, 0, 1);
+        out.extend_from_slice(&[0; 10]);
+        assert_eq!(finish_frame_attached(&mut out, start, 101, 110), Err(WireError::TooLarge { len: 111, max: 110 }));
+        assert_eq!(out, [5], "nothing half-written stays");
     }
 
     #[test]

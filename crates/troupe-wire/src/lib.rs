@@ -14,6 +14,7 @@
 //! | frame | `[len: u32][kind: u8][flags: u8][channel: u16][payload: len bytes]` |
 //! | Message payload | `[target_node: u64][target_serial: u64][type_tag: u64]([seq: u64] if ACK_REQUESTED)[body]` |
 //! | Reply payload | `[request: u64][status: u8][body]` |
+//! | body | postcard; with the ATTACHED flag `[postcard: n bytes][attached payloads][n: u32]` |
 //! | Ack payload | runs of consecutive sequence numbers, LEB128 varints (see [`encode_acks`]) |
 //! | Control payload | postcard of [`Control`] |
 //! | handshake payloads | see [`handshake`] |
@@ -27,10 +28,13 @@ pub mod frame;
 pub mod handshake;
 
 pub use control::{decode_acks, encode_acks, Control, WireActorId, WireExit, MAX_ACKS};
-pub use envelope::{Envelope, ReplyHeader, ReplyStatus, ENVELOPE_LEN, REPLY_HEADER_LEN, SEQ_LEN};
+pub use envelope::{
+    split_attached, write_attached_trailer, Envelope, ReplyHeader, ReplyStatus, ATTACHED_TRAILER_LEN, ENVELOPE_LEN,
+    REPLY_HEADER_LEN, SEQ_LEN,
+};
 pub use frame::{
-    begin_frame, encode_frame, finish_frame, flags, Frame, FrameDecoder, FrameHeader, FrameKind, FrameStart, WireError,
-    DEFAULT_MAX_FRAME, HEADER_LEN,
+    begin_frame, encode_frame, finish_frame, finish_frame_attached, flags, Frame, FrameDecoder, FrameHeader, FrameKind,
+    FrameStart, WireError, DEFAULT_MAX_FRAME, HEADER_LEN,
 };
 pub use handshake::{
     decode_reject, encode_reject, reject, ConnPurpose, Established, HandshakeConfig, HandshakeError, HandshakeStep,

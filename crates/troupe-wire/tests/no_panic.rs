@@ -38,6 +38,10 @@ proptest! {
         let _ = Envelope::read(&payload, false);
         let _ = Envelope::read(&payload, true);
         let _ = ReplyHeader::read(&payload);
+        if let Ok((postcard, attached)) = split_attached(&payload) {
+            prop_assert!(postcard.len() + attached.len() + ATTACHED_TRAILER_LEN == payload.len());
+            prop_assert!(attached.start == postcard.len());
+        }
         if let Ok(seqs) = decode_acks(&payload) {
             prop_assert!(seqs.len() <= MAX_ACKS);
         }

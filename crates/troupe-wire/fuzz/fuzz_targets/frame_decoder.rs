@@ -67,5 +67,11 @@ fn check_payload(frame: Frame<'_>) {
         control.encode(&mut out).expect("control messages encode");
         assert_eq!(Control::decode(&out).as_ref(), Ok(&control));
     }
+    if let Ok((postcard, attached)) = split_attached(payload) {
+        assert_eq!(postcard.len() + attached.len() + ATTACHED_TRAILER_LEN, payload.len());
+        let mut out = payload[..attached.end].to_vec();
+        write_attached_trailer(&mut out, postcard.len() as u32);
+        assert_eq!(&out[..], payload);
+    }
     let _ = decode_reject(payload);
 }
