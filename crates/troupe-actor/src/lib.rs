@@ -42,6 +42,7 @@ mod lock;
 mod mailbox;
 mod message;
 mod panic_hook;
+mod payload;
 mod props;
 mod reference;
 mod registry;
@@ -61,6 +62,7 @@ pub use exit::{Down, ExitReason};
 pub use id::{ActorId, NodeId};
 pub use message::Message;
 pub use panic_hook::quiet_actor_panics;
+pub use payload::{Payload, ATTACH_MIN};
 pub use props::{Props, Restart};
 pub use reference::{ActorRef, Tell, UntypedRef};
 pub use remote::{
@@ -75,7 +77,7 @@ pub use system::{ActorSystem, SystemBuilder, SystemConfig, SystemStats};
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        Actor, ActorRef, ActorResult, ActorSystem, Context, Down, ExitReason, Message, Props, Reply, Restart,
+        Actor, ActorRef, ActorResult, ActorSystem, Context, Down, ExitReason, Message, Payload, Props, Reply, Restart,
         SupervisionStrategy,
     };
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -131,8 +132,9 @@ pub enum RemoteControl {
     Watch,
 }
 
-/// Appends a message body to the transport's buffer.
-pub type BodyEncoder<'a> = &'a mut dyn FnMut(&mut Vec<u8>) -> Result<(), SendFailure>;
+/// Appends a message body to the transport's buffer, and the large [`Payload`](crate::Payload)s
+/// it carries to the list of attachments (which the transport sends after the body, uncopied).
+pub type BodyEncoder<'a> = &'a mut dyn FnMut(&mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), SendFailure>;
 
 /// Why a transport did not take a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,8 +158,9 @@ pub enum ReplyOutcome {
 pub trait PendingReply: Send + 'static {
     /// True when the asker no longer waits (the entry can be dropped).
     fn is_closed(&self) -> bool;
-    /// Completes the ask. Called inside a codec context for the replying node.
-    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8]);
+    /// Completes the ask with the reply's body and its attached payloads. Called inside a codec
+    /// context for the replying node.
+    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>);
 }
 
 /// What the actor runtime needs from a network transport.
@@ -233,18 +236,25 @@ fn current_context() -> Option<CodecContext> {
     CODEC.with(|c| c.borrow().clone())
 }
 
-/// Encodes a message body with postcard.
-pub(crate) fn encode_body<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), SendFailure> {
-    postcard::to_io(value, out).map(|_| ()).map_err(|e| SendFailure::Encode(e.to_string()))
+/// Encodes a message body with postcard; large payloads go to `attached` instead of `out`.
+pub(crate) fn encode_body<T: Serialize>(
+    value: &T,
+    out: &mut Vec<u8>,
+    attached: &mut Vec<Bytes>,
+) -> Result<(), SendFailure> {
+    crate::payload::collecting_attachments(attached, || postcard::to_io(value, out))
+        .map(|_| ())
+        .map_err(|e| SendFailure::Encode(e.to_string()))
 }
 
-/// Decodes a message body with postcard; trailing bytes are an error.
-pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes::<T>(body) {
+/// Decodes a message body with postcard, taking attached payloads from `attached` (the bytes a
+/// frame carries after the body). Trailing or unclaimed bytes are an error.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8], attached: Option<Bytes>) -> Result<T, String> {
+    crate::payload::with_attachments(attached, || match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
         Err(e) => Err(e.to_string()),
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,8 +325,8 @@ pub trait Inbound: Send + Sync + 'static {
     fn type_tag(&self) -> u64;
     /// The name of the message type it takes.
     fn type_name(&self) -> &'static str;
-    /// Decodes a body (inside a codec context) and delivers it.
-    fn deliver(&self, body: &[u8]) -> Result<Delivery, String>;
+    /// Decodes a body and its attached payloads (inside a codec context) and delivers it.
+    fn deliver(&self, body: &[u8], attached: Option<Bytes>) -> Result<Delivery, String>;
     /// The untyped ref, for control requests and watches.
     fn untyped(&self) -> UntypedRef;
 }
@@ -341,8 +351,8 @@ impl<M: RemoteMessage> Inbound for Exported<M> {
         M::TYPE_NAME
     }
 
-    fn deliver(&self, body: &[u8]) -> Result<Delivery, String> {
-        let message: M = decode_body(body)?;
+    fn deliver(&self, body: &[u8], attached: Option<Bytes>) -> Result<Delivery, String> {
+        let message: M = decode_body(body, attached)?;
         Ok(match self.0.try_tell(message) {
             Ok(()) => Delivery::Accepted,
             Err(TrySendError::Full { message, .. }) => {
@@ -454,12 +464,15 @@ impl CellControl for RemoteProxy {
     }
 }
 
+/// Encodes a message body: postcard into the buffer, large payloads into the attachment list.
+type EncodeFn<M> = fn(&M, &mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), SendFailure>;
+
 /// The remote half of an [`ActorRef`]: the proxy, the send options and the body encoder.
 pub(crate) struct RemoteTarget<M> {
     pub(crate) proxy: Arc<RemoteProxy>,
     pub(crate) opts: SendOptions,
     pub(crate) tag: u64,
-    pub(crate) encode: fn(&M, &mut Vec<u8>) -> Result<(), SendFailure>,
+    pub(crate) encode: EncodeFn<M>,
 }
 
 impl<M: RemoteMessage> RemoteTarget<M> {
@@ -477,7 +490,7 @@ impl<M> RemoteTarget<M> {
         let transport = &self.proxy.transport;
         let encode = self.encode;
         with_codec_context(transport, self.proxy.id.node, || {
-            transport.try_send(self.proxy.id, &self.opts, self.tag, &mut |out| encode(msg, out))
+            transport.try_send(self.proxy.id, &self.opts, self.tag, &mut |out, attached| encode(msg, out, attached))
         })
     }
 }

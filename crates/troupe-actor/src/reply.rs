@@ -61,11 +61,11 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
         self.tx.is_closed()
     }
 
-    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8]) {
+    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<bytes::Bytes>) {
         if outcome != ReplyOutcome::Answered {
             return;
         }
-        match remote::decode_body::<T>(body) {
+        match remote::decode_body::<T>(body, attached) {
             Ok(value) => {
                 let _ = self.tx.send(value);
             }
@@ -100,9 +100,10 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
         transport.runtime().spawn(async move {
             let answer = rx.await;
             remote::with_codec_context(&transport, node, || match answer {
-                Ok(value) => transport
-                    .send_reply(node, request, ReplyOutcome::Answered, &mut |out| remote::encode_body(&value, out)),
-                Err(_) => transport.send_reply(node, request, ReplyOutcome::NoReply, &mut |_| Ok(())),
+                Ok(value) => transport.send_reply(node, request, ReplyOutcome::Answered, &mut |out, attached| {
+                    remote::encode_body(&value, out, attached)
+                }),
+                Err(_) => transport.send_reply(node, request, ReplyOutcome::NoReply, &mut |_, _| Ok(())),
             });
         });
         Ok(Reply::new(tx))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
-use troupe::actor::{Actor, ActorRef, ActorResult, Context, Down, SendOptions};
+use troupe::actor::{Actor, ActorRef, ActorResult, Context, Down, Payload, SendOptions};
 use troupe::net::{OverlayKind, Topic};
 use troupe::{Node, NodeConfig, NodeEvent};
 use troupe_cli::process::NodeProcess;
@@ -177,12 +177,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             let mut i = c;
             while Instant::now() < stop_at {
                 let to = (i % 2) as usize;
-                if sinks[to].tell(ServiceMsg::Data(vec![c as u8; 256])).await.is_ok() {
+                if sinks[to].tell(ServiceMsg::Data(vec![c as u8; 256].into())).await.is_ok() {
                     sent[to].fetch_add(1, Ordering::Relaxed);
                 }
                 if i % 16 == 0 {
                     let start = Instant::now();
-                    if echoes[to].ask(|r| ServiceMsg::Echo(vec![1; 64], r)).await.is_ok() {
+                    if echoes[to].ask(|r| ServiceMsg::Echo(vec![1; 64].into(), r)).await.is_ok() {
                         asks.lock().record(start.elapsed().as_nanos() as u64).ok();
                     }
                 }
@@ -191,7 +191,9 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         }));
     }
     // Meanwhile, a ref travels: athens's sink forwards to sparta's sink.
-    sinks[0].tell(ServiceMsg::Forward { to: sinks[1].clone(), bytes: b"hello from athens".to_vec() }).await?;
+    sinks[0]
+        .tell(ServiceMsg::Forward { to: sinks[1].clone(), bytes: Payload::from_static(b"hello from athens") })
+        .await?;
     for client in clients {
         client.await?;
     }

@@ -6,24 +6,23 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use troupe::actor::{Actor, ActorRef, ActorResult, Context, Message, RemoteMessage, Reply};
+use troupe::actor::{Actor, ActorRef, ActorResult, Context, Message, Payload, RemoteMessage, Reply};
 
 /// Messages of the sink and echo services.
 #[derive(Serialize, Deserialize)]
 pub enum ServiceMsg {
     /// Counted (and the bytes added up), nothing else.
-    Data(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    Data(Payload),
     /// Answers with the count of `Data` messages and their total bytes.
     Count(Reply<(u64, u64)>),
     /// Answers with the same bytes.
-    Echo(#[serde(with = "serde_bytes_compat")] Vec<u8>, Reply<Vec<u8>>),
+    Echo(Payload, Reply<Payload>),
     /// Sends `Data(bytes)` to `to` (a ref that travelled here inside a message).
     Forward {
         /// Where to send.
         to: ActorRef<ServiceMsg>,
         /// What.
-        #[serde(with = "serde_bytes_compat")]
-        bytes: Vec<u8>,
+        bytes: Payload,
     },
     /// Answers the sum of the `Count` of every ref in `of` (refs inside a message, asked from here).
     CountOf {
@@ -38,33 +37,6 @@ pub enum ServiceMsg {
 impl Message for ServiceMsg {}
 impl RemoteMessage for ServiceMsg {
     const TYPE_NAME: &'static str = "troupe.services.ServiceMsg";
-}
-
-/// Byte vectors as one block (postcard's `bytes`: a length and a memcpy) instead of a sequence
-/// of `u8`s decoded one at a time.
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Bytes;
-        impl serde::de::Visitor<'_> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(Bytes)
-    }
 }
 
 /// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`, `Broadcasts`.

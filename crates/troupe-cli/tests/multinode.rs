@@ -12,7 +12,9 @@ use common::{
 };
 use tokio::sync::oneshot;
 use troupe::net::emulation::{LinkConfig, LinkProxy};
-use troupe::{Actor, ActorRef, ActorResult, AskError, Context, Down, ExitReason, Node, NodeEvent, SendOptions};
+use troupe::{
+    Actor, ActorRef, ActorResult, AskError, Context, Down, ExitReason, Node, NodeEvent, Payload, SendOptions,
+};
 use troupe::{TrySendError, UntypedRef};
 use troupe_cli::services::{Service, ServiceMsg};
 
@@ -24,7 +26,7 @@ async fn two_processes_tell_ask() {
     let remote = sink(&a, "b").await;
     assert!(!remote.is_local());
     for i in 0..10_000u32 {
-        remote.tell(ServiceMsg::Data(vec![i as u8; 64])).await.expect("tell");
+        remote.tell(ServiceMsg::Data(vec![i as u8; 64].into())).await.expect("tell");
     }
     // One sender, one receiver: the Count ask arrives after every Data, so no polling.
     assert_eq!(count(&remote).await.expect("count"), (10_000, 640_000));
@@ -49,7 +51,7 @@ async fn refs_in_messages_three_processes() {
 
     // A ref to C's sink travels A -> B; B sends to C over its own connection.
     for _ in 0..10 {
-        on_b.tell(ServiceMsg::Forward { to: on_c.clone(), bytes: vec![3; 100] }).await.expect("forward to c");
+        on_b.tell(ServiceMsg::Forward { to: on_c.clone(), bytes: vec![3; 100].into() }).await.expect("forward to c");
     }
     wait_count(&on_c, (10, 1000)).await;
     assert_eq!(count(&on_b).await.expect("b count"), (0, 0), "B must not count what it forwards");
@@ -57,10 +59,10 @@ async fn refs_in_messages_three_processes() {
     // A ref to an actor of A (never registered) is exported when it travels, and B uses it.
     let local = a.system().spawn(Service::default());
     for _ in 0..3 {
-        local.tell(ServiceMsg::Data(vec![1; 10])).await.expect("local tell");
+        local.tell(ServiceMsg::Data(vec![1; 10].into())).await.expect("local tell");
     }
     for _ in 0..5 {
-        on_b.tell(ServiceMsg::Forward { to: local.clone(), bytes: vec![2; 7] }).await.expect("forward to a");
+        on_b.tell(ServiceMsg::Forward { to: local.clone(), bytes: vec![2; 7].into() }).await.expect("forward to a");
     }
     wait_count(&local, (8, 65)).await;
 
@@ -164,7 +166,7 @@ async fn watch_across_processes() {
         .expect("an ask to a down node must fail at once");
     assert!(asked.is_err() && !matches!(asked, Err(AskError::Timeout { .. })), "{asked:?}");
     assert!(started.elapsed() < Duration::from_millis(500));
-    assert!(on_c.tell(ServiceMsg::Data(vec![])).await.is_err(), "a tell to a down node must fail");
+    assert!(on_c.tell(ServiceMsg::Data(vec![].into())).await.is_err(), "a tell to a down node must fail");
     assert!(!UntypedRef::from(&on_c).is_alive());
     // B is not affected.
     assert!(a.peers().iter().any(|p| p.name == "b" && p.up));
@@ -192,7 +194,7 @@ async fn acked_messages_survive_connection_drops() {
     const N: u64 = 5000;
     let mut severed = 0;
     for i in 0..N {
-        acked.tell(ServiceMsg::Data(vec![i as u8; 16])).await.expect("acked tell");
+        acked.tell(ServiceMsg::Data(vec![i as u8; 16].into())).await.expect("acked tell");
         if i % 250 == 249 {
             // Let the batch reach the wire, then (every other batch) cut it mid-flight.
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -248,7 +250,7 @@ async fn bounded_send_queue_with_stalled_peer() {
     let rss_before = rss_of("self");
 
     b.signal("STOP");
-    let payload = vec![5u8; MSG];
+    let payload = Payload::from(vec![5u8; MSG]);
     let mut accepted = 0u64;
     let mut last_accepted = Instant::now();
     let deadline = Instant::now() + PATIENCE;
@@ -322,7 +324,7 @@ async fn declared_down_then_back(keep_a_ref: bool, gap: bool) -> CameBack {
     let kept = {
         let acked = sink(&a, "b").await.with_options(SendOptions::new().ack());
         for _ in 0..100 {
-            acked.tell(ServiceMsg::Data(vec![1; 10])).await.expect("acked tell");
+            acked.tell(ServiceMsg::Data(vec![1; 10].into())).await.expect("acked tell");
         }
         wait_count(&acked, (100, 1000)).await;
         // Unless kept, every ref is dropped before B goes down: refs made later get fresh proxies.
@@ -332,7 +334,7 @@ async fn declared_down_then_back(keep_a_ref: bool, gap: bool) -> CameBack {
     proxy.set_partitioned(true);
     let mut queued = 0;
     if gap {
-        queued = (0..10).filter(|_| acked.try_tell(ServiceMsg::Data(vec![1; 10])).is_ok()).count() as u64;
+        queued = (0..10).filter(|_| acked.try_tell(ServiceMsg::Data(vec![1; 10].into())).is_ok()).count() as u64;
         assert!(queued > 0, "nothing queued while cut off");
     }
     drop(acked);
@@ -366,7 +368,7 @@ async fn acked_delivery_after_the_peer_was_declared_down_and_came_back() {
     let plain = sink(&a, "b").await;
     let acked = plain.with_options(SendOptions::new().ack());
     for _ in 0..50 {
-        acked.tell(ServiceMsg::Data(vec![2; 10])).await.expect("acked tell after reconnecting");
+        acked.tell(ServiceMsg::Data(vec![2; 10].into())).await.expect("acked tell after reconnecting");
     }
     eventually("every acked message acknowledged", PATIENCE, || async {
         match a.stats().unacked {
@@ -385,10 +387,10 @@ async fn lookup_after_the_peer_came_back_gives_a_working_ref() {
     let CameBack { a, b: _b, proxy: _proxy, kept, .. } = declared_down_then_back(true, false).await;
     let kept = kept.expect("a ref from before");
     // The ref kept from before stays dead: its watchers were told NodeDown.
-    assert!(kept.tell(ServiceMsg::Data(vec![3; 10])).await.is_err());
+    assert!(kept.tell(ServiceMsg::Data(vec![3; 10].into())).await.is_err());
     // A new lookup finds the sink alive on the same incarnation of B: its ref must work.
     let fresh = sink(&a, "b").await;
-    fresh.tell(ServiceMsg::Data(vec![3; 10])).await.expect("tell through a ref looked up after reconnecting");
+    fresh.tell(ServiceMsg::Data(vec![3; 10].into())).await.expect("tell through a ref looked up after reconnecting");
     wait_count(&fresh, (101, 1010)).await;
     a.shutdown().await;
 }
@@ -404,7 +406,7 @@ async fn acked_messages_queued_while_the_peer_was_down_arrive_once_and_memory_st
     let mut rss = Vec::new();
     for round in 1..=5 {
         for _ in 0..ROUND {
-            acked.tell(ServiceMsg::Data(Vec::new())).await.expect("acked tell");
+            acked.tell(ServiceMsg::Data(Payload::new())).await.expect("acked tell");
         }
         wait_count(&plain, (100 + gap + round * ROUND, 1000 + 10 * gap)).await;
         rss.push(rss_of(&b.pid().to_string()));

@@ -40,7 +40,7 @@ async fn serves(config: NodeConfig, b: &ChildNode) {
     connect(&node, &b.addr).await;
     let remote = sink(&node, &b.name).await;
     let (before, _) = count(&remote).await.expect("count");
-    remote.tell(ServiceMsg::Data(vec![9; 64])).await.expect("tell");
+    remote.tell(ServiceMsg::Data(vec![9; 64].into())).await.expect("tell");
     assert_eq!(count(&remote).await.expect("count").0, before + 1);
     echo_roundtrip(&remote, 1000).await;
     node.shutdown().await;
@@ -262,7 +262,7 @@ async fn tls_between_two_processes() {
     b.wait_line("UP a").await;
     let remote = sink(&a, "b").await;
     for _ in 0..100 {
-        remote.tell(ServiceMsg::Data(vec![1; 100])).await.expect("tell over TLS");
+        remote.tell(ServiceMsg::Data(vec![1; 100].into())).await.expect("tell over TLS");
     }
     assert_eq!(count(&remote).await.expect("count over TLS"), (100, 10_000));
     echo_roundtrip(&remote, 200_000).await;

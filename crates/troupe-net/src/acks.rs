@@ -24,10 +24,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::framebuf::FrameBuf;
+
 /// One message waiting for its acknowledgement.
 struct Unacked {
     /// The whole frame, ready to be queued again (empty while the number is only reserved).
-    frame: Vec<u8>,
+    /// Attached payloads are shared with the send queue, not copied.
+    frame: FrameBuf,
     /// Channel and lane it was queued on.
     lane: (usize, usize),
     /// When it was last queued.
@@ -49,14 +52,14 @@ impl Outstanding {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.frames.insert(seq, Unacked { frame: Vec::new(), lane, sent: Instant::now() });
+        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now() });
         Some(seq)
     }
 
-    fn fill(&mut self, seq: u64, frame: &[u8]) {
+    fn fill(&mut self, seq: u64, frame: FrameBuf) {
         if let Some(u) = self.frames.get_mut(&seq) {
             self.bytes += frame.len();
-            u.frame = frame.to_vec();
+            u.frame = frame;
         }
     }
 
@@ -144,7 +147,7 @@ impl AckState {
     }
 
     /// Keeps the frame of reserved number `seq` for retransmission.
-    pub(crate) fn fill(&self, seq: u64, frame: &[u8]) {
+    pub(crate) fn fill(&self, seq: u64, frame: FrameBuf) {
         self.outstanding.lock().fill(seq, frame);
     }
 
@@ -186,7 +189,7 @@ impl AckState {
 
     /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
     /// queued now.
-    pub(crate) fn due(&self, now: Instant, after: Duration) -> Vec<((usize, usize), Vec<u8>)> {
+    pub(crate) fn due(&self, now: Instant, after: Duration) -> Vec<((usize, usize), FrameBuf)> {
         let mut outstanding = self.outstanding.lock();
         let mut due = Vec::new();
         for u in outstanding.frames.values_mut() {
@@ -271,10 +274,15 @@ mod tests {
     #[test]
     fn reserve_fill_ack_and_floor() {
         let state = AckState::new(10);
+        let six = || {
+            let mut frame = FrameBuf::default();
+            frame.inline().extend_from_slice(&[0; 6]);
+            frame
+        };
         let a = state.reserve((1, 0)).unwrap();
-        state.fill(a, &[0; 6]);
+        state.fill(a, six());
         let b = state.reserve((1, 0)).unwrap();
-        state.fill(b, &[0; 6]);
+        state.fill(b, six());
         assert_eq!(state.reserve((1, 0)), None, "12 bytes unacked, limit 10");
         let now = Instant::now();
         assert_eq!(state.due(now, Duration::from_secs(1)).len(), 0);

@@ -13,6 +13,7 @@ use troupe_wire::{
     MAX_HANDSHAKE_PAYLOAD,
 };
 
+use crate::framebuf::FrameBuf;
 use crate::queue::SendQueue;
 use crate::tls::TlsContext;
 
@@ -158,7 +159,7 @@ pub(crate) async fn write_loop(
     stop: Arc<tokio::sync::Notify>,
     written: impl Fn(usize),
 ) -> std::io::Result<()> {
-    let mut buf = Vec::new();
+    let mut buf = FrameBuf::default();
     loop {
         if !queue.take(&mut buf) {
             let _ = writer.shutdown().await;
@@ -173,12 +174,6 @@ pub(crate) async fn write_loop(
                 }
             }
         }
-        writer.write_all(&buf).await?;
-        written(buf.len());
-        buf.clear();
-        // Large messages leave a large buffer behind; do not keep it for an idle lane.
-        if buf.capacity() > 4 << 20 {
-            buf = Vec::new();
-        }
+        written(buf.write_to(&mut writer).await?);
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
@@ -17,14 +18,16 @@ use troupe_actor::{
     RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
-    begin_frame, decode_acks, encode_acks, finish_frame, flags, ConnPurpose, Control, Envelope, FrameDecoder,
-    FrameKind, HandshakeConfig, NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit,
+    begin_frame, decode_acks, encode_acks, finish_frame, finish_frame_attached, flags, split_attached,
+    write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind, HandshakeConfig,
+    NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
 };
 
 use crate::acks::AckState;
 use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
+use crate::framebuf::FrameBuf;
 use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
 use crate::queue::{QueueRefusal, SendQueue};
@@ -53,6 +56,81 @@ pub(crate) struct Settings {
     pub(crate) reach: Reach,
     /// Hops a relayed message may take.
     pub(crate) relay_ttl: u8,
+}
+
+/// Frames at least this long (header included) are read into a buffer of their own.
+const BIG_FRAME: usize = 64 * 1024;
+/// The most one read of a large frame takes from the socket.
+const BIG_READ: usize = 256 * 1024;
+
+/// The buffers of a connection's recent large frames, reused for later ones once the actors are
+/// done with the payloads sliced from them: a fresh buffer for every large frame costs page faults
+/// (and memory the allocator gives back to the OS and takes again) on every message.
+#[derive(Default)]
+struct FramePool {
+    frames: std::collections::VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl FramePool {
+    /// The most a connection keeps for reuse.
+    const MAX_BYTES: usize = 16 << 20;
+
+    /// An empty buffer of at least `len` bytes: a released one if there is one.
+    fn take(&mut self, len: usize) -> BytesMut {
+        while let Some(i) = self.frames.iter().position(|f| f.len() >= len && f.is_unique()) {
+            let Some(frame) = self.frames.remove(i) else { break };
+            self.bytes -= frame.len();
+            if let Ok(mut buffer) = frame.try_into_mut() {
+                buffer.clear();
+                if buffer.capacity() >= len {
+                    return buffer;
+                }
+            }
+        }
+        BytesMut::with_capacity(len)
+    }
+
+    /// Keeps `frame` to be reused once nobody else holds it.
+    fn keep(&mut self, frame: &Bytes) {
+        if frame.len() > Self::MAX_BYTES {
+            return;
+        }
+        while self.bytes + frame.len() > Self::MAX_BYTES {
+            match self.frames.pop_front() {
+                Some(old) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame.clone());
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+}
+
+/// What one connection's reader keeps between frames.
+struct ConnState {
+    /// Sequence numbers to acknowledge after this read.
+    acks: Vec<u64>,
+    /// The exported actor the last message went to.
+    cache: Option<Arc<dyn Inbound>>,
+    /// Messages handed to actors since the counters were last updated.
+    delivered: u64,
+}
+
+/// What became of one frame.
+enum Dispatched {
+    Done,
+    /// A message went into a mailbox.
+    Delivered,
+    /// The mailbox is full: await this (true when delivered).
+    Full(std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>),
+    /// The connection must close, for this reason.
+    Close(String),
 }
 
 /// A pending registry lookup on another node.
@@ -448,6 +526,11 @@ impl NodeShared {
 
     /// Reads and dispatches frames until the connection fails; pings an idle connection and
     /// gives up on it after the configured attempts.
+    ///
+    /// Small frames are read many at a time into one buffer. A frame of [`BIG_FRAME`] bytes or
+    /// more is read into a buffer of its own, in reads of at most [`BIG_READ`] bytes, so its
+    /// attached payloads reach the actor as slices of that buffer (never copied again), and other
+    /// connections' readers get the thread between two reads.
     async fn read_loop(
         self: Arc<Self>,
         peer: Arc<Peer>,
@@ -458,14 +541,13 @@ impl NodeShared {
     ) -> String {
         let Some(transport) = self.transport() else { return "node gone".into() };
         let decoder = FrameDecoder::new(self.settings.max_frame);
+        let mut conn = ConnState { acks: Vec::new(), cache: None, delivered: 0 };
+        let mut pool = FramePool::default();
         let mut buf = leftover;
         let mut start = 0usize;
-        let mut acks: Vec<u64> = Vec::new();
         let mut unanswered = 0u32;
-        let mut cache: Option<Arc<dyn Inbound>> = None;
         // Counted per read, not per frame: the counters are shared by every connection.
         let mut frames = 0u64;
-        let mut delivered = 0u64;
         loop {
             // Dispatch every whole frame in the buffer.
             loop {
@@ -484,78 +566,88 @@ impl NodeShared {
                 start += used;
                 unanswered = 0;
                 frames += 1;
-                let payload = &buf[payload_range];
-                if self.faults.active() && self.faults.is_partitioned(peer.id) {
-                    continue;
-                }
-                match header.kind {
-                    FrameKind::Message => {
-                        let acked = header.flags & flags::ACK_REQUESTED != 0;
-                        let delivery = self.on_message(
-                            &transport,
-                            &peer,
-                            payload,
-                            acked,
-                            header.channel as usize,
-                            &mut acks,
-                            &mut cache,
-                        );
-                        match delivery {
-                            Some(Delivery::Accepted) => delivered += 1,
-                            Some(Delivery::Full(wait)) => {
-                                if wait.await {
-                                    delivered += 1;
-                                } else {
-                                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Some(Delivery::Closed) | None => {}
-                        }
-                    }
-                    FrameKind::Reply => self.on_reply(&transport, &peer, payload),
-                    FrameKind::Ack => match decode_acks(payload) {
-                        Ok(seqs) => peer.acks.acked(&seqs),
-                        Err(error) => tracing::warn!(peer = %peer.name, %error, "bad ack frame"),
-                    },
-                    FrameKind::Control => match Control::decode(payload) {
-                        Ok(control) => self.on_control(&peer, control),
-                        Err(error) => {
-                            self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(peer = %peer.name, %error, "bad control frame");
-                        }
-                    },
-                    FrameKind::Ping => {
-                        reply_queue.push_frame(FrameKind::Pong, channel as u16, &[]);
-                    }
-                    FrameKind::Pong => {}
-                    FrameKind::Close => return "peer closed the connection".into(),
-                    other => {
-                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %peer.name, kind = ?other, "handshake frame on an open connection");
-                        return "protocol violation".into();
-                    }
+                let step = self.dispatch(
+                    &transport,
+                    &peer,
+                    header,
+                    &buf[payload_range],
+                    None,
+                    &reply_queue,
+                    channel,
+                    &mut conn,
+                );
+                if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
+                    return reason;
                 }
             }
-            if !acks.is_empty() {
-                let mut payload = Vec::with_capacity(acks.len() * 2 + 4);
-                encode_acks(&mut payload, &acks);
+            if !conn.acks.is_empty() {
+                let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
+                encode_acks(&mut payload, &conn.acks);
                 reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
-                acks.clear();
+                conn.acks.clear();
             }
             self.counters.frames_in.fetch_add(std::mem::take(&mut frames), Ordering::Relaxed);
-            if delivered > 0 {
-                peer.received.fetch_add(delivered, Ordering::Relaxed);
+            if conn.delivered > 0 {
+                peer.received.fetch_add(conn.delivered, Ordering::Relaxed);
             }
-            self.counters.messages_in.fetch_add(std::mem::take(&mut delivered), Ordering::Relaxed);
+            self.counters.messages_in.fetch_add(std::mem::take(&mut conn.delivered), Ordering::Relaxed);
             // Compact, then read more.
             if start > 0 {
                 buf.drain(..start);
                 start = 0;
             }
+            if let Ok(Some(header)) = decoder.decode_header(&buf) {
+                let total = HEADER_LEN + header.len as usize;
+                if total >= BIG_FRAME && buf.len() < total {
+                    // A large frame has begun: the rest of it goes into a buffer of its own.
+                    let mut big = pool.take(total);
+                    big.extend_from_slice(&buf);
+                    buf.clear();
+                    while big.len() < total {
+                        let want = (total - big.len()).min(BIG_READ) as u64;
+                        let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
+                        match tokio::time::timeout(wait, (&mut reader).take(want).read_buf(&mut big)).await {
+                            Ok(Ok(0)) => return "closed by peer".into(),
+                            Ok(Ok(n)) => {
+                                unanswered = 0;
+                                self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Ok(Err(e)) => return format!("read failed: {e}"),
+                            Err(_) => {
+                                if unanswered >= self.settings.ping_attempts {
+                                    tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
+                                    return "idle ping unanswered".into();
+                                }
+                                unanswered += 1;
+                                reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
+                            }
+                        }
+                        // Let the other connections' readers (small messages) have the thread.
+                        tokio::task::yield_now().await;
+                    }
+                    let frame = big.freeze();
+                    pool.keep(&frame);
+                    frames += 1;
+                    let step = self.dispatch(
+                        &transport,
+                        &peer,
+                        header,
+                        &frame[HEADER_LEN..],
+                        Some(&frame),
+                        &reply_queue,
+                        channel,
+                        &mut conn,
+                    );
+                    if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
+                        return reason;
+                    }
+                    continue;
+                }
+            }
             if buf.capacity() - buf.len() < 32 * 1024 {
                 buf.reserve(64 * 1024);
             }
-            if buf.is_empty() && buf.capacity() > 8 << 20 {
+            if buf.is_empty() && buf.capacity() > 1 << 20 {
                 buf = Vec::with_capacity(64 * 1024);
             }
             let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
@@ -566,6 +658,7 @@ impl NodeShared {
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
+                    pool.clear(); // idle: give the memory back
                     if unanswered >= self.settings.ping_attempts {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
                         return "idle ping unanswered".into();
@@ -577,19 +670,98 @@ impl NodeShared {
         }
     }
 
+    /// Handles one frame read from `peer`. `frame` is the whole frame when it has a buffer of its
+    /// own (its attached payloads are then sliced from it, not copied).
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        transport: &Arc<dyn Transport>,
+        peer: &Arc<Peer>,
+        header: FrameHeader,
+        payload: &[u8],
+        frame: Option<&Bytes>,
+        reply_queue: &SendQueue,
+        channel: usize,
+        conn: &mut ConnState,
+    ) -> Dispatched {
+        if self.faults.active() && self.faults.is_partitioned(peer.id) {
+            return Dispatched::Done;
+        }
+        match header.kind {
+            FrameKind::Message => {
+                let delivery = self.on_message(transport, peer, header, payload, frame, conn);
+                match delivery {
+                    Some(Delivery::Accepted) => Dispatched::Delivered,
+                    Some(Delivery::Full(wait)) => Dispatched::Full(wait),
+                    Some(Delivery::Closed) | None => Dispatched::Done,
+                }
+            }
+            FrameKind::Reply => {
+                self.complete_reply(transport, peer.id, &peer.name, header, payload, frame);
+                Dispatched::Done
+            }
+            FrameKind::Ack => {
+                match decode_acks(payload) {
+                    Ok(seqs) => peer.acks.acked(&seqs),
+                    Err(error) => tracing::warn!(peer = %peer.name, %error, "bad ack frame"),
+                }
+                Dispatched::Done
+            }
+            FrameKind::Control => {
+                match Control::decode(payload) {
+                    Ok(control) => self.on_control(peer, control),
+                    Err(error) => {
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.name, %error, "bad control frame");
+                    }
+                }
+                Dispatched::Done
+            }
+            FrameKind::Ping => {
+                reply_queue.push_frame(FrameKind::Pong, channel as u16, &[]);
+                Dispatched::Done
+            }
+            FrameKind::Pong => Dispatched::Done,
+            FrameKind::Close => Dispatched::Close("peer closed the connection".into()),
+            other => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, kind = ?other, "handshake frame on an open connection");
+                Dispatched::Close("protocol violation".into())
+            }
+        }
+    }
+
+    /// Waits out a delivery into a full mailbox (backpressure reaches the connection), counts
+    /// it; `Err` says why the connection must close.
+    async fn finish_dispatch(&self, step: Dispatched, conn: &mut ConnState) -> Result<(), String> {
+        match step {
+            Dispatched::Done => {}
+            Dispatched::Delivered => conn.delivered += 1,
+            Dispatched::Full(wait) => {
+                if wait.await {
+                    conn.delivered += 1;
+                } else {
+                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Dispatched::Close(reason) => return Err(reason),
+        }
+        Ok(())
+    }
+
     /// Delivers one Message frame: `None` when it was not handed to an actor (a duplicate, a
     /// dead letter, an error), else what the mailbox said.
-    #[allow(clippy::too_many_arguments)]
     fn on_message(
         &self,
         transport: &Arc<dyn Transport>,
         peer: &Peer,
+        header: FrameHeader,
         payload: &[u8],
-        acked: bool,
-        channel: usize,
-        acks: &mut Vec<u64>,
-        cache: &mut Option<Arc<dyn Inbound>>,
+        frame: Option<&Bytes>,
+        conn: &mut ConnState,
     ) -> Option<Delivery> {
+        let acked = header.flags & flags::ACK_REQUESTED != 0;
+        let channel = header.channel as usize;
         let (env, body) = match Envelope::read(payload, acked) {
             Ok(x) => x,
             Err(error) => {
@@ -607,25 +779,56 @@ impl NodeShared {
             }
         }
         if let Some(seq) = env.seq {
-            acks.push(seq);
+            conn.acks.push(seq);
             if !peer.acks.first_time(seq) {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
         }
-        if !matches!(cache, Some(i) if i.id() == target) {
-            *cache = self.exported_local(target);
+        let (body, attached) = self.split_body(&peer.name, header, body, frame)?;
+        if !matches!(&conn.cache, Some(i) if i.id() == target) {
+            conn.cache = self.exported_local(target);
         }
-        let Some(inbound) = cache.as_deref() else {
+        let Some(inbound) = conn.cache.as_deref() else {
             self.dead_letter(peer, target);
             return None;
         };
-        match self.deliver_local(transport, inbound, (peer.id, &peer.name), target, env.type_tag, body)? {
+        match self.deliver_local(transport, inbound, (peer.id, &peer.name), (target, env.type_tag), body, attached)? {
             Delivery::Closed => {
                 self.dead_letter(peer, target);
                 None
             }
             delivery => Some(delivery),
+        }
+    }
+
+    /// A body's postcard part and its attached payloads: sliced from `frame` when the frame has a
+    /// buffer of its own, else copied out of the shared read buffer. `None` (counted, logged) when
+    /// the body is malformed.
+    fn split_body<'a>(
+        &self,
+        from: &str,
+        header: FrameHeader,
+        body: &'a [u8],
+        frame: Option<&Bytes>,
+    ) -> Option<(&'a [u8], Option<Bytes>)> {
+        if header.flags & flags::ATTACHED == 0 {
+            return Some((body, None));
+        }
+        match split_attached(body) {
+            Ok((postcard, range)) => {
+                let region = &body[range];
+                let attached = match frame {
+                    Some(frame) => frame.slice_ref(region),
+                    None => Bytes::copy_from_slice(region),
+                };
+                Some((postcard, Some(attached)))
+            }
+            Err(error) => {
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %from, %error, "bad attached body");
+                None
+            }
         }
     }
 
@@ -637,16 +840,16 @@ impl NodeShared {
         transport: &Arc<dyn Transport>,
         inbound: &dyn Inbound,
         (from, from_name): (NodeId, &str),
-        target: ActorId,
-        type_tag: u64,
+        (target, type_tag): (ActorId, u64),
         body: &[u8],
+        attached: Option<Bytes>,
     ) -> Option<Delivery> {
         if inbound.type_tag() != type_tag {
             self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %from_name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
             return None;
         }
-        match troupe_actor::with_codec_context(transport, from, || inbound.deliver(body)) {
+        match troupe_actor::with_codec_context(transport, from, || inbound.deliver(body, attached)) {
             Ok(delivery) => Some(delivery),
             Err(error) => {
                 self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -673,12 +876,16 @@ impl NodeShared {
         self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
     }
 
-    fn on_reply(&self, transport: &Arc<dyn Transport>, peer: &Peer, payload: &[u8]) {
-        self.complete_reply(transport, peer.id, &peer.name, payload);
-    }
-
     /// Completes the ask a Reply frame from node `from` answers.
-    fn complete_reply(&self, transport: &Arc<dyn Transport>, from: NodeId, name: &str, payload: &[u8]) {
+    fn complete_reply(
+        &self,
+        transport: &Arc<dyn Transport>,
+        from: NodeId,
+        name: &str,
+        frame_header: FrameHeader,
+        payload: &[u8],
+        frame: Option<&Bytes>,
+    ) {
         let (header, body) = match ReplyHeader::read(payload) {
             Ok(x) => x,
             Err(error) => {
@@ -693,7 +900,11 @@ impl NodeShared {
                 ReplyStatus::Ok => ReplyOutcome::Answered,
                 _ => ReplyOutcome::NoReply,
             };
-            troupe_actor::with_codec_context(transport, from, || pending.complete(outcome, body));
+            let (body, attached) = match self.split_body(name, frame_header, body, frame) {
+                Some(split) => split,
+                None => (&[][..], None),
+            };
+            troupe_actor::with_codec_context(transport, from, || pending.complete(outcome, body, attached));
         }
     }
 
@@ -835,7 +1046,7 @@ impl NodeShared {
             ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
         };
         for pending in failed {
-            pending.complete(ReplyOutcome::NoReply, &[]);
+            pending.complete(ReplyOutcome::NoReply, &[], None);
         }
         self.lookups.lock().retain(|_, (to, _)| *to != peer.id);
         self.directory.write().remove(&peer.id);
@@ -939,15 +1150,15 @@ impl NodeShared {
         }
         let Some(transport) = self.transport() else { return };
         let decoder = FrameDecoder::new(self.settings.max_frame);
-        let (kind, payload) = match decoder.decode(&frame) {
-            Ok(Some((f, used))) if used == frame.len() => (f.header.kind, f.payload),
+        let (header, payload) = match decoder.decode(&frame) {
+            Ok(Some((f, used))) if used == frame.len() => (f.header, f.payload),
             _ => {
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %self.settings.name, peer = %via.name, "bad relayed frame dropped");
                 return;
             }
         };
-        match kind {
+        match header.kind {
             FrameKind::Message => {
                 let (env, body) = match Envelope::read(payload, false) {
                     Ok(x) => x,
@@ -962,7 +1173,15 @@ impl NodeShared {
                     self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                match self.deliver_local(&transport, &*inbound, (origin, &via.name), target, env.type_tag, body) {
+                let Some((body, attached)) = self.split_body(&via.name, header, body, None) else { return };
+                match self.deliver_local(
+                    &transport,
+                    &*inbound,
+                    (origin, &via.name),
+                    (target, env.type_tag),
+                    body,
+                    attached,
+                ) {
                     Some(Delivery::Accepted) => {
                         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
@@ -976,7 +1195,7 @@ impl NodeShared {
                     None => {}
                 }
             }
-            FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, payload),
+            FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, header, payload, None),
             other => {
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %via.name, kind = ?other, "relayed frame of the wrong kind dropped");
@@ -1136,9 +1355,9 @@ impl Transport for NodeShared {
         let peer = match self.peer(target.node) {
             Some(peer) => Some(peer),
             None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
-                let mut frame = Vec::new();
+                let mut frame = FrameBuf::default();
                 self.write_message(&mut frame, target, tag, None, 1, body)?;
-                return match self.relay(self.id, target.node, self.settings.relay_ttl, frame, None) {
+                return match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
                     true => Ok(()),
                     false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
                 };
@@ -1164,7 +1383,7 @@ impl Transport for NodeShared {
                     return Ok(());
                 }
                 Verdict::Delay(delay) => {
-                    let mut frame = Vec::new();
+                    let mut frame = FrameBuf::default();
                     self.write_message(&mut frame, target, tag, None, lane_ix.0, body)?;
                     let queue = peer.lane(lane_ix).queue.clone();
                     self.runtime.spawn(async move {
@@ -1178,17 +1397,19 @@ impl Transport for NodeShared {
         let lane = peer.lane(lane_ix);
         let monotonic = self.settings.channels[lane_ix.0].2.then_some(target);
         let pushed = lane.queue.push(monotonic, |buf| {
+            if !opts.ack {
+                return self.write_message(buf, target, tag, None, lane_ix.0, body);
+            }
             // The number is reserved only once the queue has room, and kept or given up here.
-            let seq = match opts.ack {
-                false => None,
-                true => Some(peer.acks.reserve(lane_ix).ok_or(Refusal::Full)?),
-            };
-            let start = buf.len();
-            let written = self.write_message(buf, target, tag, seq, lane_ix.0, body);
-            match (seq, &written) {
-                (Some(seq), Ok(())) => peer.acks.fill(seq, &buf[start..]),
-                (Some(seq), Err(_)) => peer.acks.abandon(seq),
-                (None, _) => {}
+            let seq = peer.acks.reserve(lane_ix).ok_or(Refusal::Full)?;
+            let mut frame = FrameBuf::default();
+            let written = self.write_message(&mut frame, target, tag, Some(seq), lane_ix.0, body);
+            match written {
+                Ok(()) => {
+                    buf.append(&frame);
+                    peer.acks.fill(seq, frame);
+                }
+                Err(_) => peer.acks.abandon(seq),
             }
             written
         });
@@ -1296,14 +1517,15 @@ impl Transport for NodeShared {
         };
         if to == self.id {
             // The asker is here (a reply port that travelled out and back).
-            let mut bytes = Vec::new();
-            if body(&mut bytes).is_err() {
+            let (mut bytes, mut attached) = (Vec::new(), Vec::new());
+            if body(&mut bytes, &mut attached).is_err() {
                 return false;
             }
+            let attached = (!attached.is_empty()).then(|| Bytes::from(attached.concat()));
             let pending = self.replies.lock().remove(&request);
             return match pending {
                 Some((_, p)) => {
-                    p.complete(outcome, &bytes);
+                    p.complete(outcome, &bytes, attached);
                     true
                 }
                 None => false,
@@ -1313,11 +1535,11 @@ impl Transport for NodeShared {
         let peer = match self.peer(to) {
             Some(peer) => peer,
             None if self.must_relay(to) => {
-                let mut frame = Vec::new();
+                let mut frame = FrameBuf::default();
                 if self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body).is_err() {
                     return false;
                 }
-                return self.relay(self.id, to, self.settings.relay_ttl, frame, None);
+                return self.relay(self.id, to, self.settings.relay_ttl, frame.to_vec(), None);
             }
             None => match self.peer_on_demand(to) {
                 Some(peer) => peer,
@@ -1340,7 +1562,7 @@ impl NodeShared {
     /// Writes one whole Message frame.
     fn write_message(
         &self,
-        buf: &mut Vec<u8>,
+        buf: &mut FrameBuf,
         target: ActorId,
         tag: u64,
         seq: Option<u64>,
@@ -1359,27 +1581,46 @@ impl NodeShared {
         .map_err(Refusal::Failed)
     }
 
-    /// Appends one whole frame: header, `head` (envelope or reply header), then the body. On
-    /// failure the buffer is left as it was.
+    /// Appends one whole frame: header, `head` (envelope or reply header), then the body, whose
+    /// large payloads are attached after it uncopied (with the trailer that says where the body's
+    /// postcard part ends). On failure the buffer is left as it was.
     fn write_frame(
         &self,
-        buf: &mut Vec<u8>,
+        buf: &mut FrameBuf,
         kind: FrameKind,
         flags: u8,
         channel: u16,
         head: impl FnOnce(&mut Vec<u8>),
         body: BodyEncoder<'_>,
     ) -> Result<(), SendFailure> {
-        let start = begin_frame(buf, kind, flags, channel);
+        let max = self.settings.max_frame;
+        let mut attached = Vec::new();
+        let inline = buf.inline();
+        let start = begin_frame(inline, kind, flags, channel);
         let offset = start.offset();
-        head(buf);
-        if let Err(e) = body(buf) {
-            buf.truncate(offset);
+        head(inline);
+        let body_at = inline.len();
+        if let Err(e) = body(inline, &mut attached) {
+            inline.truncate(offset);
             return Err(e);
         }
-        let len = buf.len() - offset;
-        let max = self.settings.max_frame;
-        finish_frame(buf, start, max).map_err(|_| SendFailure::TooLarge { len, max })
+        if attached.is_empty() {
+            let len = inline.len() - offset;
+            return finish_frame(inline, start, max).map_err(|_| SendFailure::TooLarge { len, max });
+        }
+        let postcard_len = inline.len() - body_at;
+        let extra = attached.iter().map(Bytes::len).sum::<usize>() + ATTACHED_TRAILER_LEN;
+        let len = inline.len() - offset + extra;
+        let Ok(postcard_len) = u32::try_from(postcard_len) else {
+            inline.truncate(offset);
+            return Err(SendFailure::TooLarge { len, max });
+        };
+        finish_frame_attached(inline, start, extra, max).map_err(|_| SendFailure::TooLarge { len, max })?;
+        for piece in attached {
+            buf.attach(piece);
+        }
+        write_attached_trailer(buf.inline(), postcard_len);
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ mod conn;
 mod core;
 pub mod emulation;
 mod fault;
+mod framebuf;
 mod membership;
 mod node;
 mod overlays;

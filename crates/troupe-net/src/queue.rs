@@ -1,8 +1,8 @@
 //! The bounded send queue of one lane (one connection slot of a channel to a peer).
 //!
-//! Senders encode frames straight into the queue's byte buffer under a short lock; the lane's
-//! writer swaps the whole buffer out and writes it with one syscall, so a burst of small
-//! messages costs one write. The queue outlives connections: bytes queued while a lane
+//! Senders encode frames straight into the queue's [`FrameBuf`] under a short lock; the lane's
+//! writer swaps the whole buffer out and writes it with one (vectored) syscall, so a burst of
+//! small messages costs one write and a large attached payload is never copied. The queue outlives connections: bytes queued while a lane
 //! reconnects are written on the next connection.
 //!
 //! The bound is in bytes: a send is refused (`Full`) once `capacity` bytes wait, so the
@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 use troupe_actor::ActorId;
 use troupe_wire::{encode_frame, FrameKind};
 
+use crate::framebuf::FrameBuf;
+
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum QueueRefusal {
@@ -31,7 +33,7 @@ pub(crate) enum QueueRefusal {
 }
 
 struct State {
-    buf: Vec<u8>,
+    buf: FrameBuf,
     /// Monotonic lanes: the latest frame per target, in first-queued order.
     latest: Option<Latest>,
     waiters: Vec<Waker>,
@@ -43,7 +45,7 @@ struct State {
 
 #[derive(Default)]
 struct Latest {
-    frames: HashMap<ActorId, Vec<u8>>,
+    frames: HashMap<ActorId, FrameBuf>,
     order: Vec<ActorId>,
     bytes: usize,
     replaced: u64,
@@ -61,7 +63,7 @@ impl SendQueue {
     pub(crate) fn new(capacity: usize, monotonic: bool) -> Self {
         SendQueue {
             state: Mutex::new(State {
-                buf: Vec::new(),
+                buf: FrameBuf::default(),
                 latest: monotonic.then(Latest::default),
                 waiters: Vec::new(),
                 closed: false,
@@ -77,7 +79,7 @@ impl SendQueue {
     pub(crate) fn push<E>(
         &self,
         target: Option<ActorId>,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
     ) -> Result<Result<(), E>, QueueRefusal> {
         self.push_inner(target, true, write)
     }
@@ -85,18 +87,24 @@ impl SendQueue {
     /// Appends one whole frame of `kind` with `payload`, ignoring the bound (acks, pongs, control
     /// messages: small, and never to be lost to a full queue). False when closed.
     pub(crate) fn push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
-        matches!(self.push_unbounded(|buf| encode_frame(buf, kind, 0, channel, payload, usize::MAX)), Some(Ok(())))
+        matches!(
+            self.push_unbounded(|buf| encode_frame(buf.inline(), kind, 0, channel, payload, usize::MAX)),
+            Some(Ok(()))
+        )
     }
 
     /// Appends one whole frame of `kind` with `payload` if the queue has room (the bound applies,
     /// as for `push`). False when full or closed.
     pub(crate) fn try_push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
-        matches!(self.push(None, |buf| encode_frame(buf, kind, 0, channel, payload, usize::MAX)), Ok(Ok(())))
+        matches!(self.push(None, |buf| encode_frame(buf.inline(), kind, 0, channel, payload, usize::MAX)), Ok(Ok(())))
     }
 
     /// Like `push` but ignoring the bound (replies, which must not be lost to a full queue;
     /// their number is bounded by the asks waiting for them). `None` when closed.
-    pub(crate) fn push_unbounded<E>(&self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Option<Result<(), E>> {
+    pub(crate) fn push_unbounded<E>(
+        &self,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
+    ) -> Option<Result<(), E>> {
         self.push_inner(None, false, write).ok()
     }
 
@@ -104,7 +112,7 @@ impl SendQueue {
         &self,
         target: Option<ActorId>,
         bounded: bool,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
     ) -> Result<Result<(), E>, QueueRefusal> {
         let mut state = self.state.lock();
         if state.closed {
@@ -117,7 +125,7 @@ impl SendQueue {
         let was_empty = queued == 0;
         let result = match (&mut state.latest, target) {
             (Some(latest), Some(target)) => {
-                let mut frame = Vec::new();
+                let mut frame = FrameBuf::default();
                 let result = write(&mut frame);
                 if result.is_ok() {
                     latest.bytes += frame.len();
@@ -145,9 +153,9 @@ impl SendQueue {
 
     /// Appends already-encoded frames (retransmissions, delayed sends), ignoring the bound: they
     /// were admitted under the bound once already. False when closed.
-    pub(crate) fn push_raw(&self, frames: &[u8]) -> bool {
+    pub(crate) fn push_raw(&self, frames: &FrameBuf) -> bool {
         self.push_unbounded(|buf| {
-            buf.extend_from_slice(frames);
+            buf.append(frames);
             Ok::<(), ()>(())
         })
         .is_some()
@@ -171,22 +179,22 @@ impl SendQueue {
 
     /// Moves everything queued into `out` (which the writer then writes) and wakes waiting
     /// senders. Returns false when the queue is closed and empty.
-    pub(crate) fn take(&self, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn take(&self, out: &mut FrameBuf) -> bool {
         let waiters = {
             let mut state = self.state.lock();
             if state.buf.is_empty() && state.latest.as_ref().is_none_or(|l| l.order.is_empty()) {
                 return !state.closed;
             }
             if out.is_empty() {
-                std::mem::swap(out, &mut state.buf);
+                state.buf.swap_into(out);
             } else {
-                out.extend_from_slice(&state.buf);
+                out.append(&state.buf);
                 state.buf.clear();
             }
             if let Some(latest) = &mut state.latest {
                 for target in latest.order.drain(..) {
                     if let Some(frame) = latest.frames.remove(&target) {
-                        out.extend_from_slice(&frame);
+                        out.append(&frame);
                     }
                 }
                 latest.bytes = 0;
@@ -220,7 +228,7 @@ impl SendQueue {
         let waiters = {
             let mut state = self.state.lock();
             state.closed = true;
-            state.buf = Vec::new();
+            state.buf = FrameBuf::default();
             state.latest = None;
             std::mem::take(&mut state.waiters)
         };
@@ -240,8 +248,8 @@ mod tests {
         ActorId { node: NodeId(1), serial }
     }
 
-    fn eight(b: &mut Vec<u8>) -> Result<(), ()> {
-        b.extend_from_slice(&[0; 8]);
+    fn eight(b: &mut FrameBuf) -> Result<(), ()> {
+        b.inline().extend_from_slice(&[0; 8]);
         Ok(())
     }
 
@@ -262,13 +270,13 @@ mod tests {
         assert_eq!(q.push(None, eight), Ok(Ok(())));
         assert_eq!(q.push(None, eight), Ok(Ok(())));
         assert_eq!(q.push(None, eight), Err(QueueRefusal::Full));
-        let mut out = Vec::new();
+        let mut out = FrameBuf::default();
         assert!(q.take(&mut out));
         assert_eq!(out.len(), 16);
         assert_eq!(q.len(), 0);
         assert!(q
             .push(None, |b| {
-                b.push(1);
+                b.inline().push(1);
                 Ok::<_, ()>(())
             })
             .is_ok());
@@ -279,21 +287,21 @@ mod tests {
         let q = SendQueue::new(1 << 20, true);
         for v in 0..5u8 {
             q.push(Some(id(1)), |b| {
-                b.push(v);
+                b.inline().push(v);
                 Ok::<_, ()>(())
             })
             .unwrap()
             .unwrap();
         }
         q.push(Some(id(2)), |b| {
-            b.push(9);
+            b.inline().push(9);
             Ok::<_, ()>(())
         })
         .unwrap()
         .unwrap();
-        let mut out = Vec::new();
+        let mut out = FrameBuf::default();
         q.take(&mut out);
-        assert_eq!(out, vec![4, 9]);
+        assert_eq!(out.to_vec(), vec![4, 9]);
         assert_eq!(q.replaced(), 4);
     }
 
@@ -302,6 +310,8 @@ mod tests {
         let q = SendQueue::new(10, false);
         q.close();
         assert_eq!(q.push(None, |_| Ok::<_, ()>(())), Err(QueueRefusal::Closed));
-        assert!(!q.push_raw(&[1]));
+        let mut one = FrameBuf::default();
+        one.inline().push(1);
+        assert!(!q.push_raw(&one));
     }
 }

@@ -15,7 +15,7 @@ pub use troupe_net::{Node, NodeConfig, NodeEvent};
 
 pub use troupe_actor::{
     quiet_actor_panics, Actor, ActorId, ActorRef, ActorResult, ActorSystem, AskError, Backoff, Context, Down,
-    ExitReason, Message, NodeId, Props, RemoteMessage, Reply, Restart, SendError, SendOptions, StrategyKind,
+    ExitReason, Message, NodeId, Payload, Props, RemoteMessage, Reply, Restart, SendError, SendOptions, StrategyKind,
     SupervisionStrategy, TrySendError, UntypedRef,
 };
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use troupe::actor::{ActorRef, SendOptions};
+use troupe::actor::{ActorRef, Payload, SendOptions};
 use troupe::net::emulation::{LinkConfig, LinkProxy};
 use troupe::{Node, NodeConfig};
 use troupe_cli::process::NodeProcess;
@@ -93,7 +93,7 @@ async fn tell64(sink: &ActorRef<ServiceMsg>, n: u64) -> anyhow::Result<f64> {
     let (before, _) = count(sink).await?;
     let start = Instant::now();
     for _ in 0..n {
-        sink.tell(ServiceMsg::Data(vec![7u8; 64])).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        sink.tell(ServiceMsg::Data(vec![7u8; 64].into())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let (after, _) = count(sink).await?;
     let elapsed = start.elapsed();
@@ -129,7 +129,7 @@ async fn raw_tell64(raw: &str, n: u64) -> anyhow::Result<f64> {
 /// ask64: sequential echo asks; p50 and p99 in ns.
 async fn ask64(echo: &ActorRef<ServiceMsg>, n: u64) -> anyhow::Result<(f64, f64)> {
     let mut hist = Histogram::<u64>::new(3)?;
-    let payload = vec![3u8; 64];
+    let payload = Payload::from(vec![3u8; 64]);
     for i in 0..n + n / 10 {
         let start = Instant::now();
         let back = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
@@ -172,7 +172,7 @@ async fn raw_ask64(raw: &str, n: u64) -> anyhow::Result<(f64, f64)> {
 async fn bulk(sink: &ActorRef<ServiceMsg>, total: u64) -> anyhow::Result<f64> {
     let size = 512 * 1024;
     let n = total / size as u64;
-    let template = vec![9u8; size];
+    let template = Payload::from(vec![9u8; size]);
     let (m0, b0) = count(sink).await?;
     let start = Instant::now();
     for _ in 0..n {
@@ -220,7 +220,7 @@ async fn hol(node: &Node, bulk_channel: bool, asks: u64) -> anyhow::Result<(f64,
         let stop = stop.clone();
         let sink = sink.clone();
         tokio::spawn(async move {
-            let big = vec![1u8; 8 << 20];
+            let big = Payload::from(vec![1u8; 8 << 20]);
             let mut sent = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if sink.tell(ServiceMsg::Data(big.clone())).await.is_err() {
@@ -233,7 +233,7 @@ async fn hol(node: &Node, bulk_channel: bool, asks: u64) -> anyhow::Result<(f64,
     };
     tokio::time::sleep(Duration::from_millis(200)).await; // let the stream fill the queues
     let mut hist = Histogram::<u64>::new(3)?;
-    let payload = vec![5u8; 64];
+    let payload = Payload::from(vec![5u8; 64]);
     for _ in 0..asks {
         let start = Instant::now();
         let back = echo.ask_timeout(|r| ServiceMsg::Echo(payload.clone(), r), Duration::from_secs(60)).await?;
@@ -271,7 +271,7 @@ async fn echo_link(parallelism: u16, ops: u64) -> anyhow::Result<f64> {
     let node = Node::start(config).await?;
     node.connect(&to_peer.local_addr().to_string()).await?;
     let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
-    let payload = vec![4u8; 512 * 1024];
+    let payload = Payload::from(vec![4u8; 512 * 1024]);
     let per_actor = ops.div_ceil(ACTORS);
     let start = Instant::now();
     let mut tasks = Vec::new();

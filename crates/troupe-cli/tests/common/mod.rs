@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use troupe::{ActorRef, AskError, Node, NodeConfig};
+use troupe::{ActorRef, AskError, Node, NodeConfig, Payload};
 use troupe_cli::services::ServiceMsg;
 
 /// The cluster secret of every test node (unless a test says otherwise).
@@ -242,11 +242,11 @@ pub async fn wait_count(service: &ActorRef<ServiceMsg>, expected: (u64, u64)) {
 /// Echo ask with a recognisable payload; panics unless the same bytes come back.
 pub async fn echo_roundtrip(service: &ActorRef<ServiceMsg>, len: usize) {
     let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-    let sent = payload.clone();
+    let sent = Payload::from(payload.clone());
     let back = service
         .ask_timeout(|reply| ServiceMsg::Echo(sent, reply), Duration::from_secs(5))
         .await
         .unwrap_or_else(|e| panic!("echo ask to {:?}: {e}", service.id()));
     assert_eq!(back.len(), payload.len());
-    assert!(back == payload, "echo returned different bytes");
+    assert!(back[..] == payload[..], "echo returned different bytes");
 }

@@ -1,0 +1,250 @@
+//! [`FrameBuf`]: bytes waiting to be written, as inline bytes and attached payloads in order.
+//!
+//! Small frames are encoded straight into one growing `Vec` (the *tail*), so a burst of small
+//! messages is one contiguous buffer and one syscall. A large [`troupe_actor::Payload`] is
+//! attached as it is: the tail written so far is cut off into a piece of its own, the payload
+//! becomes the next piece, and writing goes on in a fresh tail. The writer hands all pieces to one
+//! vectored write, so the payload's bytes go from its own memory to the socket.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// How many pieces one vectored write takes at most.
+const MAX_IOVECS: usize = 64;
+
+/// Frames waiting to be written: `pieces` come first, then `tail`.
+#[derive(Default, Clone)]
+pub(crate) struct FrameBuf {
+    pieces: VecDeque<Bytes>,
+    /// Bytes in `pieces`.
+    pieces_len: usize,
+    tail: Vec<u8>,
+    /// Bytes at the start of `tail` already written (by a write that stopped part way).
+    tail_written: usize,
+}
+
+impl FrameBuf {
+    /// Total bytes waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.pieces_len + self.tail.len() - self.tail_written
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where inline bytes are appended.
+    pub(crate) fn inline(&mut self) -> &mut Vec<u8> {
+        &mut self.tail
+    }
+
+    /// Appends `piece` after everything written so far, without copying it.
+    pub(crate) fn attach(&mut self, piece: Bytes) {
+        if piece.is_empty() {
+            return;
+        }
+        self.cut_tail();
+        self.pieces_len += piece.len();
+        self.pieces.push_back(piece);
+    }
+
+    /// Appends everything in `other` (sharing its pieces, copying its tail).
+    pub(crate) fn append(&mut self, other: &FrameBuf) {
+        for piece in &other.pieces {
+            self.attach(piece.clone());
+        }
+        self.tail.extend_from_slice(&other.tail[other.tail_written..]);
+    }
+
+    /// The inline bytes as a piece of their own, so that what follows can be attached after them.
+    fn cut_tail(&mut self) {
+        if self.tail.len() > self.tail_written {
+            let tail = Bytes::from(std::mem::take(&mut self.tail)).slice(self.tail_written..);
+            self.tail_written = 0;
+            self.pieces_len += tail.len();
+            self.pieces.push_back(tail);
+        }
+        self.tail.clear();
+        self.tail_written = 0;
+    }
+
+    /// Everything as one contiguous `Vec` (copies; for the rare paths that need one frame in one
+    /// buffer, such as relaying).
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        for piece in &self.pieces {
+            out.extend_from_slice(piece);
+        }
+        out.extend_from_slice(&self.tail[self.tail_written..]);
+        out
+    }
+
+    /// Empties the buffer, keeping the tail's allocation unless it grew large.
+    pub(crate) fn clear(&mut self) {
+        self.pieces.clear();
+        self.pieces_len = 0;
+        self.tail.clear();
+        self.tail_written = 0;
+        if self.tail.capacity() > 4 << 20 {
+            self.tail = Vec::new();
+        }
+    }
+
+    /// Moves the contents into `out` (which must be empty), leaving `out`'s old allocation here.
+    pub(crate) fn swap_into(&mut self, out: &mut FrameBuf) {
+        std::mem::swap(self, out);
+    }
+
+    /// Fills `slices` with what is still to be written, in order; returns how many it filled.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
+        let mut count = 0;
+        for piece in self.pieces.iter().take(MAX_IOVECS - 1) {
+            slices[count] = IoSlice::new(piece);
+            count += 1;
+        }
+        if self.pieces.len() < MAX_IOVECS && self.tail_written < self.tail.len() {
+            slices[count] = IoSlice::new(&self.tail[self.tail_written..]);
+            count += 1;
+        }
+        count
+    }
+
+    /// Drops the first `n` bytes (they were written).
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.pieces.front_mut() {
+                Some(front) => {
+                    let step = n.min(front.len());
+                    front.advance(step);
+                    self.pieces_len -= step;
+                    n -= step;
+                    if front.is_empty() {
+                        self.pieces.pop_front();
+                    }
+                }
+                None => {
+                    self.tail_written = (self.tail_written + n).min(self.tail.len());
+                    n = 0;
+                }
+            }
+        }
+        if self.is_empty() {
+            self.clear();
+        }
+    }
+
+    /// Writes everything to `writer` (vectored, as few syscalls as the socket allows) and empties
+    /// the buffer. Returns the bytes written.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<usize> {
+        let total = self.len();
+        while !self.is_empty() {
+            let n = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.slices(&mut slices);
+                writer.write_vectored(&slices[..count]).await?
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.consume(n);
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (FrameBuf, Vec<u8>) {
+        let mut buf = FrameBuf::default();
+        let mut expected = Vec::new();
+        for i in 0..200u32 {
+            let inline = i.to_le_bytes();
+            buf.inline().extend_from_slice(&inline);
+            expected.extend_from_slice(&inline);
+            if i % 3 == 0 {
+                let piece = Bytes::from(vec![i as u8; 1000 + i as usize]);
+                expected.extend_from_slice(&piece);
+                buf.attach(piece);
+            }
+        }
+        (buf, expected)
+    }
+
+    #[test]
+    fn pieces_keep_their_order() {
+        let (buf, expected) = sample();
+        assert_eq!(buf.len(), expected.len());
+        assert_eq!(buf.to_vec(), expected);
+        let mut copy = FrameBuf::default();
+        copy.inline().push(9);
+        copy.append(&buf);
+        assert_eq!(copy.to_vec()[1..], expected[..]);
+    }
+
+    /// A writer that takes at most a few bytes per call, so partial vectored writes are exercised.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut left = 1500usize;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(left);
+                self.0.extend_from_slice(&b[..take]);
+                n += take;
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_vectored_writes_write_everything_once() {
+        let (mut buf, expected) = sample();
+        let mut out = Trickle(Vec::new());
+        let n = buf.write_to(&mut out).await.unwrap();
+        assert_eq!(n, expected.len());
+        assert_eq!(out.0, expected);
+        assert!(buf.is_empty());
+        // Inline only.
+        buf.inline().extend_from_slice(b"abc");
+        buf.write_to(&mut out).await.unwrap();
+        assert_eq!(&out.0[expected.len()..], b"abc");
+    }
+}
