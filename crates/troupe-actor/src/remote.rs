@@ -199,6 +199,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A tokio runtime for timers of asks to remote actors.
     fn runtime(&self) -> tokio::runtime::Handle;
+
+    /// Runs a small task of the runtime's own (a reply port's forwarder). The default runs it on
+    /// [`runtime`](Transport::runtime); a node runs it on its actor scheduler, where the actor
+    /// that completes it runs, so completing it wakes no other thread.
+    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        self.runtime().spawn(task);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
         let node = crate::id::NodeId(wire.node);
         let request = wire.request;
         // Forward the answer (or its absence) to the asker's node.
-        transport.runtime().spawn(async move {
+        transport.clone().spawn(Box::pin(async move {
             let answer = rx.await;
             remote::with_codec_context(&transport, node, || match answer {
                 Ok(value) => transport.send_reply(node, request, ReplyOutcome::Answered, &mut |out, attached| {
@@ -105,7 +105,7 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
                 }),
                 Err(_) => transport.send_reply(node, request, ReplyOutcome::NoReply, &mut |_, _| Ok(())),
             });
-        });
+        }));
         Ok(Reply::new(tx))
     }
 }

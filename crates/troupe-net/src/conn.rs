@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use troupe_wire::{
     ConnPurpose, Established, FrameDecoder, HandshakeConfig, HandshakeError, HandshakeStep, Initiator, Responder,
@@ -14,13 +15,42 @@ use troupe_wire::{
 };
 
 use crate::framebuf::FrameBuf;
-use crate::queue::SendQueue;
+use crate::queue::{SendQueue, Taken};
 use crate::tls::TlsContext;
 
 /// The read half of a connection.
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
 /// The write half of a connection.
-pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+pub(crate) enum WriteHalf {
+    /// Plain TCP: shared, so senders can write an urgent frame themselves when the lane is idle
+    /// (see [`SendQueue::push_now`]).
+    Tcp(Arc<OwnedWriteHalf>),
+    /// Any other stream (TLS): written by the lane's writer task only.
+    Stream(Box<dyn AsyncWrite + Unpin + Send>),
+}
+
+impl WriteHalf {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            WriteHalf::Tcp(socket) => {
+                let mut buf = FrameBuf::default();
+                buf.inline().extend_from_slice(bytes);
+                buf.write_tcp(socket).await.map(drop)
+            }
+            WriteHalf::Stream(stream) => stream.write_all(bytes).await,
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            // The socket's write side shuts when its last handle is dropped.
+            WriteHalf::Tcp(_) => {}
+            WriteHalf::Stream(stream) => {
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+}
 
 /// Why setting up a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +83,12 @@ pub(crate) struct Opened {
 
 fn split_tcp(tcp: TcpStream) -> (ReadHalf, WriteHalf) {
     let (r, w) = tcp.into_split();
-    (Box::new(r), Box::new(w))
+    (Box::new(r), WriteHalf::Tcp(Arc::new(w)))
 }
 
 fn split_any<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
     let (r, w) = tokio::io::split(stream);
-    (Box::new(r), Box::new(w))
+    (Box::new(r), WriteHalf::Stream(Box::new(w)))
 }
 
 /// Dials `addr`, sets up TLS if configured, and runs the initiator handshake.
@@ -133,7 +163,7 @@ async fn drive(
                 HandshakeStep::Fail(bytes, error) => {
                     if !bytes.is_empty() {
                         let _ = writer.write_all(&bytes).await;
-                        let _ = writer.flush().await;
+                        writer.shutdown().await;
                     }
                     return Err(error.into());
                 }
@@ -153,27 +183,65 @@ async fn drive(
 
 /// Writes everything pushed into `queue` until the queue closes, the connection fails or
 /// `stop` fires. Returns the I/O error, if any.
+///
+/// A plain TCP socket is also offered to the queue for inline writes by senders (attached for
+/// as long as this loop runs); the queue makes sure only one party writes at a time.
 pub(crate) async fn write_loop(
     mut writer: WriteHalf,
     queue: Arc<SendQueue>,
     stop: Arc<tokio::sync::Notify>,
     written: impl Fn(usize),
 ) -> std::io::Result<()> {
+    let socket = match &writer {
+        WriteHalf::Tcp(socket) => Some(socket.clone()),
+        WriteHalf::Stream(_) => None,
+    };
+    // Detached however this ends (the task may be aborted).
+    let attached = Attached { generation: queue.attach(socket), queue: &queue };
+    let result = drain(&mut writer, &attached, &stop, written).await;
+    drop(attached);
+    if result.is_ok() {
+        writer.shutdown().await;
+    }
+    result
+}
+
+/// A writer's hold on its queue; withdraws the connection when dropped.
+struct Attached<'a> {
+    queue: &'a SendQueue,
+    generation: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.queue.detach(self.generation);
+    }
+}
+
+async fn drain(
+    writer: &mut WriteHalf,
+    attached: &Attached<'_>,
+    stop: &tokio::sync::Notify,
+    written: impl Fn(usize),
+) -> std::io::Result<()> {
+    let Attached { queue, generation } = *attached;
     let mut buf = FrameBuf::default();
     loop {
-        if !queue.take(&mut buf) {
-            let _ = writer.shutdown().await;
-            return Ok(());
-        }
-        if buf.is_empty() {
-            tokio::select! {
-                _ = queue.ready.notified() => continue,
-                _ = stop.notified() => {
-                    let _ = writer.shutdown().await;
-                    return Ok(());
+        match queue.take(&mut buf, generation) {
+            Taken::Closed => return Ok(()),
+            Taken::Nothing => {
+                tokio::select! {
+                    _ = queue.ready.notified() => continue,
+                    _ = stop.notified() => return Ok(()),
                 }
             }
+            Taken::Frames => {}
         }
-        written(buf.write_to(&mut writer).await?);
+        let result = match writer {
+            WriteHalf::Tcp(socket) => buf.write_tcp(socket).await,
+            WriteHalf::Stream(stream) => buf.write_to(stream).await,
+        };
+        queue.written(generation);
+        written(result?);
     }
 }

@@ -1396,7 +1396,7 @@ impl Transport for NodeShared {
         }
         let lane = peer.lane(lane_ix);
         let monotonic = self.settings.channels[lane_ix.0].2.then_some(target);
-        let pushed = lane.queue.push(monotonic, |buf| {
+        let write = |buf: &mut FrameBuf| {
             if !opts.ack {
                 return self.write_message(buf, target, tag, None, lane_ix.0, body);
             }
@@ -1412,9 +1412,20 @@ impl Transport for NodeShared {
                 Err(_) => peer.acks.abandon(seq),
             }
             written
-        });
+        };
+        let pushed = match monotonic {
+            Some(_) => lane.queue.push(monotonic, write).map(|result| (result, 0)),
+            None => {
+                // An ask (its reply port registers while the body encodes) is written at once.
+                ASKING.set(false);
+                lane.queue.push_now(true, write, || ASKING.replace(false))
+            }
+        };
         match pushed {
-            Ok(result) => result,
+            Ok((result, inline)) => {
+                self.count_inline(inline);
+                result
+            }
             Err(QueueRefusal::Full) => Err(Refusal::Full),
             Err(QueueRefusal::Closed) => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
         }
@@ -1501,6 +1512,7 @@ impl Transport for NodeShared {
     }
 
     fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64 {
+        ASKING.set(true);
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let mut replies = self.replies.lock();
         if replies.len() >= 4096 && request % 1024 == 0 {
@@ -1547,18 +1559,43 @@ impl Transport for NodeShared {
             },
         };
         let lane = peer.lane(peer.pick(1, request));
-        let pushed = lane
-            .queue
-            .push_unbounded(|buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body));
-        matches!(pushed, Some(Ok(())))
+        let pushed = lane.queue.push_now(
+            false,
+            |buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body),
+            || true,
+        );
+        match pushed {
+            Ok((result, inline)) => {
+                self.count_inline(inline);
+                result.is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     fn runtime(&self) -> tokio::runtime::Handle {
         self.runtime.clone()
     }
+
+    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        self.system.scheduler().spawn(task);
+    }
+}
+
+thread_local! {
+    /// Set when a reply port registers, which happens while an ask's body is encoded: the send
+    /// then writes the ask at once (`SendQueue::push_now`).
+    static ASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl NodeShared {
+    /// Counts bytes a sender wrote to a socket itself.
+    fn count_inline(&self, bytes: usize) {
+        if bytes > 0 {
+            self.counters.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Writes one whole Message frame.
     fn write_message(
         &self,

@@ -11,9 +11,13 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 
 /// How many pieces one vectored write takes at most.
 const MAX_IOVECS: usize = 64;
+
+/// Bytes a TCP writer writes before it lets other tasks of its thread run.
+const YIELD_EVERY: usize = 256 * 1024;
 
 /// Frames waiting to be written: `pieces` come first, then `tail`.
 #[derive(Default, Clone)]
@@ -100,13 +104,22 @@ impl FrameBuf {
 
     /// Fills `slices` with what is still to be written, in order; returns how many it filled.
     fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
+        self.slices_upto(slices, usize::MAX)
+    }
+
+    /// Like `slices`, covering about `limit` bytes at most (the last slice is cut short).
+    fn slices_upto<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_IOVECS], limit: usize) -> usize {
         let mut count = 0;
-        for piece in self.pieces.iter().take(MAX_IOVECS - 1) {
-            slices[count] = IoSlice::new(piece);
-            count += 1;
-        }
-        if self.pieces.len() < MAX_IOVECS && self.tail_written < self.tail.len() {
-            slices[count] = IoSlice::new(&self.tail[self.tail_written..]);
+        let mut left = limit;
+        let tail = &self.tail[self.tail_written..];
+        let parts = self.pieces.iter().map(|p| &p[..]).chain((!tail.is_empty()).then_some(tail));
+        for part in parts.take(MAX_IOVECS) {
+            if left == 0 {
+                break;
+            }
+            let part = &part[..part.len().min(left)];
+            left -= part.len();
+            slices[count] = IoSlice::new(part);
             count += 1;
         }
         count
@@ -152,6 +165,59 @@ impl FrameBuf {
             self.consume(n);
         }
         Ok(total)
+    }
+
+    /// Writes as much as `socket` takes without waiting and returns the bytes written; what is
+    /// left stays in the buffer (`WouldBlock` is not an error here).
+    pub(crate) fn try_write_tcp(&mut self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
+        self.try_write_tcp_upto(socket, usize::MAX)
+    }
+
+    /// Like `try_write_tcp`, stopping once about `limit` bytes are written.
+    fn try_write_tcp_upto(&mut self, socket: &OwnedWriteHalf, limit: usize) -> std::io::Result<usize> {
+        let mut written = 0;
+        while !self.is_empty() && written < limit {
+            let result = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.slices_upto(&mut slices, limit - written);
+                socket.try_write_vectored(&slices[..count])
+            };
+            match result {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    written += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes everything to `socket`, waiting for it to take more when it is full. Returns the
+    /// bytes written.
+    ///
+    /// After every [`YIELD_EVERY`] bytes it lets the thread's other tasks run (and the I/O
+    /// driver look for events), so a lane streaming large payloads into a socket with room for
+    /// megabytes does not hold its net thread for milliseconds.
+    pub(crate) async fn write_tcp(&mut self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
+        let mut written = 0;
+        let mut since_yield = 0;
+        loop {
+            let n = self.try_write_tcp_upto(socket, YIELD_EVERY - since_yield)?;
+            written += n;
+            since_yield += n;
+            if self.is_empty() {
+                return Ok(written);
+            }
+            if since_yield >= YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            } else {
+                socket.writable().await?;
+            }
+        }
     }
 }
 

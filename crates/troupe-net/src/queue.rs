@@ -9,14 +9,24 @@
 //! queue holds at most `capacity` plus one message. Senders refused this way register a waker
 //! and are woken when the writer takes the buffer.
 //!
+//! Urgent frames (asks and replies, whose latency is the round trip) need not wait for the
+//! writer task to be scheduled: while the lane's connection is plain TCP and nothing is queued or
+//! being written, [`SendQueue::push_now`] writes the frame to the socket from the sender's own
+//! thread. Whatever the socket does not take at once stays at the front of the queue for the
+//! writer of the same connection. A `writing` token makes sure one party writes at a time, which
+//! keeps the bytes in push order.
+//!
 //! A monotonic lane keeps at most one queued message per target actor: a newer message for the
 //! same target replaces the older one that has not been written yet (Partisan's monotonic
 //! channels, for state that supersedes itself).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Waker;
 
 use parking_lot::Mutex;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use troupe_actor::ActorId;
 use troupe_wire::{encode_frame, FrameKind};
@@ -32,12 +42,40 @@ pub(crate) enum QueueRefusal {
     Closed,
 }
 
+/// What [`SendQueue::take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// Frames were moved out; the caller writes them, then calls [`SendQueue::written`].
+    Frames,
+    /// Nothing to write now (empty, or a sender is writing inline); wait for `ready`.
+    Nothing,
+    /// The queue is closed and empty.
+    Closed,
+}
+
+/// The socket of the lane's current connection, for inline writes.
+struct Direct {
+    socket: Arc<OwnedWriteHalf>,
+    generation: u64,
+}
+
+/// Numbers connections, so a partly written frame never goes to a later connection.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 struct State {
+    /// The rest of a frame an inline write left unfinished: written before `buf`, and only to
+    /// the connection it was started on (cleared when that connection detaches).
+    front: FrameBuf,
     buf: FrameBuf,
     /// Monotonic lanes: the latest frame per target, in first-queued order.
     latest: Option<Latest>,
     waiters: Vec<Waker>,
     closed: bool,
+    /// The connection (generation) someone is writing to: the writer task or an inline sender.
+    writing: Option<u64>,
+    /// The generation of the lane's current connection.
+    generation: u64,
+    direct: Option<Direct>,
     /// Messages admitted by `push` (counted here, under the lock the push holds anyway, rather
     /// than on a node-wide counter every sender would contend on).
     messages: u64,
@@ -63,6 +101,10 @@ impl SendQueue {
     pub(crate) fn new(capacity: usize, monotonic: bool) -> Self {
         SendQueue {
             state: Mutex::new(State {
+                front: FrameBuf::default(),
+                writing: None,
+                generation: 0,
+                direct: None,
                 buf: FrameBuf::default(),
                 latest: monotonic.then(Latest::default),
                 waiters: Vec::new(),
@@ -161,6 +203,91 @@ impl SendQueue {
         .is_some()
     }
 
+    /// Like `push` (`bounded`) or `push_unbounded`, for a frame someone may wait on: when the
+    /// lane is idle, its connection is plain TCP and `urgent` (asked once the frame is written)
+    /// says so, the frame is written to the socket right here, without waiting for the writer
+    /// task to be scheduled. Returns the push result and the bytes written inline (the caller
+    /// counts them as sent).
+    pub(crate) fn push_now<E>(
+        &self,
+        bounded: bool,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
+        urgent: impl FnOnce() -> bool,
+    ) -> Result<(Result<(), E>, usize), QueueRefusal> {
+        let mut state = self.state.lock();
+        let idle = state.writing.is_none()
+            && state.latest.is_none()
+            && state.front.is_empty()
+            && state.buf.is_empty()
+            && state.direct.is_some();
+        if !idle {
+            drop(state);
+            return self.push_inner(None, bounded, write).map(|r| (r, 0));
+        }
+        if state.closed {
+            return Err(QueueRefusal::Closed);
+        }
+        if let Err(e) = write(&mut state.buf) {
+            return Ok((Err(e), 0));
+        }
+        if bounded {
+            state.messages += 1;
+        }
+        if !urgent() {
+            drop(state);
+            self.ready.notify_one();
+            return Ok((Ok(()), 0));
+        }
+        let Some(Direct { socket, generation }) =
+            state.direct.as_ref().map(|d| Direct { socket: d.socket.clone(), generation: d.generation })
+        else {
+            unreachable!("checked above")
+        };
+        let mut frame = std::mem::take(&mut state.buf);
+        state.writing = Some(generation);
+        drop(state);
+        // An error leaves the rest queued: the writer task hits the same error and ends the
+        // connection, which drops the partial frame.
+        let written = frame.try_write_tcp(&socket).unwrap_or(0);
+        let mut state = self.state.lock();
+        if state.writing == Some(generation) {
+            state.writing = None;
+            if !frame.is_empty() {
+                state.front = frame;
+            }
+        }
+        let more = !state.front.is_empty() || !state.buf.is_empty();
+        drop(state);
+        if more {
+            self.ready.notify_one();
+        }
+        Ok((Ok(()), written))
+    }
+
+    /// Makes a new connection the lane's writer, offering its socket for inline writes when it
+    /// is plain TCP; returns the connection's generation (for `take`, `written`, `detach`).
+    /// Whatever an earlier connection left half written (or a writer that was aborted left
+    /// marked as writing) no longer applies.
+    pub(crate) fn attach(&self, socket: Option<Arc<OwnedWriteHalf>>) -> u64 {
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        state.front = FrameBuf::default();
+        state.writing = None;
+        state.generation = generation;
+        state.direct = socket.map(|socket| Direct { socket, generation });
+        generation
+    }
+
+    /// Withdraws connection `generation` (it ended) and drops the frame left half written to
+    /// it, if any.
+    pub(crate) fn detach(&self, generation: u64) {
+        let mut state = self.state.lock();
+        if state.generation == generation {
+            state.direct = None;
+            state.front = FrameBuf::default();
+        }
+    }
+
     /// Ready when a push would not be refused as full; registers `waker` otherwise.
     pub(crate) fn poll_room(&self, waker: &Waker) -> Result<bool, QueueRefusal> {
         let mut state = self.state.lock();
@@ -177,13 +304,26 @@ impl SendQueue {
         Ok(false)
     }
 
-    /// Moves everything queued into `out` (which the writer then writes) and wakes waiting
-    /// senders. Returns false when the queue is closed and empty.
-    pub(crate) fn take(&self, out: &mut FrameBuf) -> bool {
+    /// Moves everything queued into `out` (which the writer then writes, calling `written`
+    /// when done) and wakes waiting senders.
+    pub(crate) fn take(&self, out: &mut FrameBuf, generation: u64) -> Taken {
         let waiters = {
             let mut state = self.state.lock();
-            if state.buf.is_empty() && state.latest.as_ref().is_none_or(|l| l.order.is_empty()) {
-                return !state.closed;
+            let empty = state.front.is_empty()
+                && state.buf.is_empty()
+                && state.latest.as_ref().is_none_or(|l| l.order.is_empty());
+            if empty {
+                return if state.closed { Taken::Closed } else { Taken::Nothing };
+            }
+            if state.writing.is_some() || state.generation != generation {
+                // A sender is writing inline (it notifies `ready` when it is done), or this
+                // writer's connection was replaced.
+                return Taken::Nothing;
+            }
+            let state = &mut *state;
+            if !state.front.is_empty() {
+                out.append(&state.front);
+                state.front.clear();
             }
             if out.is_empty() {
                 state.buf.swap_into(out);
@@ -199,12 +339,21 @@ impl SendQueue {
                 }
                 latest.bytes = 0;
             }
+            state.writing = Some(generation);
             std::mem::take(&mut state.waiters)
         };
         for waker in waiters {
             waker.wake();
         }
-        true
+        Taken::Frames
+    }
+
+    /// The writer of connection `generation` finished writing what it took.
+    pub(crate) fn written(&self, generation: u64) {
+        let mut state = self.state.lock();
+        if state.writing == Some(generation) {
+            state.writing = None;
+        }
     }
 
     /// Bytes waiting.
@@ -271,7 +420,9 @@ mod tests {
         assert_eq!(q.push(None, eight), Ok(Ok(())));
         assert_eq!(q.push(None, eight), Err(QueueRefusal::Full));
         let mut out = FrameBuf::default();
-        assert!(q.take(&mut out));
+        let generation = q.attach(None);
+        assert_eq!(q.take(&mut out, generation), Taken::Frames);
+        q.written(generation);
         assert_eq!(out.len(), 16);
         assert_eq!(q.len(), 0);
         assert!(q
@@ -300,9 +451,102 @@ mod tests {
         .unwrap()
         .unwrap();
         let mut out = FrameBuf::default();
-        q.take(&mut out);
+        let generation = q.attach(None);
+        q.take(&mut out, generation);
         assert_eq!(out.to_vec(), vec![4, 9]);
         assert_eq!(q.replaced(), 4);
+    }
+
+    /// A connected loopback pair: our write half, their read half.
+    async fn pair() -> (Arc<OwnedWriteHalf>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        let (read, write) = ours.into_split();
+        std::mem::forget(read); // keeps our side open for the test's length
+        (Arc::new(write), theirs)
+    }
+
+    fn bytes(payload: Vec<u8>) -> impl FnOnce(&mut FrameBuf) -> Result<(), ()> {
+        move |b| {
+            b.inline().extend_from_slice(&payload);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn urgent_frames_are_written_by_the_sender_when_the_lane_is_idle() {
+        use tokio::io::AsyncReadExt;
+        let (socket, mut theirs) = pair().await;
+        let q = SendQueue::new(1 << 20, false);
+        let before = q.push_now(true, bytes(vec![1; 10]), || true).unwrap();
+        assert_eq!(before.1, 0, "no connection attached yet: queued for the writer");
+        let mut out = FrameBuf::default();
+        let generation = q.attach(Some(socket));
+        assert_eq!(q.take(&mut out, generation), Taken::Frames);
+        q.written(generation);
+        let (result, inline) = q.push_now(true, bytes(vec![2; 10]), || false).unwrap();
+        assert!(result.is_ok());
+        assert_eq!(inline, 0, "not urgent: left to the writer");
+        assert_eq!(q.len(), 10);
+        q.take(&mut out, generation);
+        q.written(generation);
+        let (_, inline) = q.push_now(true, bytes(vec![3; 10]), || true).unwrap();
+        assert_eq!(inline, 10, "idle lane: written by the sender");
+        assert_eq!(q.len(), 0);
+        let mut got = [0u8; 10];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [3; 10]);
+        // While the writer holds the lane, urgent frames queue behind what it writes.
+        q.push(None, bytes(vec![4; 5])).unwrap().unwrap();
+        assert_eq!(q.take(&mut out, generation), Taken::Frames);
+        let (_, inline) = q.push_now(true, bytes(vec![5; 5]), || true).unwrap();
+        assert_eq!(inline, 0);
+        q.written(generation);
+        q.detach(generation);
+        let (_, inline) = q.push_now(true, bytes(vec![6; 5]), || true).unwrap();
+        assert_eq!(inline, 0, "detached: no inline writes");
+    }
+
+    #[tokio::test]
+    async fn a_partly_written_urgent_frame_is_finished_first_and_never_on_a_later_connection() {
+        use tokio::io::AsyncReadExt;
+        // Bigger than any socket buffer: the sender writes part, the writer the rest.
+        let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+        let q = Arc::new(SendQueue::new(64 << 20, false));
+
+        // The lane's writer runs (and has attached its socket) before the sender writes.
+        let (socket, mut theirs) = pair().await;
+        let stop = Arc::new(Notify::new());
+        let writer =
+            tokio::spawn(crate::conn::write_loop(crate::conn::WriteHalf::Tcp(socket), q.clone(), stop.clone(), |_| {}));
+        tokio::task::yield_now().await;
+        let (_, inline) = q.push_now(true, bytes(big.clone()), || true).unwrap();
+        assert!(inline > 0 && inline < big.len(), "a partial inline write: {inline}");
+        q.push(None, bytes(vec![7; 1000])).unwrap().unwrap();
+        let mut got = vec![0u8; big.len() + 1000];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert!(got[..big.len()] == big[..], "the frame's rest comes first");
+        assert_eq!(&got[big.len()..], &[7; 1000][..]);
+        stop.notify_one();
+        writer.await.unwrap().unwrap();
+
+        // A frame left half written when its connection ends is not continued on the next one.
+        let (socket, _theirs) = pair().await;
+        let generation = q.attach(Some(socket));
+        let (_, inline) = q.push_now(true, bytes(big.clone()), || true).unwrap();
+        assert!(inline < big.len());
+        q.detach(generation);
+        let (socket, mut theirs) = pair().await;
+        let stop = Arc::new(Notify::new());
+        let writer =
+            tokio::spawn(crate::conn::write_loop(crate::conn::WriteHalf::Tcp(socket), q.clone(), stop.clone(), |_| {}));
+        q.push(None, bytes(vec![8; 100])).unwrap().unwrap();
+        let mut got = [0u8; 100];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [8; 100]);
+        stop.notify_one();
+        writer.await.unwrap().unwrap();
     }
 
     #[test]
