@@ -43,7 +43,7 @@ enum BenchSuite {
         /// Worker threads for both sides (default: the number of cores).
         #[arg(long)]
         workers: Option<usize>,
-        /// Run only this benchmark (tell, pingpong, ring, spawn, ask, big, idle_actor_bytes, cores).
+        /// Run only these benchmarks, comma-separated (tell, pingpong, ring, spawn, ask, big, idle_actor_bytes, cores).
         #[arg(long)]
         only: Option<String>,
     },
@@ -55,7 +55,7 @@ enum BenchSuite {
         /// Small sizes (a smoke test, not a measurement).
         #[arg(long)]
         quick: bool,
-        /// Run only this benchmark (tell64, ask64, bulk512k, hol, echo20ms).
+        /// Run only these benchmarks, comma-separated (tell64, ask64, bulk512k, hol, echo20ms).
         #[arg(long)]
         only: Option<String>,
     },

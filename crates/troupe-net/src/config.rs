@@ -300,14 +300,18 @@ pub struct TlsConfig {
     pub server_name: Option<String>,
 }
 
-/// User-space link emulation applied to this node's outgoing connections.
+/// User-space link emulation: what this node reads from each of its connections (dialled or accepted) is
+/// delayed and windowed as if it had crossed a long link (see [`crate::emulation::DelayedReader`]). Give both
+/// nodes the same settings for a symmetric link: each delays its own receiving direction, so the round trip
+/// is twice `one_way_delay_ms`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LinkEmulation {
     /// Added one-way delay in milliseconds, default 0; finite, `0..=`[`MAX_ONE_WAY_DELAY_MS`].
     pub one_way_delay_ms: f64,
-    /// Cap on bytes in flight per connection (bandwidth-delay emulation); `None` (default) = no cap;
-    /// at least 1 when set.
+    /// Cap on unacknowledged bytes per connection and direction (the send window of a long link, so one
+    /// connection moves at most `inflight_bytes / RTT` bytes per second); `None` (default) = no cap; at least 1
+    /// when set.
     pub inflight_bytes: Option<usize>,
     /// Probability of dropping a message, default 0; `0.0..=1.0`.
     pub loss: f64,
@@ -362,6 +366,22 @@ impl Default for ChannelConfig {
 impl Default for LinkEmulation {
     fn default() -> Self {
         LinkEmulation { one_way_delay_ms: 0.0, inflight_bytes: None, loss: 0.0 }
+    }
+}
+
+impl LinkEmulation {
+    /// The delay and window this asks of the transport, or `None` when it asks for none (no delay and no
+    /// cap: only `loss`, which the message path applies).
+    pub fn link_config(&self) -> Option<crate::emulation::LinkConfig> {
+        let delay = std::time::Duration::try_from_secs_f64(self.one_way_delay_ms / 1000.0).unwrap_or_default();
+        if delay.is_zero() && self.inflight_bytes.is_none() {
+            return None;
+        }
+        Some(crate::emulation::LinkConfig {
+            one_way_delay: delay,
+            inflight_cap: self.inflight_bytes.unwrap_or(usize::MAX),
+            bandwidth: None,
+        })
     }
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     pub(crate) reach: Reach,
     /// Hops a relayed message may take.
     pub(crate) relay_ttl: u8,
+    /// Link emulation applied to what this node reads from each connection (`None` = none).
+    pub(crate) link: Option<crate::emulation::LinkConfig>,
 }
 
 /// Frames at least this long (header included) are read into a buffer of their own.
@@ -494,6 +496,15 @@ impl NodeShared {
     /// when either side ends; says why.
     async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
+        let (reader, leftover) = match self.settings.link {
+            // Everything read from here on, including what the handshake read ahead, crosses the emulated link.
+            Some(link) => {
+                let ahead = std::io::Cursor::new(leftover);
+                let delayed: ReadHalf = Box::new(crate::emulation::DelayedReader::new(ahead.chain(reader), link));
+                (delayed, Vec::new())
+            }
+            None => (reader, leftover),
+        };
         let channel = established.purpose.channel as usize;
         let stop = Arc::new(tokio::sync::Notify::new());
         let shared = self.clone();

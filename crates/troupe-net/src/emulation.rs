@@ -12,8 +12,17 @@
 //! writes the chunks, in order, to the receiving socket once they are due. Delivery is never early. Tokio's
 //! timer rounds deadlines up to whole milliseconds (a 20 ms RTT measured 22.3 ms with it), so the writers wait
 //! on a small shared timer thread with sub-millisecond precision instead. The bytes read but not yet
-//! written are bounded by [`LinkConfig::inflight_cap`]: once it is reached the reader stops reading, the
-//! kernel buffers fill up and TCP backpressure reaches the sender.
+//! acknowledged are bounded by [`LinkConfig::inflight_cap`]: a chunk counts from the moment it is read until
+//! one more one-way delay after it was written (the time a real receiver's acknowledgement takes to travel
+//! back and open the sender's window), so one connection carries at most `inflight_cap / RTT` bytes per
+//! second, as a real TCP connection with that send window does. Once the cap is reached the reader stops
+//! reading, the kernel buffers fill up and TCP backpressure reaches the sender.
+//!
+//! A node can also emulate the link in its own transport, without a proxy: with `[link]` set in its
+//! [`NodeConfig`](crate::NodeConfig) (`one_way_delay_ms`, `inflight_bytes`), everything it reads from each
+//! connection goes through a [`DelayedReader`], which applies the same delay and window to that receiving
+//! direction. Configure both nodes alike for a symmetric link. This costs one memory copy per byte instead of
+//! two more TCP hops, which matters when the CPU, not the emulated link, would otherwise be the bottleneck.
 //!
 //! ```no_run
 //! # async fn example(node_b: std::net::SocketAddr) -> std::io::Result<()> {
@@ -29,7 +38,7 @@
 //! ```
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -40,10 +49,9 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
@@ -62,9 +70,11 @@ const MIN_CHUNK: usize = 4 << 10;
 pub struct LinkConfig {
     /// One-way delay added to every byte (RTT = 2 x this).
     pub one_way_delay: Duration,
-    /// Bytes that may be "on the wire" (read from one side, not yet delivered to the other) per direction per
-    /// connection: the bandwidth-delay limit of a real long link. When reached, the proxy stops reading from
-    /// the sender, so TCP backpressure reaches it. Partisan's experiments correspond to 4 MiB (Linux's default
+    /// Bytes that may be unacknowledged per direction per connection: read from one side and not yet
+    /// delivered to the other, or delivered less than one one-way delay ago (their acknowledgement is still
+    /// on its way back). This is the send window of a real long link, so one connection moves at most
+    /// `inflight_cap / round_trip` bytes per second. When reached, the proxy stops reading from the sender, so
+    /// TCP backpressure reaches it. Partisan's experiments correspond to 4 MiB (Linux's default
     /// max send buffer, [`DEFAULT_INFLIGHT_CAP`]). A cap of 0 is treated as 1 byte.
     pub inflight_cap: usize,
     /// Optional bandwidth limit per direction per connection in bytes/s (None = unlimited). `Some(0)` is
@@ -133,6 +143,18 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: LinkConfig) -> Self {
+        let (signal, _) = watch::channel(Signal::default());
+        Shared {
+            config: Mutex::new(config),
+            partitioned: AtomicBool::new(false),
+            signal,
+            connections: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+        }
+    }
+
     fn config(&self) -> LinkConfig {
         *self.config.lock()
     }
@@ -176,15 +198,7 @@ impl LinkProxy {
     pub async fn start(listen: SocketAddr, upstream: SocketAddr, config: LinkConfig) -> io::Result<LinkProxy> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let (signal, _) = watch::channel(Signal::default());
-        let shared = Arc::new(Shared {
-            config: Mutex::new(config),
-            partitioned: AtomicBool::new(false),
-            signal,
-            connections: AtomicU64::new(0),
-            bytes_up: AtomicU64::new(0),
-            bytes_down: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(config));
         let accept_task = tokio::spawn(accept_loop(listener, upstream, shared.clone()));
         tracing::debug!(%local_addr, %upstream, ?config, "link proxy started");
         Ok(LinkProxy { local_addr, upstream, shared, accept_task })
@@ -340,32 +354,52 @@ async fn run_connection(
     }
 }
 
-/// Bytes read from one side and not yet written to the other.
+/// Bytes read from one side and not yet acknowledged (written to the other, plus the ack's way back).
 struct Flow {
     inflight: AtomicUsize,
-    /// Signalled by the writer whenever it delivered bytes.
+    /// Signalled whenever acknowledged bytes leave the window.
     drained: Notify,
 }
 
+impl Flow {
+    /// `n` bytes were acknowledged: they leave the window and a waiting reader may go on.
+    fn acknowledge(&self, n: usize) {
+        self.inflight.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_one();
+    }
+}
+
 /// Spawns the reader and writer tasks of one direction.
-fn spawn_direction(
-    tasks: &mut JoinSet<io::Result<()>>,
-    from: OwnedReadHalf,
-    to: OwnedWriteHalf,
-    shared: Arc<Shared>,
-    way: Way,
-) {
+fn spawn_direction<R, W>(tasks: &mut JoinSet<io::Result<()>>, from: R, to: W, shared: Arc<Shared>, way: Way)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let flow = Arc::new(Flow { inflight: AtomicUsize::new(0), drained: Notify::new() });
     // Unbounded, but the reader never queues more than the in-flight cap.
     let (tx, rx) = mpsc::unbounded_channel();
+    // Acknowledgements on their way back: (when they arrive, bytes).
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     tasks.spawn(read_side(from, tx, shared.clone(), flow.clone()));
-    tasks.spawn(write_side(to, rx, shared, flow, way));
+    tasks.spawn(write_side(to, rx, ack_tx, shared.clone(), flow.clone(), way));
+    tasks.spawn(ack_side(ack_rx, flow));
+}
+
+/// Takes delivered bytes out of the window once their acknowledgement has travelled back.
+async fn ack_side(mut acks: mpsc::UnboundedReceiver<(Instant, usize)>, flow: Arc<Flow>) -> io::Result<()> {
+    while let Some((due, n)) = acks.recv().await {
+        if due > Instant::now() {
+            sleep_until(due).await;
+        }
+        flow.acknowledge(n);
+    }
+    Ok(())
 }
 
 /// Reads chunks, stamps them with their due time and queues them, respecting the in-flight cap. Returns at EOF
 /// (dropping the queue's sender, which makes the writer shut its side down after the queued bytes).
-async fn read_side(
-    mut from: OwnedReadHalf,
+async fn read_side<R: AsyncRead + Unpin>(
+    mut from: R,
     queue: mpsc::UnboundedSender<(Instant, Bytes)>,
     shared: Arc<Shared>,
     flow: Arc<Flow>,
@@ -415,9 +449,10 @@ async fn read_side(
 }
 
 /// Writes queued chunks once they are due, in order; shuts its side down once the queue is closed and empty.
-async fn write_side(
-    mut to: OwnedWriteHalf,
+async fn write_side<W: AsyncWrite + Unpin>(
+    mut to: W,
     mut queue: mpsc::UnboundedReceiver<(Instant, Bytes)>,
+    acks: mpsc::UnboundedSender<(Instant, usize)>,
     shared: Arc<Shared>,
     flow: Arc<Flow>,
     way: Way,
@@ -433,11 +468,154 @@ async fn write_side(
         to.write_all(&chunk).await?;
         let n = chunk.len();
         drop(chunk); // Lets the reader reuse the buffer sooner.
-        flow.inflight.fetch_sub(n, Ordering::AcqRel);
-        flow.drained.notify_one();
+                     // The receiver's acknowledgement takes another one-way delay to reach the sender.
+        let back = shared.config().one_way_delay;
+        if back.is_zero() || acks.send((Instant::now() + back, n)).is_err() {
+            flow.acknowledge(n);
+        }
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
     to.shutdown().await
+}
+
+/// A reader that sees the bytes of another reader as if they had crossed an emulated link: each byte one
+/// one-way delay after it arrived, with at most [`LinkConfig::inflight_cap`] bytes unacknowledged (read, or
+/// handed out less than a one-way delay ago: the same window as one direction of a [`LinkProxy`], without a
+/// second TCP hop). The transport wraps what it reads from a connection in one when a node is configured with
+/// link emulation. While the window is full it does not read, so the kernel buffers fill and TCP backpressure
+/// reaches the sender.
+///
+/// Bytes are stamped when this reader is polled and finds them, so a consumer that is busy for a while adds
+/// that while to the delay of the bytes that arrived meanwhile (like a slow receiver on a real link). The
+/// bandwidth limit of [`LinkConfig`] is not applied here. Timers run on the process-wide precise link timer.
+pub struct DelayedReader<R> {
+    inner: R,
+    config: LinkConfig,
+    /// Bytes read from `inner`, not yet handed out, with the time they may be.
+    line: VecDeque<(Instant, Bytes)>,
+    /// Bytes handed out whose acknowledgement is still on its way back: (when it arrives, bytes).
+    acks: VecDeque<(Instant, usize)>,
+    /// Bytes in `line` plus bytes in `acks`.
+    inflight: usize,
+    buf: BytesMut,
+    /// How `inner` ended, to report once `line` is empty.
+    end: Option<io::Result<()>>,
+    /// The deadline a timer wake-up is registered for.
+    armed: Option<Instant>,
+}
+
+impl<R> fmt::Debug for DelayedReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DelayedReader")
+            .field("config", &self.config)
+            .field("inflight", &self.inflight)
+            .field("queued_chunks", &self.line.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: AsyncRead + Unpin> DelayedReader<R> {
+    /// Delays what is read from `inner` by `config`.
+    pub fn new(inner: R, config: LinkConfig) -> Self {
+        DelayedReader {
+            inner,
+            config,
+            line: VecDeque::new(),
+            acks: VecDeque::new(),
+            inflight: 0,
+            buf: BytesMut::new(),
+            end: None,
+            armed: None,
+        }
+    }
+
+    /// Reads what `inner` has ready while the window has room, stamping it with its due time.
+    fn fill(&mut self, cx: &mut Context<'_>) {
+        let cap = self.config.inflight_cap.max(1);
+        while self.end.is_none() && self.inflight < cap {
+            let want = MAX_CHUNK.min(cap - self.inflight);
+            if self.buf.capacity() < want {
+                self.buf.reserve(want.max(MAX_CHUNK));
+            }
+            let mut limited = (&mut self.buf).limit(want);
+            // Polled once and dropped: tokio's `read_buf` keeps no state between polls.
+            let read = std::pin::pin!(self.inner.read_buf(&mut limited));
+            match read.poll(cx) {
+                Poll::Ready(Ok(0)) => self.end = Some(Ok(())),
+                Poll::Ready(Ok(n)) => {
+                    self.inflight += n;
+                    let due = Instant::now() + self.config.one_way_delay;
+                    self.line.push_back((due, self.buf.split().freeze()));
+                }
+                Poll::Ready(Err(e)) => self.end = Some(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for DelayedReader<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let now = Instant::now();
+            while let Some(&(due, n)) = this.acks.front() {
+                if due > now {
+                    break;
+                }
+                this.acks.pop_front();
+                this.inflight -= n;
+            }
+            this.fill(cx);
+            if let Some((due, chunk)) = this.line.front_mut() {
+                if *due <= now {
+                    let n = chunk.len().min(out.remaining());
+                    out.put_slice(&chunk[..n]);
+                    chunk.advance(n);
+                    if chunk.is_empty() {
+                        this.line.pop_front();
+                    }
+                    // The acknowledgement takes another one-way delay to reach the sender.
+                    match this.config.one_way_delay {
+                        d if d.is_zero() => this.inflight -= n,
+                        d => this.acks.push_back((now + d, n)),
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            } else if let Some(end) = this.end.take() {
+                // Report an error once; EOF from then on.
+                this.end = Some(Ok(()));
+                return Poll::Ready(end);
+            }
+            // Wait for the next due chunk, or (window full) the next acknowledgement; `inner` has our
+            // waker if the window has room.
+            let window_full = this.inflight >= this.config.inflight_cap.max(1);
+            let next_ack = this.acks.front().map(|&(due, _)| due).filter(|_| window_full);
+            let wake = match (this.line.front().map(|&(due, _)| due), next_ack) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(wake) = wake else { return Poll::Pending };
+            if wake <= Instant::now() {
+                continue;
+            }
+            if this.armed != Some(wake) {
+                this.armed = Some(wake);
+                match PreciseTimer::get() {
+                    Some(timer) => timer.register(wake, cx.waker().clone()),
+                    None => {
+                        // No timer thread: poll again soon (coarse, but never early).
+                        let waker = cx.waker().clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+                            waker.wake();
+                        });
+                    }
+                }
+            }
+            return Poll::Pending;
+        }
+    }
 }
 
 /// A future that completes at `due` (never earlier), with sub-millisecond precision, woken by [`PreciseTimer`].

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use troupe_actor::{ActorRef, ActorSystem, NodeId, RegistryError, RemoteMessage, SendOptions, SystemError};
 use troupe_wire::ConnPurpose;
 
-use crate::config::{ConfigError, NodeConfig, OverlayKind};
+use crate::config::{ConfigError, LinkEmulation, NodeConfig, OverlayKind};
 use crate::conn::ConnectError;
 use crate::core::{NodeShared, Settings};
 use crate::fault::Interposer;
@@ -263,6 +263,7 @@ impl Node {
             reconnect_max: ms(config.reconnect_max_ms),
             reach: config.reach,
             relay_ttl: u8::try_from(config.relay_ttl).unwrap_or(u8::MAX),
+            link: config.link.as_ref().and_then(LinkEmulation::link_config),
         };
         let loss = config.link.as_ref().map_or(0.0, |l| l.loss);
         let mut seeds = config.seeds.clone();

@@ -1,4 +1,4 @@
-//! Tests of the user-space link emulation proxy (`troupe_net::emulation`), all on 127.0.0.1.
+//! Tests of the user-space link emulation (`troupe_net::emulation`): the proxy and the transport's delayed reader, all on 127.0.0.1.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use rand::{RngCore, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use troupe_net::emulation::{LinkConfig, LinkProxy, LinkStats};
+use troupe_net::emulation::{DelayedReader, LinkConfig, LinkProxy, LinkStats};
 
 const LOCAL: &str = "127.0.0.1:0";
 /// How long a test waits for something that should happen promptly.
@@ -168,12 +168,14 @@ async fn throughput_is_capped_by_inflight_limit() {
     let elapsed = end - start;
     assert_eq!(received, TOTAL);
 
-    // Bytes read by the proxy stay in flight for at least the one-way delay and at most CAP bytes are in flight,
-    // so any one-way-delay window admits at most CAP bytes: TOTAL takes at least (TOTAL / CAP) one-way delays
-    // (320 ms here; without the cap it would take ~20 ms).
-    let bound = config.one_way_delay * (TOTAL / CAP) as u32;
+    // A byte read by the proxy stays in the window until its acknowledgement is back, a whole RTT later, and
+    // at most CAP bytes are in the window: window k (of TOTAL / CAP) is read no earlier than k RTTs after the
+    // first, and the last one arrives a one-way delay after it is read. So TOTAL takes at least
+    // (TOTAL / CAP - 1) RTTs + one one-way delay (620 ms here; without the cap it would take ~20 ms).
+    let windows = (TOTAL / CAP) as u32;
+    let bound = config.round_trip() * (windows - 1) + config.one_way_delay;
     let mbps = TOTAL as f64 / elapsed.as_secs_f64() / 1e6;
-    let limit = CAP as f64 / config.one_way_delay.as_secs_f64() / 1e6;
+    let limit = CAP as f64 / config.round_trip().as_secs_f64() / 1e6;
     eprintln!(
         "4 MiB over RTT 40 ms, cap 256 KiB: {elapsed:?} ({mbps:.1} MB/s; limit {limit:.1} MB/s; bound {bound:?})"
     );
@@ -378,4 +380,66 @@ async fn unreachable_upstream_closes_client() {
     let proxy = LinkProxy::start(local(), dead, LinkConfig::default()).await.expect("start proxy");
     let mut s = connect(proxy.local_addr()).await;
     assert_dead(&mut s).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DelayedReader: the transport's in-process emulation of a link's receiving direction, over real TCP.
+
+/// A connected pair of loopback sockets.
+async fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(local()).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (dialled, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    (dialled.expect("connect"), accepted.expect("accept").0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_reader_delays_every_byte_by_the_one_way_delay() {
+    let _timing = TIMING.lock().await;
+    let delay = Duration::from_millis(30);
+    let (mut tx, rx) = socket_pair().await;
+    let mut rx = DelayedReader::new(rx, LinkConfig::rtt(delay * 2));
+    let mut byte = [0u8; 1];
+    for round in 0..3u8 {
+        let sent = Instant::now();
+        tx.write_all(&[round]).await.expect("write");
+        rx.read_exact(&mut byte).await.expect("read");
+        let took = sent.elapsed();
+        assert_eq!(byte[0], round);
+        assert!(took >= delay, "byte {round} arrived after {took:?}, before the {delay:?} one-way delay");
+        assert!(took < delay + Duration::from_millis(40), "byte {round} took {took:?}");
+    }
+    // EOF comes through, after the bytes before it.
+    tx.write_all(b"end").await.expect("write");
+    drop(tx);
+    let mut rest = Vec::new();
+    rx.read_to_end(&mut rest).await.expect("read to end");
+    assert_eq!(rest, b"end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_reader_window_caps_throughput_and_keeps_bytes_intact() {
+    let _timing = TIMING.lock().await;
+    const TOTAL: usize = 2 << 20;
+    const CAP: usize = 128 << 10;
+    let config = LinkConfig::rtt(Duration::from_millis(20)).with_inflight_cap(CAP);
+    let (mut tx, rx) = socket_pair().await;
+    let data = pseudo_random(7, TOTAL);
+    let sent = data.clone();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        tx.write_all(&sent).await.expect("write");
+        tx.shutdown().await.expect("shutdown");
+    });
+    let mut got = Vec::new();
+    DelayedReader::new(rx, config).read_to_end(&mut got).await.expect("read");
+    let elapsed = start.elapsed();
+    writer.await.expect("writer");
+    assert!(got == data, "bytes changed on the way");
+    // As for the proxy: window k of TOTAL / CAP is read no earlier than k RTTs after the first.
+    let windows = (TOTAL / CAP) as u32;
+    let bound = config.round_trip() * (windows - 1) + config.one_way_delay;
+    eprintln!("2 MiB through a 128 KiB window, RTT 20 ms: {elapsed:?} (bound {bound:?})");
+    assert!(elapsed >= bound, "took {elapsed:?}, less than {bound:?}: the window is not enforced");
+    assert!(elapsed <= bound * 2, "took {elapsed:?}, more than twice the {bound:?} bound");
 }

@@ -223,3 +223,30 @@ async fn large_payloads_cross_intact_both_ways() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// `link.one_way_delay_ms` and `link.inflight_bytes` are applied by the transport: with 15 ms on both nodes
+/// an ask takes at least a 30 ms round trip, and large payloads still arrive intact through the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_link_emulation_delays_what_each_node_receives() {
+    let delayed = |name: &str| NodeConfig {
+        link: Some(troupe_net::LinkEmulation { one_way_delay_ms: 15.0, inflight_bytes: Some(256 << 10), loss: 0.0 }),
+        ..config(name)
+    };
+    let a = Node::start(delayed("a")).await.expect("a");
+    let b = Node::start(delayed("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    let counter = b.system().spawn(Counter(0));
+    b.register("counter", &counter).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    let mut fastest = Duration::MAX;
+    for n in 1..=5 {
+        remote.tell(CounterMsg::Add(1)).await.unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(remote.ask(CounterMsg::Get).await.unwrap(), n);
+        fastest = fastest.min(start.elapsed());
+    }
+    assert!(fastest >= Duration::from_millis(30), "an ask took {fastest:?}: the 15 ms each way was not applied");
+    assert!(fastest < Duration::from_millis(200), "an ask took {fastest:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use troupe::actor::{ActorRef, Payload, SendOptions};
-use troupe::net::emulation::{LinkConfig, LinkProxy};
+use troupe::net::LinkEmulation;
 use troupe::{Node, NodeConfig};
 use troupe_cli::process::NodeProcess;
 use troupe_cli::services::ServiceMsg;
@@ -41,12 +41,21 @@ impl Sizes {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+/// Round-trip time of the emulated link in `echo20ms`.
+const ECHO_RTT_MS: f64 = 20.0;
 
 /// Starts the peer process listening on `listen`, advertising `advertise`.
 fn start_peer(listen: &str, advertise: Option<&str>, default_parallelism: u16) -> anyhow::Result<NodeProcess> {
+    start_peer_with(listen, advertise, default_parallelism, &[])
+}
+
+/// [`start_peer`] with more `TROUPE_*` settings.
+fn start_peer_with(
+    listen: &str,
+    advertise: Option<&str>,
+    default_parallelism: u16,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<NodeProcess> {
     let mut env = vec![
         ("TROUPE_NAME", "peer".to_string()),
         ("TROUPE_SECRET", SECRET.to_string()),
@@ -60,6 +69,7 @@ fn start_peer(listen: &str, advertise: Option<&str>, default_parallelism: u16) -
     if let Some(a) = advertise {
         env.push(("TROUPE_ADVERTISE", a.to_string()));
     }
+    env.extend(extra.iter().cloned());
     NodeProcess::spawn(&std::env::current_exe()?, &["--raw-listen", "127.0.0.1:0"], &env)
 }
 
@@ -252,24 +262,27 @@ async fn hol(node: &Node, bulk_channel: bool, asks: u64) -> anyhow::Result<(f64,
     Ok((hist.value_at_quantile(0.99) as f64, sent as f64))
 }
 
-/// echo20ms: `actors` concurrent askers send 512 KiB and get it back over links with 20 ms RTT
-/// and a 4 MiB in-flight cap per connection; ops/s.
+/// Partisan's echo over an emulated 20 ms RTT link with a 4 MiB window per connection and direction:
+/// 128 askers, 512 KiB payloads, `parallelism` connections on the default channel. Both nodes emulate the
+/// link in their transport (each delays what it receives by 10 ms and keeps the window), so every byte
+/// crosses one real TCP connection: through a `LinkProxy`, each byte would cross two more, and on a 2-core
+/// machine this would measure the proxy's CPU use rather than the link.
 async fn echo_link(parallelism: u16, ops: u64) -> anyhow::Result<f64> {
     const ACTORS: u64 = 128;
-    let link = LinkConfig::rtt(Duration::from_millis(20));
-    // Both directions through proxies: peer -> us and us -> peer.
-    let peer_port = free_port()?;
-    let peer_addr: std::net::SocketAddr = format!("127.0.0.1:{peer_port}").parse()?;
-    let to_peer = LinkProxy::start("127.0.0.1:0".parse()?, peer_addr, link).await?;
-    let our_port = free_port()?;
-    let our_addr: std::net::SocketAddr = format!("127.0.0.1:{our_port}").parse()?;
-    let to_us = LinkProxy::start("127.0.0.1:0".parse()?, our_addr, link).await?;
-    let _peer = start_peer(&peer_addr.to_string(), Some(&to_peer.local_addr().to_string()), parallelism)?;
+    let link = LinkEmulation {
+        one_way_delay_ms: ECHO_RTT_MS / 2.0,
+        inflight_bytes: Some(troupe::net::emulation::DEFAULT_INFLIGHT_CAP),
+        loss: 0.0,
+    };
+    let peer_env = [
+        ("TROUPE_LINK__ONE_WAY_DELAY_MS", link.one_way_delay_ms.to_string()),
+        ("TROUPE_LINK__INFLIGHT_BYTES", troupe::net::emulation::DEFAULT_INFLIGHT_CAP.to_string()),
+    ];
+    let peer = start_peer_with("127.0.0.1:0", None, parallelism, &peer_env)?;
     let mut config = node_config("bench", None, parallelism);
-    config.listen = vec![our_addr.to_string()];
-    config.advertise = vec![to_us.local_addr().to_string()];
+    config.link = Some(link);
     let node = Node::start(config).await?;
-    node.connect(&to_peer.local_addr().to_string()).await?;
+    node.connect(&peer.addr).await?;
     let echo: ActorRef<ServiceMsg> = node.lookup("peer", "echo").await?;
     let payload = Payload::from(vec![4u8; 512 * 1024]);
     let per_actor = ops.div_ceil(ACTORS);
@@ -299,7 +312,7 @@ async fn echo_link(parallelism: u16, ops: u64) -> anyhow::Result<f64> {
 
 /// Runs the suite.
 pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)) -> anyhow::Result<()> {
-    let wanted = |name: &str| only.is_none_or(|o| o == name);
+    let wanted = |name: &str| only.is_none_or(|o| o.split(',').any(|o| o.trim() == name));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
         let peer = start_peer("127.0.0.1:0", None, 1)?;
