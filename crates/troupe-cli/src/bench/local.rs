@@ -438,6 +438,47 @@ fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
     })
 }
 
+/// How long a cache line takes to go from one core to another and back, in ns (median of 5 runs): two
+/// threads bounce a counter. `cores` depends on it more than on anything troupe does: on this project's VMs
+/// it is ~90 ns in some runs and 200-500 ns in others (the host places the two vCPUs differently), and Big
+/// on two workers runs at ~10 M msg/s in the first case and ~5.5 M msg/s in the second.
+/// `None` on a machine with one core, where the two threads would take turns instead.
+pub fn core_to_core_roundtrip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    const ROUNDS: u64 = 200_000;
+    let mut samples: Vec<f64> = (0..5)
+        .map(|_| {
+            let flag = Arc::new(AtomicU64::new(0));
+            let other = {
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    for i in 0..ROUNDS {
+                        while flag.load(Ordering::Acquire) != 2 * i + 1 {
+                            std::hint::spin_loop();
+                        }
+                        flag.store(2 * i + 2, Ordering::Release);
+                    }
+                })
+            };
+            let start = Instant::now();
+            for i in 0..ROUNDS {
+                flag.store(2 * i + 1, Ordering::Release);
+                while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            let ns = start.elapsed().as_nanos() as f64 / ROUNDS as f64;
+            other.join().expect("bouncing thread");
+            ns
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    Some(samples[samples.len() / 2])
+}
+
 /// Resident memory of this process in bytes.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -551,12 +592,14 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
     if wanted("cores") {
         // All workers against one worker, alternated like the pairs above.
         let (ours_all, ours_one) = paired_medians(runs, || big_ours(workers), || big_ours(1));
-        emit(
-            BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
-                .with("workers", workers)
-                .with("all_workers_msg_s", ours_all)
-                .with("one_worker_msg_s", ours_one),
-        );
+        let mut line = BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
+            .with("workers", workers)
+            .with("all_workers_msg_s", ours_all)
+            .with("one_worker_msg_s", ours_one);
+        if let Some(ns) = core_to_core_roundtrip_ns() {
+            line = line.with("core_to_core_roundtrip_ns", ns);
+        }
+        emit(line);
     }
     lines
 }
