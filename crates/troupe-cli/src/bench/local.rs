@@ -448,29 +448,49 @@ pub fn core_to_core_roundtrip_ns() -> Option<f64> {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return None;
     }
-    const ROUNDS: u64 = 200_000;
+    const ROUNDS: u64 = 100_000;
+    /// Each sample stops after this long even if not all rounds are done (a busy machine).
+    const BUDGET: Duration = Duration::from_millis(50);
+    const STOP: u64 = u64::MAX;
+    /// Spins between yields, so two threads sharing one core still make progress.
+    fn wait_until(flag: &AtomicU64, done: impl Fn(u64) -> bool) -> u64 {
+        let mut spins = 0u32;
+        loop {
+            let v = flag.load(Ordering::Acquire);
+            if done(v) {
+                return v;
+            }
+            spins += 1;
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
     let mut samples: Vec<f64> = (0..5)
         .map(|_| {
             let flag = Arc::new(AtomicU64::new(0));
             let other = {
                 let flag = flag.clone();
-                std::thread::spawn(move || {
-                    for i in 0..ROUNDS {
-                        while flag.load(Ordering::Acquire) != 2 * i + 1 {
-                            std::hint::spin_loop();
-                        }
-                        flag.store(2 * i + 2, Ordering::Release);
+                std::thread::spawn(move || loop {
+                    // Answer every odd value with the next even one, until told to stop.
+                    let v = wait_until(&flag, |v| v == STOP || v % 2 == 1);
+                    if v == STOP {
+                        return;
                     }
+                    flag.store(v + 1, Ordering::Release);
                 })
             };
             let start = Instant::now();
-            for i in 0..ROUNDS {
-                flag.store(2 * i + 1, Ordering::Release);
-                while flag.load(Ordering::Acquire) != 2 * i + 2 {
-                    std::hint::spin_loop();
-                }
+            let mut rounds = 0;
+            while rounds < ROUNDS && (rounds % 1024 != 0 || start.elapsed() < BUDGET) {
+                flag.store(2 * rounds + 1, Ordering::Release);
+                wait_until(&flag, |v| v == 2 * rounds + 2);
+                rounds += 1;
             }
-            let ns = start.elapsed().as_nanos() as f64 / ROUNDS as f64;
+            let ns = start.elapsed().as_nanos() as f64 / rounds.max(1) as f64;
+            flag.store(STOP, Ordering::Release);
             other.join().expect("bouncing thread");
             ns
         })
