@@ -70,7 +70,7 @@ pub use remote::{
     RemoteControl, RemoteMessage, RemoteProxy, ReplyOutcome, SendOptions, Transport,
 };
 pub use reply::Reply;
-pub use sched::StagePool;
+pub use sched::{collect_wakeups, StagePool, Woken};
 pub use supervision::{Backoff, StrategyKind, SupervisionStrategy};
 pub use system::{ActorSystem, SystemBuilder, SystemConfig, SystemStats};
 

@@ -7,14 +7,14 @@
 
 use std::sync::Once;
 
-/// Installs a panic hook that stays silent for panics on troupe's actor worker threads (the
-/// runtime logs them) and defers to the previous hook everywhere else. Idempotent.
+/// Installs a panic hook that stays silent for panics in actor code (on troupe's worker threads,
+/// or run inline by a network thread; the runtime logs them) and defers to the previous hook everywhere else. Idempotent.
 pub fn quiet_actor_panics() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !crate::sched::on_worker_thread() {
+            if !crate::sched::running_tasks() {
                 previous(info);
             }
         }));

@@ -60,6 +60,12 @@ pub(crate) struct Settings {
     pub(crate) link: Option<crate::emulation::LinkConfig>,
 }
 
+/// A read that brought at most this many small frames is a short exchange (asks, replies): the
+/// actors it woke run on the network thread if the actor scheduler is idle, which saves waking a
+/// worker. A read that brought more, or a large frame, is a stream: its actors run on the workers,
+/// in parallel with the next read.
+const INLINE_FRAMES: u64 = 4;
+
 /// Frames at least this long (header included) are read into a buffer of their own.
 const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
@@ -559,6 +565,9 @@ impl NodeShared {
         let mut unanswered = 0u32;
         // Counted per read, not per frame: the counters are shared by every connection.
         let mut frames = 0u64;
+        // Actors woken by this read's frames: run here if the scheduler is idle and the read was
+        // a short exchange (see `INLINE_FRAMES`), else queued for the workers.
+        let mut woken = troupe_actor::Woken::default();
         loop {
             // Dispatch every whole frame in the buffer.
             loop {
@@ -577,19 +586,30 @@ impl NodeShared {
                 start += used;
                 unanswered = 0;
                 frames += 1;
-                let step = self.dispatch(
-                    &transport,
-                    &peer,
-                    header,
-                    &buf[payload_range],
-                    None,
-                    &reply_queue,
-                    channel,
-                    &mut conn,
-                );
+                let step = troupe_actor::collect_wakeups(&mut woken, || {
+                    self.dispatch(
+                        &transport,
+                        &peer,
+                        header,
+                        &buf[payload_range],
+                        None,
+                        &reply_queue,
+                        channel,
+                        &mut conn,
+                    )
+                });
+                if matches!(step, Dispatched::Full(_)) {
+                    // We are about to wait for the target to make room: it must run elsewhere.
+                    woken.release();
+                }
                 if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
                     return reason;
                 }
+            }
+            if frames <= INLINE_FRAMES {
+                woken.run_here();
+            } else {
+                woken.release();
             }
             if !conn.acks.is_empty() {
                 let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
@@ -639,16 +659,21 @@ impl NodeShared {
                     let frame = big.freeze();
                     pool.keep(&frame);
                     frames += 1;
-                    let step = self.dispatch(
-                        &transport,
-                        &peer,
-                        header,
-                        &frame[HEADER_LEN..],
-                        Some(&frame),
-                        &reply_queue,
-                        channel,
-                        &mut conn,
-                    );
+                    let step = troupe_actor::collect_wakeups(&mut woken, || {
+                        self.dispatch(
+                            &transport,
+                            &peer,
+                            header,
+                            &frame[HEADER_LEN..],
+                            Some(&frame),
+                            &reply_queue,
+                            channel,
+                            &mut conn,
+                        )
+                    });
+                    // A large message is bulk work (its handler may copy or write it again): the
+                    // workers take it, in parallel with this thread's next read.
+                    woken.release();
                     if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
                         return reason;
                     }

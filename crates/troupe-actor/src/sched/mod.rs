@@ -12,6 +12,11 @@
 //!
 //! A pool has a fixed number of threads but a variable number of *active* workers
 //! ([`StagePool::set_active_workers`]): the runtime's stages can be resized while running.
+//!
+//! Another stage (the network threads) can run the tasks it wakes itself when the pool is idle,
+//! instead of waking a sleeping worker ([`collect_wakeups`], [`Woken::run_here`]): waking a parked
+//! thread costs more than a short actor turn (~17 us on our VMs against a few us), and a request
+//! that arrives on an idle node is answered on the thread that read it.
 
 pub(crate) mod task;
 
@@ -35,9 +40,111 @@ const FAIRNESS_TICK: u32 = 31;
 const SEARCH_ROUNDS: u32 = 64;
 
 type TaskRef = Arc<dyn Runnable>;
+/// A task and the pool it belongs to.
+type PooledTask = (Arc<PoolShared>, TaskRef);
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<WorkerLocal>>> = const { RefCell::new(None) };
+    /// Set inside [`collect_wakeups`]: tasks scheduled from this (non-worker) thread are kept here
+    /// instead of being queued.
+    static COLLECTING: RefCell<Option<Vec<PooledTask>>> = const { RefCell::new(None) };
+    /// True while [`Woken::run_here`] runs a task on this (non-worker) thread.
+    static RUNNING_INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs a task of some pool: a worker's, or an inline turn
+/// ([`Woken::run_here`]) on another stage's thread.
+pub(crate) fn running_tasks() -> bool {
+    on_worker_thread() || RUNNING_INLINE.with(|r| r.get())
+}
+
+/// How long one inline turn may take before the pool stops running tasks inline for a while.
+const INLINE_SLOW: Duration = Duration::from_millis(1);
+/// How long the pool runs no task inline after a slow inline turn.
+const INLINE_BACKOFF: Duration = Duration::from_millis(100);
+/// The most tasks (and the longest time) one [`Woken::run_here`] runs before handing the rest on.
+const INLINE_MAX_TASKS: usize = 16;
+const INLINE_BUDGET: Duration = Duration::from_micros(500);
+
+/// Tasks woken by code that ran inside [`collect_wakeups`], not yet queued. Dropping it queues them
+/// on their pools, so none is ever lost.
+#[derive(Default)]
+pub struct Woken {
+    tasks: std::collections::VecDeque<PooledTask>,
+}
+
+impl std::fmt::Debug for Woken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Woken").field("tasks", &self.tasks.len()).finish()
+    }
+}
+
+/// Runs `f`; tasks of any pool that `f` schedules from this thread (which must not be a worker:
+/// on a worker, wake-ups take the worker's own fast path) are returned instead of queued.
+pub fn collect_wakeups<R>(woken: &mut Woken, f: impl FnOnce() -> R) -> R {
+    /// Puts back the outer collection (if any) and hands what was collected to `woken`, even if
+    /// `f` panics.
+    struct Scope<'a> {
+        outer: Option<Vec<PooledTask>>,
+        woken: &'a mut Woken,
+    }
+    impl Drop for Scope<'_> {
+        fn drop(&mut self) {
+            let mine = COLLECTING.with(|c| std::mem::replace(&mut *c.borrow_mut(), self.outer.take()));
+            self.woken.tasks.extend(mine.into_iter().flatten());
+        }
+    }
+    if on_worker_thread() {
+        return f();
+    }
+    let outer = COLLECTING.with(|c| c.borrow_mut().replace(Vec::new()));
+    let _scope = Scope { outer, woken };
+    f()
+}
+
+impl Woken {
+    /// True when nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Runs the collected tasks on this thread while their pool is idle (every active worker
+    /// asleep, none searching, no recent slow inline turn), collecting what they wake in turn;
+    /// queues the rest on their pools. Bounded by [`INLINE_MAX_TASKS`] and [`INLINE_BUDGET`].
+    pub fn run_here(&mut self) {
+        let started = std::time::Instant::now();
+        let mut ran = 0;
+        while let Some((pool, task)) = self.tasks.pop_front() {
+            if ran >= INLINE_MAX_TASKS || started.elapsed() >= INLINE_BUDGET || !pool.idle_for_inline() {
+                pool.push_external(task);
+                continue;
+            }
+            ran += 1;
+            let turn = std::time::Instant::now();
+            let mut more = Woken::default();
+            let outer = RUNNING_INLINE.with(|r| r.replace(true));
+            collect_wakeups(&mut more, || task.run());
+            RUNNING_INLINE.with(|r| r.set(outer));
+            let took = turn.elapsed();
+            if took >= INLINE_SLOW {
+                pool.back_off_inline(took);
+            }
+            self.tasks.extend(more.tasks.drain(..));
+        }
+    }
+
+    /// Queues every collected task on its pool.
+    pub fn release(&mut self) {
+        for (pool, task) in self.tasks.drain(..) {
+            pool.push_external(task);
+        }
+    }
+}
+
+impl Drop for Woken {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// What a worker thread keeps for itself.
@@ -101,6 +208,9 @@ pub(crate) struct PoolShared {
     unparkers: Vec<Unparker>,
     /// Indices of sleeping active workers.
     sleepers: Mutex<Vec<usize>>,
+    /// Until when (ns since `epoch`) no task runs inline ([`Woken::run_here`]).
+    inline_backoff_until: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
     num_sleeping: AtomicUsize,
     num_searching: AtomicUsize,
     active: AtomicUsize,
@@ -131,9 +241,50 @@ impl PoolShared {
             }
         });
         if let Some(task) = not_local {
-            self.injector.push(task);
-            self.notify_if_idle();
+            if yielded {
+                return self.push_external(task);
+            }
+            let task = COLLECTING.with(|c| match c.borrow_mut().as_mut() {
+                Some(collected) => {
+                    collected.push((self.clone(), task));
+                    None
+                }
+                None => Some(task),
+            });
+            if let Some(task) = task {
+                self.push_external(task);
+            }
         }
+    }
+
+    /// Queues a task on the global queue and wakes a worker if needed.
+    fn push_external(&self, task: TaskRef) {
+        self.injector.push(task);
+        self.notify_if_idle();
+    }
+
+    /// Whether a task may run inline on a non-worker thread now: every active worker is asleep,
+    /// none is searching, and no inline turn was slow recently.
+    fn idle_for_inline(&self) -> bool {
+        if self.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        now >= self.inline_backoff_until.load(Ordering::Relaxed) && self.all_workers_asleep()
+    }
+
+    /// Every active worker is parked and none is searching for work.
+    fn all_workers_asleep(&self) -> bool {
+        self.num_searching.load(Ordering::SeqCst) == 0
+            && self.num_sleeping.load(Ordering::SeqCst) >= self.active.load(Ordering::Relaxed)
+    }
+
+    /// An inline turn took `took`: run none inline for [`INLINE_BACKOFF`], so a long handler does
+    /// not keep holding another stage's thread.
+    fn back_off_inline(&self, took: Duration) {
+        let until = self.epoch.elapsed() + INLINE_BACKOFF;
+        self.inline_backoff_until.store(until.as_nanos() as u64, Ordering::Relaxed);
+        tracing::debug!(pool = %self.name, ?took, "slow inline task turn; waking workers instead for a while");
     }
 
     /// Wakes one sleeping worker if there is one and nobody is already looking for work.
@@ -199,6 +350,8 @@ impl StagePool {
             stealers: queues.iter().map(Worker::stealer).collect(),
             unparkers: parkers.iter().map(|p| p.unparker().clone()).collect(),
             sleepers: Mutex::new(Vec::with_capacity(threads)),
+            inline_backoff_until: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             num_sleeping: AtomicUsize::new(0),
             num_searching: AtomicUsize::new(0),
             active: AtomicUsize::new(threads),
@@ -444,6 +597,100 @@ fn hand_over_and_wait(shared: &Arc<PoolShared>, local: &WorkerLocal, parker: &Pa
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
+
+    /// Waits until every worker of `pool` sleeps (they search a little before parking).
+    fn wait_idle(pool: &StagePool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pool.shared.all_workers_asleep() {
+            assert!(std::time::Instant::now() < deadline, "the pool never went idle");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Spawns a task (onto the pool's queue: it runs on a worker) that records the thread it ran
+    /// on; returns the record.
+    fn recording_task(pool: &StagePool, woken: &mut Woken) -> Arc<Mutex<Option<std::thread::ThreadId>>> {
+        let ran_on = Arc::new(Mutex::new(None));
+        let record = ran_on.clone();
+        collect_wakeups(woken, || {
+            pool.spawn(async move {
+                *record.lock() = Some(std::thread::current().id());
+            })
+        });
+        ran_on
+    }
+
+    #[test]
+    fn woken_tasks_run_on_the_waking_thread_when_the_pool_is_idle() {
+        let pool = StagePool::new("inline", 2, None);
+        // A worker wakes every 100 ms to look around; if that happens between the check and
+        // run_here, the task rightly goes to the workers: try again.
+        let ran_here = (0..10).any(|_| {
+            wait_idle(&pool);
+            let mut woken = Woken::default();
+            let ran_on = recording_task(&pool, &mut woken);
+            assert!(!woken.is_empty(), "the task was queued instead of collected");
+            assert!(ran_on.lock().is_none(), "a collected task ran before run_here");
+            woken.run_here();
+            drop(woken);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while ran_on.lock().is_none() {
+                assert!(std::time::Instant::now() < deadline, "the task never ran");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let ran_on = *ran_on.lock();
+            ran_on == Some(std::thread::current().id())
+        });
+        assert!(ran_here, "the idle pool's task never ran on the waking thread");
+        pool.shutdown();
+    }
+
+    #[test]
+    fn collected_tasks_are_never_lost() {
+        let pool = StagePool::new("inline", 2, None);
+        let counter = Arc::new(AtomicU64::new(0));
+        // More than one run_here takes: the rest go to the workers. And a dropped `Woken` queues
+        // what it holds.
+        let mut woken = Woken::default();
+        let mut dropped = Woken::default();
+        for i in 0..100 {
+            let counter = counter.clone();
+            let into = if i % 2 == 0 { &mut woken } else { &mut dropped };
+            collect_wakeups(into, || {
+                pool.spawn(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                })
+            });
+        }
+        woken.run_here();
+        drop(dropped);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counter.load(Ordering::SeqCst) < 100 {
+            assert!(std::time::Instant::now() < deadline, "collected tasks were lost");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_slow_inline_turn_sends_later_tasks_to_the_workers() {
+        let pool = StagePool::new("inline", 1, None);
+        wait_idle(&pool);
+        let mut woken = Woken::default();
+        collect_wakeups(&mut woken, || pool.spawn(async { std::thread::sleep(INLINE_SLOW * 2) }));
+        woken.run_here();
+        // Backing off: the next task is queued for the worker even though the pool is idle.
+        wait_idle(&pool);
+        let ran_on = recording_task(&pool, &mut woken);
+        woken.run_here();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ran_on.lock().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the task never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_ne!(*ran_on.lock(), Some(std::thread::current().id()), "a task ran inline right after a slow turn");
+        pool.shutdown();
+    }
 
     #[test]
     fn runs_many_tasks_on_all_workers_and_resizes() {

@@ -136,46 +136,53 @@ async fn raw_tell64(raw: &str, n: u64) -> anyhow::Result<f64> {
     Ok(per_sec(n, elapsed))
 }
 
-/// ask64: sequential echo asks; p50 and p99 in ns.
-async fn ask64(echo: &ActorRef<ServiceMsg>, n: u64) -> anyhow::Result<(f64, f64)> {
-    let mut hist = Histogram::<u64>::new(3)?;
-    let payload = Payload::from(vec![3u8; 64]);
-    for i in 0..n + n / 10 {
-        let start = Instant::now();
-        let back = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
-        let ns = start.elapsed().as_nanos() as u64;
-        if back != payload {
-            bail!("ask64: wrong echo");
-        }
-        if i >= n / 10 {
-            hist.record(ns)?; // after a warm-up tenth
-        }
-    }
-    Ok((hist.value_at_quantile(0.5) as f64, hist.value_at_quantile(0.99) as f64))
-}
+/// Rounds ask64 alternates between troupe and raw TCP, so a drift of the machine's speed (large
+/// on our shared VMs) affects both sides alike.
+const ASK_ROUNDS: u64 = 10;
 
-async fn raw_ask64(raw: &str, n: u64) -> anyhow::Result<(f64, f64)> {
+/// ask64: `n` sequential echo asks through troupe and `n` raw TCP ping-pongs, alternating in
+/// [`ASK_ROUNDS`] rounds after a warm-up tenth of each; ((p50, p99) troupe, (p50, p99) raw) in ns.
+async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result<((f64, f64), (f64, f64))> {
+    let mut ours = Histogram::<u64>::new(3)?;
+    let mut base = Histogram::<u64>::new(3)?;
+    let payload = Payload::from(vec![3u8; 64]);
     let mut tcp = tokio::net::TcpStream::connect(raw).await?;
     tcp.set_nodelay(true)?;
-    let mut hist = Histogram::<u64>::new(3)?;
     let mut frame = Vec::with_capacity(68);
     frame.extend_from_slice(&64u32.to_le_bytes());
     frame.push(1);
     frame.extend_from_slice(&[3u8; 63]);
     let mut back = vec![0u8; 68];
-    for i in 0..n + n / 10 {
-        let start = Instant::now();
-        tcp.write_all(&frame).await?;
-        tcp.read_exact(&mut back).await?;
-        let ns = start.elapsed().as_nanos() as u64;
-        if back != frame {
-            bail!("raw ask64: wrong echo");
+    let per_round = (n / ASK_ROUNDS).max(1);
+    for round in 0..=ASK_ROUNDS {
+        // Round 0 is the warm-up of both sides.
+        let record = round > 0;
+        for _ in 0..per_round {
+            let start = Instant::now();
+            let echoed = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
+            let ns = start.elapsed().as_nanos() as u64;
+            if echoed != payload {
+                bail!("ask64: wrong echo");
+            }
+            if record {
+                ours.record(ns)?;
+            }
         }
-        if i >= n / 10 {
-            hist.record(ns)?;
+        for _ in 0..per_round {
+            let start = Instant::now();
+            tcp.write_all(&frame).await?;
+            tcp.read_exact(&mut back).await?;
+            let ns = start.elapsed().as_nanos() as u64;
+            if back != frame {
+                bail!("raw ask64: wrong echo");
+            }
+            if record {
+                base.record(ns)?;
+            }
         }
     }
-    Ok((hist.value_at_quantile(0.5) as f64, hist.value_at_quantile(0.99) as f64))
+    let pcts = |h: &Histogram<u64>| (h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64);
+    Ok((pcts(&ours), pcts(&base)))
 }
 
 /// bulk512k: 512 KiB messages; MB/s.
@@ -327,8 +334,7 @@ pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)
             on_line(&BenchLine::new("remote", "tell64", "msg/s", ours, Some(base)).with("messages", sizes.tells));
         }
         if wanted("ask64") {
-            let (p50, p99) = ask64(&echo, sizes.asks).await?;
-            let (base50, base99) = raw_ask64(peer.raw.as_deref().context("raw")?, sizes.asks).await?;
+            let ((p50, p99), (base50, base99)) = ask64(&echo, peer.raw.as_deref().context("raw")?, sizes.asks).await?;
             on_line(
                 &BenchLine::new("remote", "ask64", "ns", p50, Some(base50))
                     .with("p99", p99)
