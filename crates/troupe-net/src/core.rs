@@ -28,6 +28,7 @@ use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
 use crate::framebuf::FrameBuf;
+use crate::idmap::{id_map, IdMap};
 use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
 use crate::queue::{QueueRefusal, SendQueue};
@@ -145,7 +146,7 @@ enum Dispatched {
 type LookupReply = Option<(ActorId, String)>;
 
 /// Asks waiting for replies, with the node each request went to.
-type PendingReplies = HashMap<u64, (NodeId, Box<dyn PendingReply>)>;
+type PendingReplies = IdMap<u64, (NodeId, Box<dyn PendingReply>)>;
 
 pub(crate) struct NodeShared {
     pub(crate) me: Weak<NodeShared>,
@@ -155,8 +156,8 @@ pub(crate) struct NodeShared {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) advertised: RwLock<Vec<String>>,
-    pub(crate) peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
-    exported: RwLock<HashMap<u64, Arc<dyn Inbound>>>,
+    pub(crate) peers: RwLock<IdMap<NodeId, Arc<Peer>>>,
+    exported: RwLock<IdMap<u64, Arc<dyn Inbound>>>,
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     proxies_since_sweep: AtomicU64,
@@ -207,13 +208,13 @@ impl NodeShared {
             runtime,
             tls,
             advertised: RwLock::new(Vec::new()),
-            peers: RwLock::new(HashMap::new()),
-            exported: RwLock::new(HashMap::new()),
+            peers: RwLock::new(id_map()),
+            exported: RwLock::new(id_map()),
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
             proxies_since_sweep: AtomicU64::new(0),
             acks: Mutex::new(HashMap::new()),
-            replies: Mutex::new(HashMap::new()),
+            replies: Mutex::new(id_map()),
             lookups: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             faults: Faults::with_loss(loss),
