@@ -51,7 +51,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
@@ -370,11 +371,13 @@ impl Flow {
 }
 
 /// Spawns the reader and writer tasks of one direction.
-fn spawn_direction<R, W>(tasks: &mut JoinSet<io::Result<()>>, from: R, to: W, shared: Arc<Shared>, way: Way)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
+fn spawn_direction(
+    tasks: &mut JoinSet<io::Result<()>>,
+    from: OwnedReadHalf,
+    to: OwnedWriteHalf,
+    shared: Arc<Shared>,
+    way: Way,
+) {
     let flow = Arc::new(Flow { inflight: AtomicUsize::new(0), drained: Notify::new() });
     // Unbounded, but the reader never queues more than the in-flight cap.
     let (tx, rx) = mpsc::unbounded_channel();
@@ -398,8 +401,8 @@ async fn ack_side(mut acks: mpsc::UnboundedReceiver<(Instant, usize)>, flow: Arc
 
 /// Reads chunks, stamps them with their due time and queues them, respecting the in-flight cap. Returns at EOF
 /// (dropping the queue's sender, which makes the writer shut its side down after the queued bytes).
-async fn read_side<R: AsyncRead + Unpin>(
-    mut from: R,
+async fn read_side(
+    mut from: OwnedReadHalf,
     queue: mpsc::UnboundedSender<(Instant, Bytes)>,
     shared: Arc<Shared>,
     flow: Arc<Flow>,
@@ -449,8 +452,8 @@ async fn read_side<R: AsyncRead + Unpin>(
 }
 
 /// Writes queued chunks once they are due, in order; shuts its side down once the queue is closed and empty.
-async fn write_side<W: AsyncWrite + Unpin>(
-    mut to: W,
+async fn write_side(
+    mut to: OwnedWriteHalf,
     mut queue: mpsc::UnboundedReceiver<(Instant, Bytes)>,
     acks: mpsc::UnboundedSender<(Instant, usize)>,
     shared: Arc<Shared>,
@@ -488,6 +491,11 @@ async fn write_side<W: AsyncWrite + Unpin>(
 /// Bytes are stamped when this reader is polled and finds them, so a consumer that is busy for a while adds
 /// that while to the delay of the bytes that arrived meanwhile (like a slow receiver on a real link). The
 /// bandwidth limit of [`LinkConfig`] is not applied here. Timers run on the process-wide precise link timer.
+///
+/// The proxy keeps its own reader, writer and acknowledgement tasks for the same rules: it reads eagerly while
+/// its writer waits on a slow receiver, and it follows [`LinkProxy::set_config`] and the bandwidth limit. Built
+/// on those tasks (through an in-process pipe), this reader cost a second copy of every byte and measured 30%
+/// slower in `bench remote` echo20ms (1240 against 1700 ops/s), which is why it does the work inline.
 pub struct DelayedReader<R> {
     inner: R,
     config: LinkConfig,

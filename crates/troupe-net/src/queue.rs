@@ -53,12 +53,6 @@ pub(crate) enum Taken {
     Closed,
 }
 
-/// The socket of the lane's current connection, for inline writes.
-struct Direct {
-    socket: Arc<OwnedWriteHalf>,
-    generation: u64,
-}
-
 /// Numbers connections, so a partly written frame never goes to a later connection.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -75,7 +69,8 @@ struct State {
     writing: Option<u64>,
     /// The generation of the lane's current connection.
     generation: u64,
-    direct: Option<Direct>,
+    /// That connection's socket, when it is plain TCP and attached: senders may write to it.
+    direct: Option<Arc<OwnedWriteHalf>>,
     /// Messages admitted by `push` (counted here, under the lock the push holds anyway, rather
     /// than on a node-wide counter every sender would contend on).
     messages: u64,
@@ -233,16 +228,15 @@ impl SendQueue {
         if bounded {
             state.messages += 1;
         }
-        if !urgent() {
-            drop(state);
-            self.ready.notify_one();
-            return Ok((Ok(()), 0));
-        }
-        let Some(Direct { socket, generation }) =
-            state.direct.as_ref().map(|d| Direct { socket: d.socket.clone(), generation: d.generation })
-        else {
-            unreachable!("checked above")
+        let socket = match state.direct.as_ref() {
+            Some(socket) if urgent() => socket.clone(),
+            _ => {
+                drop(state);
+                self.ready.notify_one();
+                return Ok((Ok(()), 0));
+            }
         };
+        let generation = state.generation;
         let mut frame = std::mem::take(&mut state.buf);
         state.writing = Some(generation);
         drop(state);
@@ -274,7 +268,7 @@ impl SendQueue {
         state.front = FrameBuf::default();
         state.writing = None;
         state.generation = generation;
-        state.direct = socket.map(|socket| Direct { socket, generation });
+        state.direct = socket;
         generation
     }
 

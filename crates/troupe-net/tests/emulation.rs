@@ -136,6 +136,22 @@ async fn rtt_20ms_measures_20ms() {
     assert_stats(&proxy, LinkStats { connections: 1, bytes_up: 16, bytes_down: 16 }).await;
 }
 
+/// Checks that moving `total` bytes through a link with `config` took `elapsed` within the window's bound.
+///
+/// A byte stays in the window until its acknowledgement is back, a whole RTT after it was read, and at most
+/// `inflight_cap` bytes are in the window: window k (of total / cap) is read no earlier than k RTTs after the
+/// first, and the last one arrives a one-way delay after it is read. So the transfer takes at least
+/// (total / cap - 1) RTTs + one one-way delay; more than twice that means the emulation itself is too slow.
+fn assert_window_bound(what: &str, config: LinkConfig, total: usize, elapsed: Duration) {
+    let windows = (total / config.inflight_cap) as u32;
+    let bound = config.round_trip() * (windows - 1) + config.one_way_delay;
+    let mbps = total as f64 / elapsed.as_secs_f64() / 1e6;
+    let limit = config.inflight_cap as f64 / config.round_trip().as_secs_f64() / 1e6;
+    eprintln!("{what}: {elapsed:?} ({mbps:.1} MB/s; limit {limit:.1} MB/s; bound {bound:?})");
+    assert!(elapsed >= bound, "{what}: took {elapsed:?}, less than {bound:?}: the window is not enforced");
+    assert!(elapsed <= bound * 2, "{what}: took {elapsed:?}, more than twice the {bound:?} bound");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_is_capped_by_inflight_limit() {
     let _timing = TIMING.lock().await;
@@ -168,19 +184,8 @@ async fn throughput_is_capped_by_inflight_limit() {
     let elapsed = end - start;
     assert_eq!(received, TOTAL);
 
-    // A byte read by the proxy stays in the window until its acknowledgement is back, a whole RTT later, and
-    // at most CAP bytes are in the window: window k (of TOTAL / CAP) is read no earlier than k RTTs after the
-    // first, and the last one arrives a one-way delay after it is read. So TOTAL takes at least
-    // (TOTAL / CAP - 1) RTTs + one one-way delay (620 ms here; without the cap it would take ~20 ms).
-    let windows = (TOTAL / CAP) as u32;
-    let bound = config.round_trip() * (windows - 1) + config.one_way_delay;
-    let mbps = TOTAL as f64 / elapsed.as_secs_f64() / 1e6;
-    let limit = CAP as f64 / config.round_trip().as_secs_f64() / 1e6;
-    eprintln!(
-        "4 MiB over RTT 40 ms, cap 256 KiB: {elapsed:?} ({mbps:.1} MB/s; limit {limit:.1} MB/s; bound {bound:?})"
-    );
-    assert!(elapsed >= bound, "took {elapsed:?}, less than {bound:?}: the in-flight cap is not enforced");
-    assert!(elapsed <= bound * 2, "took {elapsed:?}, more than twice the {bound:?} bound: the proxy is too slow");
+    // 620 ms here; without the cap it would take ~20 ms.
+    assert_window_bound("4 MiB through the proxy, RTT 40 ms, cap 256 KiB", config, TOTAL, elapsed);
     assert_stats(&proxy, LinkStats { connections: 1, bytes_up: TOTAL as u64, bytes_down: 0 }).await;
 }
 
@@ -436,10 +441,5 @@ async fn delayed_reader_window_caps_throughput_and_keeps_bytes_intact() {
     let elapsed = start.elapsed();
     writer.await.expect("writer");
     assert!(got == data, "bytes changed on the way");
-    // As for the proxy: window k of TOTAL / CAP is read no earlier than k RTTs after the first.
-    let windows = (TOTAL / CAP) as u32;
-    let bound = config.round_trip() * (windows - 1) + config.one_way_delay;
-    eprintln!("2 MiB through a 128 KiB window, RTT 20 ms: {elapsed:?} (bound {bound:?})");
-    assert!(elapsed >= bound, "took {elapsed:?}, less than {bound:?}: the window is not enforced");
-    assert!(elapsed <= bound * 2, "took {elapsed:?}, more than twice the {bound:?} bound");
+    assert_window_bound("2 MiB through a DelayedReader, RTT 20 ms, cap 128 KiB", config, TOTAL, elapsed);
 }

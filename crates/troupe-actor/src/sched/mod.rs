@@ -121,15 +121,14 @@ impl Woken {
             }
             ran += 1;
             let turn = std::time::Instant::now();
-            let mut more = Woken::default();
             let outer = RUNNING_INLINE.with(|r| r.replace(true));
-            collect_wakeups(&mut more, || task.run());
+            // What the task wakes joins the queue behind the tasks already collected.
+            collect_wakeups(self, || task.run());
             RUNNING_INLINE.with(|r| r.set(outer));
             let took = turn.elapsed();
             if took >= INLINE_SLOW {
                 pool.back_off_inline(took);
             }
-            self.tasks.extend(more.tasks.drain(..));
         }
     }
 

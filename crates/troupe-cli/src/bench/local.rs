@@ -538,7 +538,7 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         on_line(&line);
         lines.push(line);
     };
-    let wanted = |name: &str| only.is_none_or(|o| o.split(',').any(|o| o.trim() == name));
+    let wanted = |name: &str| super::wanted(only, name);
 
     if wanted("tell") {
         let (ours, base) = paired_medians(

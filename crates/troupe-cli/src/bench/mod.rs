@@ -100,6 +100,11 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Whether benchmark `name` is selected by `--only` (a comma-separated list; `None` = all).
+pub fn wanted(only: Option<&str>, name: &str) -> bool {
+    only.is_none_or(|o| o.split(',').any(|o| o.trim() == name))
+}
+
 /// Rate in units per second.
 pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)

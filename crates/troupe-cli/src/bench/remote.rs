@@ -15,6 +15,7 @@ use troupe::{Node, NodeConfig};
 use troupe_cli::process::NodeProcess;
 use troupe_cli::services::ServiceMsg;
 
+use super::local::Latency;
 use super::{per_sec, BenchLine};
 
 const SECRET: &str = "troupe-bench-secret-0123456789";
@@ -150,8 +151,8 @@ async fn tell64(sink: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Resul
 const ASK_ROUNDS: u64 = 10;
 
 /// ask64: `n` sequential echo asks through troupe and `n` raw TCP ping-pongs, alternating in
-/// [`ASK_ROUNDS`] rounds after a warm-up tenth of each; ((p50, p99) troupe, (p50, p99) raw) in ns.
-async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result<((f64, f64), (f64, f64))> {
+/// [`ASK_ROUNDS`] rounds after a warm-up tenth of each; (troupe, raw).
+async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result<(Latency, Latency)> {
     let mut ours = Histogram::<u64>::new(3)?;
     let mut base = Histogram::<u64>::new(3)?;
     let payload = Payload::from(vec![3u8; 64]);
@@ -190,8 +191,7 @@ async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result
             }
         }
     }
-    let pcts = |h: &Histogram<u64>| (h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64);
-    Ok((pcts(&ours), pcts(&base)))
+    Ok((Latency::from_histogram(&ours), Latency::from_histogram(&base)))
 }
 
 /// bulk512k: 512 KiB messages; MB/s.
@@ -328,7 +328,7 @@ async fn echo_link(parallelism: u16, ops: u64) -> anyhow::Result<f64> {
 
 /// Runs the suite.
 pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)) -> anyhow::Result<()> {
-    let wanted = |name: &str| only.is_none_or(|o| o.split(',').any(|o| o.trim() == name));
+    let wanted = |name: &str| super::wanted(only, name);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     rt.block_on(async {
         let peer = start_peer("127.0.0.1:0", None, 1)?;
@@ -342,11 +342,11 @@ pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)
             on_line(&BenchLine::new("remote", "tell64", "msg/s", ours, Some(base)).with("messages", sizes.tells));
         }
         if wanted("ask64") {
-            let ((p50, p99), (base50, base99)) = ask64(&echo, peer.raw.as_deref().context("raw")?, sizes.asks).await?;
+            let (ours, base) = ask64(&echo, peer.raw.as_deref().context("raw")?, sizes.asks).await?;
             on_line(
-                &BenchLine::new("remote", "ask64", "ns", p50, Some(base50))
-                    .with("p99", p99)
-                    .with("baseline_p99", base99)
+                &BenchLine::new("remote", "ask64", "ns", ours.p50_ns, Some(base.p50_ns))
+                    .with("p99", ours.p99_ns)
+                    .with("baseline_p99", base.p99_ns)
                     .with("asks", sizes.asks),
             );
         }
