@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -217,30 +217,82 @@ struct CodecContext {
     peer: NodeId,
 }
 
-thread_local! {
-    static CODEC: RefCell<Option<CodecContext>> = const { RefCell::new(None) };
+/// A thread's codec context. The last one used stays here, inactive, when its scope ends: the
+/// next scope for the same transport and peer (nearly every scope, on a node's threads) only
+/// flips `active`, with no reference count touched. The transport is held weakly so a stopped
+/// node is not kept alive by a thread that once coded for it; the weak reference also keeps
+/// its allocation, so an equal address always means the same transport.
+struct CodecState {
+    transport: Option<Weak<dyn Transport>>,
+    peer: NodeId,
+    active: bool,
 }
 
-struct Restore(Option<CodecContext>);
+impl CodecState {
+    fn is(&self, transport: &Arc<dyn Transport>, peer: NodeId) -> bool {
+        self.peer == peer
+            && self.transport.as_ref().is_some_and(|w| std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(transport)))
+    }
+}
 
-impl Drop for Restore {
+thread_local! {
+    static CODEC: RefCell<CodecState> =
+        const { RefCell::new(CodecState { transport: None, peer: NodeId(0), active: false }) };
+}
+
+/// What a scope puts back when it ends.
+enum Restore {
+    /// The scope activated the sticky context: deactivate it.
+    Deactivate,
+    /// The same context was already active (a nested scope): nothing.
+    Keep,
+    /// The scope replaced an active context: put it back.
+    Previous(CodecState),
+}
+
+/// Undoes a scope's [`Restore`] when the scope ends, unwinding included.
+struct RestoreGuard(Restore);
+
+impl Drop for RestoreGuard {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CODEC.with(|c| *c.borrow_mut() = previous);
+        match std::mem::replace(&mut self.0, Restore::Keep) {
+            Restore::Keep => {}
+            Restore::Deactivate => CODEC.with(|c| c.borrow_mut().active = false),
+            Restore::Previous(previous) => CODEC.with(|c| *c.borrow_mut() = previous),
+        }
     }
 }
 
 /// Runs `f` with `transport` as the codec context for messages exchanged with node `peer`:
 /// refs and reply ports serialized or deserialized inside `f` use it.
 pub fn with_codec_context<R>(transport: &Arc<dyn Transport>, peer: NodeId, f: impl FnOnce() -> R) -> R {
-    let context = CodecContext { transport: transport.clone(), peer };
-    let previous = CODEC.with(|c| c.borrow_mut().replace(context));
-    let _restore = Restore(previous);
+    let restore = CODEC.with(|c| {
+        let mut state = c.borrow_mut();
+        if state.is(transport, peer) {
+            return if std::mem::replace(&mut state.active, true) { Restore::Keep } else { Restore::Deactivate };
+        }
+        let mine = CodecState { transport: Some(Arc::downgrade(transport)), peer, active: true };
+        let previous = std::mem::replace(&mut *state, mine);
+        // An inactive context needs no restoring: the new one stays behind instead.
+        if previous.active {
+            Restore::Previous(previous)
+        } else {
+            Restore::Deactivate
+        }
+    });
+    let _restore = RestoreGuard(restore);
     f()
 }
 
 fn current_context() -> Option<CodecContext> {
-    CODEC.with(|c| c.borrow().clone())
+    CODEC.with(|c| {
+        let state = c.borrow();
+        if !state.active {
+            return None;
+        }
+        let transport = state.transport.as_ref()?.upgrade()?;
+        Some(CodecContext { transport, peer: state.peer })
+    })
 }
 
 /// Encodes a message body with postcard; large payloads go to `attached` instead of `out`.
@@ -499,5 +551,81 @@ impl<M> RemoteTarget<M> {
         with_codec_context(transport, self.proxy.id.node, || {
             transport.try_send(self.proxy.id, &self.opts, self.tag, &mut |out, attached| encode(msg, out, attached))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport that only has an identity: enough to test codec-context scoping.
+    struct Named(u64);
+
+    impl Transport for Named {
+        fn local_node(&self) -> NodeId {
+            NodeId(self.0)
+        }
+        fn try_send(&self, _: ActorId, _: &SendOptions, _: u64, _: BodyEncoder<'_>) -> Result<(), Refusal> {
+            Err(Refusal::Failed(SendFailure::NotRunning))
+        }
+        fn poll_ready(&self, _: ActorId, _: &SendOptions, _: &mut TaskContext<'_>) -> Poll<Result<(), SendFailure>> {
+            Poll::Ready(Err(SendFailure::NotRunning))
+        }
+        fn control(&self, _: ActorId, _: RemoteControl) {}
+        fn export(&self, _: Arc<dyn Inbound>) {}
+        fn proxy(&self, id: ActorId) -> Arc<RemoteProxy> {
+            RemoteProxy::new(id, Arc::new(Named(self.0)))
+        }
+        fn local_actor(&self, _: u64) -> Option<UntypedRef> {
+            None
+        }
+        fn register_reply(&self, _: NodeId, _: Box<dyn PendingReply>) -> u64 {
+            0
+        }
+        fn send_reply(&self, _: NodeId, _: u64, _: ReplyOutcome, _: BodyEncoder<'_>) -> bool {
+            false
+        }
+        fn runtime(&self) -> tokio::runtime::Handle {
+            tokio::runtime::Handle::current()
+        }
+    }
+
+    fn current() -> Option<(u64, NodeId)> {
+        reply_context().map(|(t, peer)| (t.local_node().0, peer))
+    }
+
+    #[test]
+    fn codec_context_is_scoped_nested_and_sticky_only_while_inactive() {
+        let a: Arc<dyn Transport> = Arc::new(Named(1));
+        let b: Arc<dyn Transport> = Arc::new(Named(2));
+        assert_eq!(current(), None, "no context outside a scope");
+        with_codec_context(&a, NodeId(10), || {
+            assert_eq!(current(), Some((1, NodeId(10))));
+            with_codec_context(&b, NodeId(20), || assert_eq!(current(), Some((2, NodeId(20)))));
+            assert_eq!(current(), Some((1, NodeId(10))), "the outer context is back");
+            with_codec_context(&a, NodeId(11), || assert_eq!(current(), Some((1, NodeId(11)))));
+            assert_eq!(current(), Some((1, NodeId(10))), "another peer of the same transport is undone too");
+            with_codec_context(&a, NodeId(10), || assert_eq!(current(), Some((1, NodeId(10)))));
+            assert_eq!(current(), Some((1, NodeId(10))), "a nested equal scope leaves it active");
+        });
+        assert_eq!(current(), None, "the sticky context is inactive after its scope");
+        with_codec_context(&b, NodeId(20), || assert_eq!(current(), Some((2, NodeId(20)))));
+        assert_eq!(current(), None);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_codec_context(&a, NodeId(10), || panic!("in the scope"))
+        }));
+        assert!(result.is_err());
+        assert_eq!(current(), None, "unwinding ends the scope");
+    }
+
+    #[test]
+    fn a_dropped_transport_is_not_kept_alive_by_the_sticky_context() {
+        let a: Arc<dyn Transport> = Arc::new(Named(1));
+        with_codec_context(&a, NodeId(10), || assert!(current().is_some()));
+        let weak = Arc::downgrade(&a);
+        drop(a);
+        assert!(weak.upgrade().is_none(), "the thread's last context holds the transport weakly");
+        let c: Arc<dyn Transport> = Arc::new(Named(3));
+        with_codec_context(&c, NodeId(10), || assert_eq!(current(), Some((3, NodeId(10)))));
     }
 }

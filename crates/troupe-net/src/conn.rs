@@ -230,6 +230,7 @@ async fn drain(
         match queue.take(&mut buf, generation) {
             Taken::Closed => return Ok(()),
             Taken::Nothing => {
+                buf.shrink_when_quiet();
                 tokio::select! {
                     _ = queue.ready.notified() => continue,
                     _ = stop.notified() => return Ok(()),

@@ -142,6 +142,16 @@ enum Dispatched {
     Close(String),
 }
 
+/// How a run of buffered frames ended (see `NodeShared::dispatch_run`).
+enum Run {
+    /// No whole frame is left in the buffer.
+    Drained,
+    /// This frame's outcome needs awaiting (a full mailbox) or closes the connection.
+    Wait(Dispatched),
+    /// A malformed frame: the connection closes for this reason.
+    BadFrame(String),
+}
+
 /// A pending registry lookup on another node.
 type LookupReply = Option<(ActorId, String)>;
 
@@ -570,35 +580,28 @@ impl NodeShared {
         // a short exchange (see `INLINE_FRAMES`), else queued for the workers.
         let mut woken = troupe_actor::Woken::default();
         loop {
-            // Dispatch every whole frame in the buffer.
+            // Dispatch every whole frame in the buffer, in runs of frames that need no waiting
+            // (one wake-up collection for each run, not one per frame).
             loop {
-                let (header, payload_range, used) = match decoder.decode(&buf[start..]) {
-                    Ok(None) => break,
-                    Ok(Some((frame, used))) => {
-                        let offset = start + (used - frame.payload.len());
-                        (frame.header, offset..start + used, used)
-                    }
-                    Err(error) => {
-                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(node = %self.settings.name, peer = %peer.name, %error, "bad frame; closing the connection");
-                        return format!("bad frame: {error}");
-                    }
-                };
-                start += used;
-                unanswered = 0;
-                frames += 1;
-                let step = troupe_actor::collect_wakeups(&mut woken, || {
-                    self.dispatch(
-                        &transport,
-                        &peer,
-                        header,
-                        &buf[payload_range],
-                        None,
-                        &reply_queue,
-                        channel,
+                let before = frames;
+                let run = troupe_actor::collect_wakeups(&mut woken, || {
+                    self.dispatch_run(
+                        &decoder,
+                        &buf,
+                        &mut start,
+                        &mut frames,
+                        (&transport, &peer, &reply_queue, channel),
                         &mut conn,
                     )
                 });
+                if frames > before {
+                    unanswered = 0;
+                }
+                let step = match run {
+                    Run::Drained => break,
+                    Run::BadFrame(reason) => return reason,
+                    Run::Wait(step) => step,
+                };
                 if matches!(step, Dispatched::Full(_)) {
                     // We are about to wait for the target to make room: it must run elsewhere.
                     woken.release();
@@ -703,6 +706,41 @@ impl NodeShared {
                     unanswered += 1;
                     reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
                 }
+            }
+        }
+    }
+
+    /// Dispatches the whole frames of `buf` from `start` (advanced past each, `frames` counted)
+    /// until one needs waiting for ([`Run::Wait`]), the buffer holds no whole frame more, or a
+    /// frame is malformed (counted and logged; the connection must close).
+    fn dispatch_run(
+        &self,
+        decoder: &FrameDecoder,
+        buf: &[u8],
+        start: &mut usize,
+        frames: &mut u64,
+        (transport, peer, reply_queue, channel): (&Arc<dyn Transport>, &Arc<Peer>, &SendQueue, usize),
+        conn: &mut ConnState,
+    ) -> Run {
+        loop {
+            let (header, payload_range, used) = match decoder.decode(&buf[*start..]) {
+                Ok(None) => return Run::Drained,
+                Ok(Some((frame, used))) => {
+                    let offset = *start + (used - frame.payload.len());
+                    (frame.header, offset..*start + used, used)
+                }
+                Err(error) => {
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.settings.name, peer = %peer.name, %error, "bad frame; closing the connection");
+                    return Run::BadFrame(format!("bad frame: {error}"));
+                }
+            };
+            *start += used;
+            *frames += 1;
+            match self.dispatch(transport, peer, header, &buf[payload_range], None, reply_queue, channel, conn) {
+                Dispatched::Done => {}
+                Dispatched::Delivered => conn.delivered += 1,
+                step => return Run::Wait(step),
             }
         }
     }

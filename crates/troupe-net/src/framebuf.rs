@@ -16,6 +16,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 /// How many pieces one vectored write takes at most.
 const MAX_IOVECS: usize = 64;
 
+/// Tail capacity an empty buffer keeps while its lane is quiet (the writer has caught up).
+const IDLE_KEEP: usize = 1 << 20;
+
 /// Bytes a TCP writer writes before it lets other tasks of its thread run.
 const YIELD_EVERY: usize = 256 * 1024;
 
@@ -86,13 +89,21 @@ impl FrameBuf {
         out
     }
 
-    /// Empties the buffer, keeping the tail's allocation unless it grew large.
+    /// Empties the buffer, keeping the tail's allocation: a lane streaming small frames reuses
+    /// the same two buffers (the queue's and its writer's) instead of faulting in fresh memory
+    /// for every buffer's worth. [`shrink_when_quiet`](Self::shrink_when_quiet) gives a large one back.
     pub(crate) fn clear(&mut self) {
         self.pieces.clear();
         self.pieces_len = 0;
         self.tail.clear();
         self.tail_written = 0;
-        if self.tail.capacity() > 4 << 20 {
+    }
+
+    /// Gives back a large allocation once the buffer is empty and the lane has gone quiet. The
+    /// writer calls it on its own buffer whenever it finds nothing to write; the queue's buffer
+    /// is the writer's previous one, so both shrink within two quiet moments.
+    pub(crate) fn shrink_when_quiet(&mut self) {
+        if self.is_empty() && self.tail.capacity() > IDLE_KEEP {
             self.tail = Vec::new();
         }
     }

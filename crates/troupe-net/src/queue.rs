@@ -151,7 +151,17 @@ impl SendQueue {
         bounded: bool,
         write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
     ) -> Result<Result<(), E>, QueueRefusal> {
-        let mut state = self.state.lock();
+        self.push_locked(self.state.lock(), target, bounded, write)
+    }
+
+    /// `push_inner` with the lock already held.
+    fn push_locked<E>(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State>,
+        target: Option<ActorId>,
+        bounded: bool,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
+    ) -> Result<Result<(), E>, QueueRefusal> {
         if state.closed {
             return Err(QueueRefusal::Closed);
         }
@@ -216,8 +226,7 @@ impl SendQueue {
             && state.buf.is_empty()
             && state.direct.is_some();
         if !idle {
-            drop(state);
-            return self.push_inner(None, bounded, write).map(|r| (r, 0));
+            return self.push_locked(state, None, bounded, write).map(|r| (r, 0));
         }
         if state.closed {
             return Err(QueueRefusal::Closed);
