@@ -246,3 +246,53 @@ mod tests {
         assert_eq!(rx.next(&mailbox, true), Some(5));
     }
 }
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    /// Senders on three threads, the receiver on a fourth that sleeps whenever `next` says it may
+    /// go idle, until a push reports that it must be woken: every message arrives, and the
+    /// receiver is never left asleep with messages waiting.
+    #[test]
+    fn no_wake_is_lost_under_concurrent_pushes() {
+        let mailbox = Arc::new(Mailbox::new(1 << 20));
+        let woken = Arc::new((Mutex::new(false), Condvar::new()));
+        let (senders, per) = (3u64, 200_000u64);
+        let handles: Vec<_> = (0..senders)
+            .map(|_| {
+                let (mailbox, woken) = (mailbox.clone(), woken.clone());
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        if mailbox.push(i, None).expect("room").wake_actor {
+                            *woken.0.lock().expect("lock") = true;
+                            woken.1.notify_one();
+                        }
+                        if i % 64 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut rx = Receiver::new();
+        let mut got = 0u64;
+        while got < senders * per {
+            match rx.next(&mailbox, true) {
+                Some(_) => got += 1,
+                None => {
+                    let flag = woken.0.lock().expect("lock");
+                    let (mut flag, wait) =
+                        woken.1.wait_timeout_while(flag, Duration::from_secs(10), |woken| !*woken).expect("lock");
+                    assert!(!wait.timed_out(), "left asleep after {got} messages");
+                    *flag = false;
+                }
+            }
+        }
+        for handle in handles {
+            handle.join().expect("sender");
+        }
+    }
+}
