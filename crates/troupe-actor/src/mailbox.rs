@@ -95,9 +95,14 @@ impl<M> Mailbox<M> {
             return Err((Refused::Full, msg));
         }
         shared.queue.push_back(msg);
+        // Under the lock, so plain loads and stores do: exactly one push after a waiting refill
+        // sees the flag. The actor's lock-free check of the flag (in `Receiver::next`) is ordered
+        // after this write by the wake-up itself (see `sched::task`).
+        let wake_actor = self.receiver_waiting.load(Ordering::Relaxed);
+        if wake_actor {
+            self.receiver_waiting.store(false, Ordering::Relaxed);
+        }
         drop(shared);
-        let wake_actor =
-            self.receiver_waiting.load(Ordering::Relaxed) && self.receiver_waiting.swap(false, Ordering::AcqRel);
         Ok(Pushed { wake_actor })
     }
 

@@ -3,6 +3,20 @@
 //! Every actor is exactly one task. The state machine guarantees that a task is in at most one run
 //! queue and is polled by at most one worker at a time, and that a wake-up arriving while the task
 //! runs is never lost (it is recorded as `NOTIFIED` and the task is polled again).
+//!
+//! Every change of the state is a read-modify-write, never a plain store, and that is what makes
+//! "wake-up" mean "the next poll sees what the waker wrote". A waker writes its data (say, a
+//! message and the mailbox's "actor is waiting" flag) and then `fetch_or`s `NOTIFIED` with release
+//! ordering; a poll begins by `swap`ping in `RUNNING` with acquire ordering. Read-modify-writes of
+//! one atomic are totally ordered and each continues the release sequence of the ones before it,
+//! so either the waker's `fetch_or` comes first, and the poll synchronizes with it and sees its
+//! data; or the poll's `swap` comes first, and the waker finds `RUNNING` and makes the task poll
+//! again. With a plain store where the `swap` is (the first version of this module), a waker that
+//! found the task already queued synchronized with nothing: on x86 the poll could read the
+//! mailbox flag from before the waker's write (store buffering), park, and leave the actor idle
+//! with messages queued. A locked instruction the mailbox happened to execute after the flag
+//! write hid it; once the mailbox cleared its flag inside its lock instead, `tests/stress.rs`
+//! (`busy_actors_pinging_at_random_never_stall`) stalled in every run.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,14 +30,13 @@ use super::PoolShared;
 
 /// Not queued and not running: waiting for a wake-up.
 const IDLE: u8 = 0;
-/// In a run queue.
-const SCHEDULED: u8 = 1;
 /// Being polled by a worker.
-const RUNNING: u8 = 2;
-/// Flag on `RUNNING`: woken while being polled, so poll again.
-const NOTIFIED: u8 = 4;
+const RUNNING: u8 = 1;
+/// Woken: on its own (`NOTIFIED`) the task is in a run queue; with `RUNNING` it is polled again
+/// once the current poll ends.
+const NOTIFIED: u8 = 2;
 /// The future finished; wake-ups are ignored.
-const COMPLETE: u8 = 8;
+const COMPLETE: u8 = 4;
 
 /// Something a worker can run.
 pub(crate) trait Runnable: Send + Sync + 'static {
@@ -35,7 +48,7 @@ pub(crate) trait Runnable: Send + Sync + 'static {
 pub(crate) struct Task<F> {
     state: AtomicU8,
     // The lock is never contended: the state machine lets only the worker that moved the task
-    // from SCHEDULED to RUNNING touch the future. It is here so this module needs no `unsafe`,
+    // from NOTIFIED to RUNNING touch the future. It is here so this module needs no `unsafe`,
     // and it costs one atomic operation per poll.
     future: SpinLock<Option<Live<F>>>,
     pool: Arc<PoolShared>,
@@ -63,23 +76,8 @@ where
 
     /// Marks the task runnable and queues it, unless it already is queued, running or complete.
     pub(crate) fn schedule(self: &Arc<Self>) {
-        let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            let next = match current {
-                IDLE => SCHEDULED,
-                RUNNING => RUNNING | NOTIFIED,
-                // Already queued, already notified, or complete: nothing to do.
-                _ => return,
-            };
-            match self.state.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    if next == SCHEDULED {
-                        self.pool.push(self.clone(), false);
-                    }
-                    return;
-                }
-                Err(actual) => current = actual,
-            }
+        if self.state.fetch_or(NOTIFIED, Ordering::AcqRel) == IDLE {
+            self.pool.push(self.clone(), false);
         }
     }
 }
@@ -89,7 +87,8 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn run(self: Arc<Self>) {
-        self.state.store(RUNNING, Ordering::Release);
+        let was = self.state.swap(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(was, NOTIFIED, "a task runs only after being queued");
         let mut slot = self.future.lock();
         let done = match slot.as_mut() {
             Some(live) => {
@@ -103,7 +102,7 @@ where
             // Drop the future (and everything the actor owned) outside the scheduling race.
             let future = slot.take();
             drop(slot);
-            self.state.store(COMPLETE, Ordering::Release);
+            self.state.swap(COMPLETE, Ordering::AcqRel);
             drop(future);
             return;
         }
@@ -111,7 +110,8 @@ where
         if self.state.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire).is_err() {
             // Woken while running. A task that yielded its turn goes to the global queue (fair to
             // everyone); one woken by a message or a reply stays on this worker, where it is hot.
-            self.state.store(SCHEDULED, Ordering::Release);
+            // Keeps `NOTIFIED` (queued), so no waker queues it a second time.
+            self.state.fetch_and(!RUNNING, Ordering::AcqRel);
             self.pool.push(self.clone(), take_yield_request());
         }
     }
