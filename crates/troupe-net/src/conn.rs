@@ -14,7 +14,7 @@ use troupe_wire::{
     MAX_HANDSHAKE_PAYLOAD,
 };
 
-use crate::framebuf::FrameBuf;
+use crate::framebuf::{FrameBuf, QUIET_SHRINK};
 use crate::queue::{SendQueue, Taken};
 use crate::tls::TlsContext;
 
@@ -230,10 +230,16 @@ async fn drain(
         match queue.take(&mut buf, generation) {
             Taken::Closed => return Ok(()),
             Taken::Nothing => {
-                buf.shrink_when_quiet();
+                // A large buffer is kept through the pauses of a stream and given back once the
+                // lane has stayed quiet for a while.
+                let spare = buf.holds_spare();
                 tokio::select! {
                     _ = queue.ready.notified() => continue,
                     _ = stop.notified() => return Ok(()),
+                    _ = tokio::time::sleep(QUIET_SHRINK), if spare => {
+                        buf.shrink_when_quiet();
+                        continue;
+                    }
                 }
             }
             Taken::Frames => {}

@@ -19,6 +19,9 @@ const MAX_IOVECS: usize = 64;
 /// Tail capacity an empty buffer keeps while its lane is quiet (the writer has caught up).
 const IDLE_KEEP: usize = 1 << 20;
 
+/// How long a lane must stay quiet before its writer gives back a large buffer.
+pub(crate) const QUIET_SHRINK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Bytes a TCP writer writes before it lets other tasks of its thread run.
 const YIELD_EVERY: usize = 256 * 1024;
 
@@ -99,11 +102,17 @@ impl FrameBuf {
         self.tail_written = 0;
     }
 
-    /// Gives back a large allocation once the buffer is empty and the lane has gone quiet. The
-    /// writer calls it on its own buffer whenever it finds nothing to write; the queue's buffer
-    /// is the writer's previous one, so both shrink within two quiet moments.
+    /// True when the buffer is empty but holds more memory than a quiet lane keeps.
+    pub(crate) fn holds_spare(&self) -> bool {
+        self.is_empty() && self.tail.capacity() > IDLE_KEEP
+    }
+
+    /// Gives back a large allocation once the buffer is empty. The writer calls it on its own
+    /// buffer once its lane has stayed quiet for [`QUIET_SHRINK`] (not at every pause of a
+    /// stream, which would fault fresh memory in again for every burst); the queue's buffer is
+    /// the writer's previous one, so both shrink within two quiet periods.
     pub(crate) fn shrink_when_quiet(&mut self) {
-        if self.is_empty() && self.tail.capacity() > IDLE_KEEP {
+        if self.holds_spare() {
             self.tail = Vec::new();
         }
     }
@@ -250,6 +259,23 @@ mod tests {
             }
         }
         (buf, expected)
+    }
+
+    #[test]
+    fn a_cleared_buffer_keeps_a_large_tail_until_it_is_shrunk() {
+        let mut buf = FrameBuf::default();
+        buf.inline().extend_from_slice(&vec![1u8; 2 * IDLE_KEEP]);
+        assert!(!buf.holds_spare(), "a buffer with bytes to write holds nothing spare");
+        buf.shrink_when_quiet();
+        assert_eq!(buf.len(), 2 * IDLE_KEEP, "shrinking never drops unwritten bytes");
+        buf.clear();
+        // The next burst reuses the allocation ...
+        assert!(buf.holds_spare());
+        assert!(buf.tail.capacity() >= 2 * IDLE_KEEP);
+        // ... until the lane has been quiet long enough for the writer to give it back.
+        buf.shrink_when_quiet();
+        assert!(!buf.holds_spare());
+        assert_eq!(buf.tail.capacity(), 0);
     }
 
     #[test]
