@@ -70,6 +70,19 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     /// Called after a watcher was queued (a remote proxy asks the actor's node to report the exit).
     fn watcher_added(&self) {}
 
+    /// Removes this actor's link to `linked` (the entry that makes `linked` hear of its failure).
+    fn remove_link(&self, linked: ActorId) {
+        self.lifecycle().lock().watchers.retain(|w| !matches!(w, Watcher::Link(c) if c.id() == linked));
+    }
+
+    /// The actor `from`, linked to this one, ended with `reason`: a failure makes this one fail,
+    /// a normal stop just ends the link. (A remote proxy passes the news on to its node.)
+    fn link_ended(&self, from: ActorId, reason: &ExitReason) {
+        if !reason.is_normal() {
+            self.send_system(SystemMsg::LinkExit { from, reason: reason.clone() });
+        }
+    }
+
     /// Removes the monitors and links held by `watcher_id`.
     fn remove_watcher(&self, watcher_id: ActorId) {
         self.lifecycle().lock().watchers.retain(|w| match w {
@@ -136,11 +149,7 @@ pub(crate) fn notify_watcher(id: ActorId, watcher: Watcher, reason: &ExitReason)
         Watcher::Monitor(c) => {
             c.send_system(SystemMsg::Down(Down { id, reason: reason.clone() }));
         }
-        Watcher::Link(c) => {
-            if !reason.is_normal() {
-                c.send_system(SystemMsg::LinkExit { from: id, reason: reason.clone() });
-            }
-        }
+        Watcher::Link(c) => c.link_ended(id, reason),
         Watcher::Signal(tx) => {
             let _ = tx.send(reason.clone());
         }

@@ -107,15 +107,24 @@ impl<A: Actor> Context<A> {
 
     /// Cancels [`watch`](Self::watch) and [`link`](Self::link) on `target`.
     pub fn unwatch(&mut self, target: impl Into<UntypedRef>) {
-        target.into().0.remove_watcher(self.id());
+        let target = target.into();
+        target.0.remove_watcher(self.id());
+        self.untyped_me().0.remove_link(target.id());
+        if let Some(proxy) = target.remote_proxy() {
+            proxy.request_unlink(self.id());
+        }
     }
 
     /// Links this actor and `target` (Erlang's link): when either fails, the other fails with
-    /// `ExitReason::LinkFailed`. A normal stop does not propagate.
+    /// `ExitReason::LinkFailed`. A normal stop does not propagate. Works across nodes: a remote
+    /// `target` also fails when this actor's node is lost, and this actor when `target`'s is.
     pub fn link(&mut self, target: impl Into<UntypedRef>) {
         let target = target.into();
         self.untyped_me().0.add_watcher(Watcher::Link(target.0.clone()));
         target.0.add_watcher(Watcher::Link(self.untyped_me().0));
+        if let Some(proxy) = target.remote_proxy() {
+            proxy.request_link(self.id());
+        }
     }
 
     /// Sends `msg` to this actor after `delay`.

@@ -361,7 +361,12 @@ impl UntypedRef {
 
     /// True when the actor lives on this node.
     pub fn is_local(&self) -> bool {
-        self.0.clone().as_any().downcast::<RemoteProxy>().is_err()
+        self.remote_proxy().is_none()
+    }
+
+    /// The proxy of a remote actor (None for a local one).
+    pub(crate) fn remote_proxy(&self) -> Option<Arc<RemoteProxy>> {
+        self.0.clone().as_any().downcast::<RemoteProxy>().ok()
     }
 }
 

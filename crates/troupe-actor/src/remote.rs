@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{CellControl, Lifecycle};
+use crate::cell::{CellControl, Lifecycle, Watcher};
 use crate::error::{SendFailure, TrySendError};
 use crate::exit::ExitReason;
 use crate::id::{ActorId, NodeId};
@@ -130,6 +130,17 @@ pub enum RemoteControl {
     Kill,
     /// Report its exit to this node.
     Watch,
+    /// The local actor `from` linked itself to it: its node makes it fail when `from` fails or
+    /// this node is lost (the node calls [`RemoteProxy::accept_link`]).
+    Link {
+        /// The local actor.
+        from: ActorId,
+    },
+    /// The local actor `from` removed its link to it ([`RemoteProxy::drop_link`] there).
+    Unlink {
+        /// The local actor.
+        from: ActorId,
+    },
 }
 
 /// Appends a message body to the transport's buffer, and the large [`Payload`](crate::Payload)s
@@ -193,6 +204,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Registers a pending ask whose request travels to `to`; returns the request number.
     fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64;
+
+    /// Tells node `to` that the local actor `actor` ended with `reason` (an actor there is linked
+    /// to it; the node handles it as the exit of a watched actor).
+    fn report_exit(&self, to: NodeId, actor: ActorId, reason: &ExitReason);
 
     /// Sends the answer to request `request` of node `to`. False when it cannot be sent.
     fn send_reply(&self, to: NodeId, request: u64, outcome: ReplyOutcome, body: BodyEncoder<'_>) -> bool;
@@ -482,6 +497,42 @@ impl RemoteProxy {
     pub fn exit_reason(&self) -> Option<ExitReason> {
         self.life.lock().exit.as_deref().cloned()
     }
+
+    /// Links the local actor `local` to this remote actor, on request of the remote actor's node
+    /// ([`RemoteControl::Link`] there): `local` fails when the remote actor fails or its node is
+    /// lost, and the remote node hears of `local`'s exit. No watch is requested: the remote node
+    /// reports the remote actor's exit because of its own half of the link.
+    pub fn accept_link(self: &Arc<Self>, local: &UntypedRef) {
+        let link = Watcher::Link(local.0.clone());
+        let mut life = self.life.lock();
+        match life.exit.clone() {
+            None => life.watchers.push(link),
+            Some(reason) => {
+                drop(life);
+                crate::cell::notify_watcher(self.id, link, &reason);
+                return;
+            }
+        }
+        drop(life);
+        local.0.add_watcher(Watcher::Link(self.clone()));
+    }
+
+    /// Removes a link made by [`accept_link`](Self::accept_link).
+    pub fn drop_link(&self, local: &UntypedRef) {
+        self.remove_link(local.id());
+        local.0.remove_link(self.id);
+    }
+
+    /// Asks the remote actor's node to link it to the local actor `from` (see
+    /// [`accept_link`](Self::accept_link)).
+    pub(crate) fn request_link(&self, from: ActorId) {
+        self.transport.control(self.id, RemoteControl::Link { from });
+    }
+
+    /// Asks the remote actor's node to remove its half of the link to the local actor `from`.
+    pub(crate) fn request_unlink(&self, from: ActorId) {
+        self.transport.control(self.id, RemoteControl::Unlink { from });
+    }
 }
 
 impl CellControl for RemoteProxy {
@@ -493,8 +544,8 @@ impl CellControl for RemoteProxy {
         match msg {
             SystemMsg::Stop => self.transport.control(self.id, RemoteControl::Stop),
             SystemMsg::Kill => self.transport.control(self.id, RemoteControl::Kill),
-            // Down and link notifications for a remote actor would need a remote link protocol;
-            // links across nodes are one-way (the remote side is watched) for now.
+            // Exits of linked local actors travel through `link_ended`; other system messages
+            // mean nothing to a remote actor.
             _ => return false,
         }
         !self.has_exited()
@@ -520,6 +571,12 @@ impl CellControl for RemoteProxy {
         if !self.watch_requested.swap(true, Ordering::AcqRel) {
             self.transport.control(self.id, RemoteControl::Watch);
         }
+    }
+
+    fn link_ended(&self, from: ActorId, reason: &ExitReason) {
+        // The local actor `from` is linked to the remote one: its node hears of the exit, normal
+        // or not (a normal exit ends the link there).
+        self.transport.report_exit(self.id.node, from, reason);
     }
 }
 
@@ -572,6 +629,7 @@ mod tests {
             Poll::Ready(Err(SendFailure::NotRunning))
         }
         fn control(&self, _: ActorId, _: RemoteControl) {}
+        fn report_exit(&self, _: NodeId, _: ActorId, _: &ExitReason) {}
         fn export(&self, _: Arc<dyn Inbound>) {}
         fn proxy(&self, id: ActorId) -> Arc<RemoteProxy> {
             RemoteProxy::new(id, Arc::new(Named(self.0)))

@@ -196,6 +196,8 @@ struct Watcher {
 enum WatchMsg {
     Watch(ActorRef<WorkerMsg>),
     Link(ActorRef<WorkerMsg>),
+    Unlink(ActorRef<WorkerMsg>),
+    Fail,
 }
 impl Message for WatchMsg {}
 
@@ -205,6 +207,8 @@ impl Actor for Watcher {
         match msg {
             WatchMsg::Watch(target) => ctx.watch(&target),
             WatchMsg::Link(target) => ctx.link(&target),
+            WatchMsg::Unlink(target) => ctx.unwatch(&target),
+            WatchMsg::Fail => return Err("watcher asked to fail".into()),
         }
         Ok(())
     }
@@ -267,6 +271,25 @@ fn links_propagate_failures_but_not_normal_stops() {
         worker.wait_for_exit().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(survivor.is_alive(), "a normal stop must not propagate over a link");
+        system.shutdown().await;
+    });
+}
+
+#[test]
+fn unlinking_ends_the_link_both_ways() {
+    let system = system();
+    system.block_on(async {
+        let downs = Arc::new(Mutex::new(Vec::new()));
+        let linker = system.spawn(Watcher { downs });
+        let worker = system.spawn(Worker { starts: Arc::new(AtomicU32::new(0)) });
+        linker.tell(WatchMsg::Link(worker.clone())).await.expect("link");
+        linker.tell(WatchMsg::Unlink(worker.clone())).await.expect("unlink");
+        linker.tell(WatchMsg::Fail).await.expect("tell");
+        let reason = tokio::time::timeout(Duration::from_secs(5), linker.wait_for_exit()).await.expect("linker exits");
+        assert!(matches!(reason, ExitReason::Failed(_)), "{reason:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(worker.is_alive(), "the unlinked worker was taken down");
+        assert_eq!(worker.ask(WorkerMsg::Ping).await, Ok(1));
         system.shutdown().await;
     });
 }

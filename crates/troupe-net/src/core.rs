@@ -1004,6 +1004,8 @@ impl NodeShared {
                 }
             }
             Control::Unwatch { .. } => {}
+            Control::Link { target, from } => self.on_link(peer, actor_id(&target), actor_id(&from), true),
+            Control::Unlink { target, from } => self.on_link(peer, actor_id(&target), actor_id(&from), false),
             Control::Down { target, reason } => {
                 let proxy = self.proxies.lock().get(&actor_id(&target)).and_then(Weak::upgrade);
                 if let Some(proxy) = proxy {
@@ -1048,6 +1050,25 @@ impl NodeShared {
                     let _ = tx.send(payload);
                 }
             }
+        }
+    }
+
+    /// The actor `from` on `peer` linked itself to our actor `target` (`link`), or removed that
+    /// link. `target` then fails when `from` does (the peer reports `from`'s exit as a Down) or
+    /// when the peer is lost; a link to an actor that is not here fails `from` at once.
+    fn on_link(&self, peer: &Arc<Peer>, target: ActorId, from: ActorId, link: bool) {
+        if from.node != peer.id {
+            self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.settings.name, peer = %peer.name, %from, "link request for another node's actor ignored");
+            return;
+        }
+        match (self.exported_local(target), link) {
+            (Some(actor), true) => Transport::proxy(self, from).accept_link(&actor.untyped()),
+            (Some(actor), false) => Transport::proxy(self, from).drop_link(&actor.untyped()),
+            (None, true) => {
+                self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
+            }
+            (None, false) => {}
         }
     }
 
@@ -1539,11 +1560,18 @@ impl Transport for NodeShared {
             RemoteControl::Stop => Control::Stop { target: wire },
             RemoteControl::Kill => Control::Kill { target: wire },
             RemoteControl::Watch => Control::Watch { target: wire },
+            RemoteControl::Link { from } => Control::Link { target: wire, from: wire_id(from) },
+            RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
         if !self.send_actor_control(target.node, &message) && control == RemoteControl::Watch {
             // Nobody to ask: the node is gone (or was never reached).
             self.proxy(target).exited(ExitReason::NodeDown);
         }
+    }
+
+    fn report_exit(&self, to: NodeId, actor: ActorId, reason: &ExitReason) {
+        // Not sent when the node is gone: it has nobody left to tell.
+        self.send_actor_control(to, &Control::Down { target: wire_id(actor), reason: wire_exit(reason) });
     }
 
     fn export(&self, actor: Arc<dyn Inbound>) {

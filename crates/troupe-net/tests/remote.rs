@@ -250,3 +250,126 @@ async fn configured_link_emulation_delays_what_each_node_receives() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// An actor that links to, unlinks from, or fails on request.
+#[derive(Serialize, Deserialize)]
+enum LinkMsg {
+    LinkTo(ActorRef<LinkMsg>),
+    UnlinkFrom(ActorRef<LinkMsg>),
+    Fail,
+    Stop,
+    Ping(Reply<()>),
+}
+impl Message for LinkMsg {}
+impl RemoteMessage for LinkMsg {
+    const TYPE_NAME: &'static str = "test.Link";
+}
+
+struct Linker;
+impl Actor for Linker {
+    type Msg = LinkMsg;
+    async fn handle(&mut self, msg: LinkMsg, ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            LinkMsg::LinkTo(other) => ctx.link(other),
+            LinkMsg::UnlinkFrom(other) => ctx.unwatch(other),
+            LinkMsg::Fail => return Err("asked to fail".into()),
+            LinkMsg::Stop => ctx.stop(),
+            LinkMsg::Ping(reply) => {
+                reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `Linker` on `a` linked to a `Linker` on `b` (named `name` there): (local, remote as seen
+/// from `a`, remote on `b`).
+async fn linked_pair(a: &Node, b: &Node, name: &str) -> (ActorRef<LinkMsg>, ActorRef<LinkMsg>, ActorRef<LinkMsg>) {
+    let local = a.system().spawn(Linker);
+    let on_b = b.system().spawn(Linker);
+    b.register(name, &on_b).unwrap();
+    let remote: ActorRef<LinkMsg> = a.lookup("b", name).await.expect("lookup");
+    local.tell(LinkMsg::LinkTo(remote.clone())).await.unwrap();
+    local.ask(LinkMsg::Ping).await.unwrap();
+    // The link request travels on the control lane; a round trip on it orders us after it.
+    remote.ask(LinkMsg::Ping).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (local, remote, on_b)
+}
+
+async fn exit_of(actor: &ActorRef<LinkMsg>) -> ExitReason {
+    tokio::time::timeout(Duration::from_secs(10), actor.untyped().wait_for_exit())
+        .await
+        .expect("the linked actor never exited")
+}
+
+async fn still_alive(actor: &ActorRef<LinkMsg>) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(actor.is_alive(), "a link that should be gone took the actor down");
+    actor.ask(LinkMsg::Ping).await.expect("still serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_across_nodes_propagate_failures_both_ways() {
+    let (a, b) = pair().await;
+
+    // The remote actor fails: the local one fails with it.
+    let (local, _remote, on_b) = linked_pair(&a, &b, "r1").await;
+    on_b.tell(LinkMsg::Fail).await.unwrap();
+    assert_eq!(exit_of(&local).await, ExitReason::LinkFailed(on_b.id()));
+
+    // The local actor fails: the remote one fails with it (its node was told of the link).
+    let (local, _remote, on_b) = linked_pair(&a, &b, "r2").await;
+    local.tell(LinkMsg::Fail).await.unwrap();
+    assert_eq!(exit_of(&on_b).await, ExitReason::LinkFailed(local.id()));
+
+    // A normal stop ends the link on both sides.
+    let (local, _remote, on_b) = linked_pair(&a, &b, "r3").await;
+    local.tell(LinkMsg::Stop).await.unwrap();
+    assert_eq!(exit_of(&local).await, ExitReason::Normal);
+    still_alive(&on_b).await;
+
+    // Unlinked, neither takes the other down.
+    let (local, remote, on_b) = linked_pair(&a, &b, "r4").await;
+    local.tell(LinkMsg::UnlinkFrom(remote.clone())).await.unwrap();
+    local.ask(LinkMsg::Ping).await.unwrap();
+    remote.ask(LinkMsg::Ping).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    local.tell(LinkMsg::Fail).await.unwrap();
+    assert!(matches!(exit_of(&local).await, ExitReason::Failed(_)));
+    still_alive(&on_b).await;
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_an_actor_that_is_gone_fails_the_linker() {
+    let (a, b) = pair().await;
+    let on_b = b.system().spawn(Linker);
+    b.register("gone", &on_b).unwrap();
+    let remote: ActorRef<LinkMsg> = a.lookup("b", "gone").await.expect("lookup");
+    on_b.tell(LinkMsg::Stop).await.unwrap();
+    assert_eq!(exit_of(&on_b).await, ExitReason::Normal);
+    let local = a.system().spawn(Linker);
+    local.tell(LinkMsg::LinkTo(remote)).await.unwrap();
+    assert_eq!(exit_of(&local).await, ExitReason::LinkFailed(on_b.id()));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_actors_fail_when_the_other_node_is_lost() {
+    let quick = |name: &str| NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
+    let a = Node::start(quick("a")).await.expect("a");
+    let b = Node::start(quick("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let (local, _remote, on_b) = linked_pair(&a, &b, "r").await;
+    a.partition(b.id(), true);
+    b.partition(a.id(), true);
+    assert_eq!(exit_of(&on_b).await, ExitReason::LinkFailed(local.id()), "b's actor outlived the loss of a");
+    assert_eq!(exit_of(&local).await, ExitReason::LinkFailed(on_b.id()), "a's actor outlived the loss of b");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -123,6 +123,22 @@ pub enum Control {
         /// The encoded views (the overlay's own encoding).
         payload: Vec<u8>,
     },
+    /// `from` (on the sending node) linked itself to `target` (on the receiving node): the
+    /// receiver makes `target` fail when `from` fails or the sending node is lost. (That
+    /// `from` fails when `target` does, the sender arranges with a [`Control::Watch`].)
+    Link {
+        /// The linked actor on the receiving node.
+        target: WireActorId,
+        /// The actor on the sending node that linked itself.
+        from: WireActorId,
+    },
+    /// Cancels a [`Control::Link`].
+    Unlink {
+        /// The linked actor on the receiving node.
+        target: WireActorId,
+        /// The actor on the sending node that unlinked itself.
+        from: WireActorId,
+    },
 }
 
 impl Control {

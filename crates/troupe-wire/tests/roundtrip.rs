@@ -92,6 +92,8 @@ fn control() -> impl Strategy<Value = Control> {
         any::<u64>().prop_map(|request| Control::ViewRequest { request }),
         (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(request, payload)| Control::ViewReply { request, payload }),
+        (wire_actor_id(), wire_actor_id()).prop_map(|(target, from)| Control::Link { target, from }),
+        (wire_actor_id(), wire_actor_id()).prop_map(|(target, from)| Control::Unlink { target, from }),
     ]
 }
 
@@ -251,6 +253,8 @@ fn every_control_variant_round_trips() {
         Control::Relay { origin: 1, to: u64::MAX, ttl: 5, frame: vec![9; 20] },
         Control::ViewRequest { request: 7 },
         Control::ViewReply { request: 7, payload: vec![0; 3] },
+        Control::Link { target: WireActorId { node: u64::MAX, serial: 3 }, from: WireActorId { node: 1, serial: 2 } },
+        Control::Unlink { target: WireActorId { node: 1, serial: 2 }, from: WireActorId { node: u64::MAX, serial: 3 } },
     ];
     for c in all {
         let mut out = vec![0xAA];
