@@ -18,7 +18,7 @@ use troupe_actor::{
     RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
-    begin_frame, decode_acks, encode_acks, finish_frame, finish_frame_attached, flags, split_attached,
+    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, split_attached,
     write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind, HandshakeConfig,
     NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
 };
@@ -984,44 +984,11 @@ impl NodeShared {
     }
 
     fn on_control(&self, peer: &Arc<Peer>, control: Control) {
+        let control = match self.on_actor_control(peer.id, &peer.name, control) {
+            Ok(()) => return,
+            Err(other) => other,
+        };
         match control {
-            Control::Watch { target } => {
-                let id = actor_id(&target);
-                match self.exported_local(id) {
-                    Some(actor) => {
-                        let me = self.me.clone();
-                        let watcher = peer.id;
-                        actor.untyped().on_exit(move |reason| {
-                            if let Some(shared) = me.upgrade() {
-                                let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
-                                shared.send_actor_control(watcher, &down);
-                            }
-                        });
-                    }
-                    None => {
-                        self.send_control(peer.id, &Control::Down { target, reason: WireExit::NoActor });
-                    }
-                }
-            }
-            Control::Unwatch { .. } => {}
-            Control::Link { target, from } => self.on_link(peer, actor_id(&target), actor_id(&from), true),
-            Control::Unlink { target, from } => self.on_link(peer, actor_id(&target), actor_id(&from), false),
-            Control::Down { target, reason } => {
-                let proxy = self.proxies.lock().get(&actor_id(&target)).and_then(Weak::upgrade);
-                if let Some(proxy) = proxy {
-                    proxy.exited(exit_reason(reason));
-                }
-            }
-            Control::Stop { target } => {
-                if let Some(actor) = self.exported_local(actor_id(&target)) {
-                    actor.untyped().stop();
-                }
-            }
-            Control::Kill { target } => {
-                if let Some(actor) = self.exported_local(actor_id(&target)) {
-                    actor.untyped().kill();
-                }
-            }
             Control::Lookup { request, name } => {
                 let found = self.named.read().get(&name).map(|i| (wire_id(i.id()), i.type_name().to_string()));
                 self.send_control(peer.id, &Control::LookupReply { request, found });
@@ -1050,23 +1017,83 @@ impl NodeShared {
                     let _ = tx.send(payload);
                 }
             }
+            // Handled by `on_actor_control`.
+            Control::Watch { .. }
+            | Control::Unwatch { .. }
+            | Control::Down { .. }
+            | Control::Stop { .. }
+            | Control::Kill { .. }
+            | Control::Link { .. }
+            | Control::Unlink { .. } => {}
         }
     }
 
-    /// The actor `from` on `peer` linked itself to our actor `target` (`link`), or removed that
-    /// link. `target` then fails when `from` does (the peer reports `from`'s exit as a Down) or
-    /// when the peer is lost; a link to an actor that is not here fails `from` at once.
-    fn on_link(&self, peer: &Arc<Peer>, target: ActorId, from: ActorId, link: bool) {
-        if from.node != peer.id {
+    /// Handles a control message about actors from node `from` (`name`), which arrived over a
+    /// connection with it or relayed along the overlay; answers go back the way actor control
+    /// goes ([`send_actor_control`](Self::send_actor_control)). Hands any other message back.
+    fn on_actor_control(&self, from: NodeId, name: &str, control: Control) -> Result<(), Control> {
+        match control {
+            Control::Watch { target } => {
+                let id = actor_id(&target);
+                match self.exported_local(id) {
+                    Some(actor) => {
+                        let me = self.me.clone();
+                        let watcher = from;
+                        actor.untyped().on_exit(move |reason| {
+                            if let Some(shared) = me.upgrade() {
+                                let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
+                                shared.send_actor_control(watcher, &down);
+                            }
+                        });
+                    }
+                    None => {
+                        self.send_actor_control(from, &Control::Down { target, reason: WireExit::NoActor });
+                    }
+                }
+            }
+            Control::Unwatch { .. } => {}
+            Control::Link { target, from: linker } => {
+                self.on_link(from, name, actor_id(&target), actor_id(&linker), true)
+            }
+            Control::Unlink { target, from: linker } => {
+                self.on_link(from, name, actor_id(&target), actor_id(&linker), false)
+            }
+            Control::Down { target, reason } => {
+                let proxy = self.proxies.lock().get(&actor_id(&target)).and_then(Weak::upgrade);
+                if let Some(proxy) = proxy {
+                    proxy.exited(exit_reason(reason));
+                }
+            }
+            Control::Stop { target } => {
+                if let Some(actor) = self.exported_local(actor_id(&target)) {
+                    actor.untyped().stop();
+                }
+            }
+            Control::Kill { target } => {
+                if let Some(actor) = self.exported_local(actor_id(&target)) {
+                    actor.untyped().kill();
+                }
+            }
+            other => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// The actor `from` on node `node` (`name`) linked itself to our actor `target` (`link`), or
+    /// removed that link. `target` then fails when `from` does (its node reports `from`'s exit
+    /// as a Down) or when that node is lost; a link to an actor that is not here fails `from`
+    /// at once.
+    fn on_link(&self, node: NodeId, name: &str, target: ActorId, from: ActorId, link: bool) {
+        if from.node != node {
             self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(node = %self.settings.name, peer = %peer.name, %from, "link request for another node's actor ignored");
+            tracing::warn!(node = %self.settings.name, peer = %name, %from, "link request for another node's actor ignored");
             return;
         }
         match (self.exported_local(target), link) {
             (Some(actor), true) => Transport::proxy(self, from).accept_link(&actor.untyped()),
             (Some(actor), false) => Transport::proxy(self, from).drop_link(&actor.untyped()),
             (None, true) => {
-                self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
+                self.send_actor_control(node, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
             }
             (None, false) => {}
         }
@@ -1080,14 +1107,23 @@ impl NodeShared {
         self.send_control_on(to, 0, control)
     }
 
-    /// Queues a control message about actors (watch, down, stop, kill): like
-    /// [`send_control`](Self::send_control), but reconnects to a node whose connections the
-    /// overlay released, so a watcher still hears of a Down.
+    /// Queues a control message about actors (watch, down, stop, kill, link): like
+    /// [`send_control`](Self::send_control), but it reaches a node the way an actor message
+    /// does: relayed along the overlay when that is how the node is reached, else over a
+    /// connection made on demand (so a watcher still hears of a Down from a node whose
+    /// connections the overlay released). False when it cannot go anywhere.
     pub(crate) fn send_actor_control(&self, to: NodeId, control: &Control) -> bool {
-        if self.peer(to).is_none() && self.peer_on_demand(to).is_none() {
-            return false;
+        if self.peer(to).is_some() {
+            return self.send_control(to, control);
         }
-        self.send_control(to, control)
+        if to != self.id && self.must_relay(to) {
+            let mut payload = Vec::new();
+            let mut frame = Vec::new();
+            let encoded = control.encode(&mut payload).is_ok()
+                && encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_ok();
+            return encoded && self.relay(self.id, to, self.settings.relay_ttl, frame, None);
+        }
+        self.peer_on_demand(to).is_some() && self.send_control(to, control)
     }
 
     /// Queues a control message on the first lane of `channel` to the peer.
@@ -1292,6 +1328,18 @@ impl NodeShared {
                 }
             }
             FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, header, payload, None),
+            // Actor control (watch, down, link ...) from a node we reach only through the overlay.
+            FrameKind::Control => {
+                let name = self.name_of(origin).unwrap_or_else(|| origin.to_string());
+                let refused = match Control::decode(payload) {
+                    Ok(control) => self.on_actor_control(origin, &name, control).err().map(|c| format!("{c:?}")),
+                    Err(error) => Some(error.to_string()),
+                };
+                if let Some(what) = refused {
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %via.name, %origin, %what, "relayed control message dropped");
+                }
+            }
             other => {
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = %via.name, kind = ?other, "relayed frame of the wrong kind dropped");

@@ -244,3 +244,65 @@ async fn servers_relay_between_clients() {
         node.shutdown().await;
     }
 }
+
+/// Links itself to `0` when it starts.
+struct Linker(troupe_actor::ActorRef<CounterMsg>);
+impl Actor for Linker {
+    type Msg = CounterMsg;
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        ctx.link(self.0.clone());
+        Ok(())
+    }
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        if let CounterMsg::Get(reply) = msg {
+            reply.send(0);
+        }
+        Ok(())
+    }
+}
+
+/// Two clients of one server (client-server overlay) reach each other only through it: a watch
+/// or a link between their actors travels the same way, and never reports a false exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_and_links_reach_a_node_only_relayed_to() {
+    use troupe_actor::ExitReason;
+    let nodes = cluster(OverlayKind::ClientServer, 3, 1).await;
+    wait_converged(&nodes, false, Duration::from_secs(20)).await;
+    let (a, c) = (&nodes[1], &nodes[2]);
+    let relayed = |what: &str| assert!(a.peers().iter().all(|p| p.name != "n2"), "{what}: a and c are connected");
+    relayed("before");
+    let within = |d| Duration::from_secs(d);
+
+    // A watch: no false exit while the actor lives, its real exit when it stops.
+    let counter = c.system().spawn(Counter(0));
+    c.register("counter", &counter).expect("register");
+    let far = a.actor_ref::<CounterMsg>(counter.id());
+    far.tell(CounterMsg::Add(1)).await.expect("relayed tell");
+    assert_eq!(far.ask(CounterMsg::Get).await.expect("relayed ask"), 1);
+    let watched = far.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!exit.is_finished(), "a watch over the relay reported an exit of a live actor");
+    counter.stop();
+    let reason = tokio::time::timeout(within(10), exit).await.expect("the relayed Down never came").unwrap();
+    assert_eq!(reason, ExitReason::Normal);
+
+    // A link, failing from c's side, then from a's side.
+    for remote_fails in [true, false] {
+        let target = c.system().spawn(Counter(0));
+        c.register(if remote_fails { "t1" } else { "t2" }, &target).expect("register");
+        let linker = a.system().spawn(Linker(a.actor_ref::<CounterMsg>(target.id())));
+        assert_eq!(linker.ask(CounterMsg::Get).await.expect("linker started"), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(linker.is_alive() && target.is_alive(), "a link over the relay failed a live actor");
+        let (fails, follows) =
+            if remote_fails { (target.untyped(), linker.untyped()) } else { (linker.untyped(), target.untyped()) };
+        fails.kill();
+        let reason = tokio::time::timeout(within(10), follows.wait_for_exit()).await.expect("the link never fired");
+        assert_eq!(reason, ExitReason::LinkFailed(fails.id()));
+    }
+    relayed("after");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
