@@ -1165,25 +1165,45 @@ impl NodeShared {
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
+        self.node_gone(peer.id);
+        let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
+        self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+        // Nodes that reach it only through the overlay (relayed, or over connections since
+        // released) learn of it from us: a failure notice to every node.
+        self.tell_membership(DriverInput::NodeLost(peer.id));
+    }
+
+    /// What follows from the loss of node `id`, however we learned of it: its actors' proxies
+    /// exit with NodeDown (watchers and links hear of it), asks waiting on it fail, lookups
+    /// from it are dropped, and its address is forgotten.
+    fn node_gone(&self, id: NodeId) {
         let proxies: Vec<Arc<RemoteProxy>> = {
             let proxies = self.proxies.lock();
-            proxies.iter().filter(|(id, _)| id.node == peer.id).filter_map(|(_, p)| p.upgrade()).collect()
+            proxies.iter().filter(|(actor, _)| actor.node == id).filter_map(|(_, p)| p.upgrade()).collect()
         };
         for proxy in proxies {
             proxy.exited(ExitReason::NodeDown);
         }
         let failed: Vec<Box<dyn PendingReply>> = {
             let mut replies = self.replies.lock();
-            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| *to == peer.id).map(|(k, _)| *k).collect();
+            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| *to == id).map(|(k, _)| *k).collect();
             ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
         };
         for pending in failed {
             pending.complete(ReplyOutcome::NoReply, &[], None);
         }
-        self.lookups.lock().retain(|_, (to, _)| *to != peer.id);
-        self.directory.write().remove(&peer.id);
-        let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
-        self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+        self.lookups.lock().retain(|_, (to, _)| *to != id);
+        self.directory.write().remove(&id);
+    }
+
+    /// Another node reports that node `id` was lost. Believed unless we still have a working
+    /// connection to it (then our own failure detection speaks for it).
+    pub(crate) fn node_lost_notice(&self, id: NodeId) {
+        if id == self.id || self.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
+            return;
+        }
+        tracing::debug!(node = %self.settings.name, lost = %id, "failure notice");
+        self.node_gone(id);
     }
 
     /// Drops the acknowledged-delivery state of a lost incarnation if it has not come back

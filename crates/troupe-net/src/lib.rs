@@ -35,7 +35,7 @@ pub use config::{
 };
 pub use conn::ConnectError;
 pub use fault::{Interposer, MessageInfo, Verdict};
-pub use membership::{Delivered, OverlayState};
+pub use membership::{Delivered, OverlayState, NODE_LOST_TOPIC};
 pub use node::{BroadcastError, LookupError, Node, NodeError, NodeEvent, PeerInfo};
 pub use overlays::BROADCAST_CHANNEL;
 pub use snapshot::NodeSnapshot;

@@ -68,6 +68,9 @@ pub(crate) enum DriverInput {
     },
     /// A request for the current views and broadcast tree.
     Views(oneshot::Sender<OverlayState>),
+    /// This node lost its connection to a node for good: tell every node (a failure notice on
+    /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too.
+    NodeLost(NodeId),
     /// A frame for a node that is not connected: pick the next hop.
     Relay {
         /// The node that sent it first.
@@ -95,6 +98,11 @@ pub struct OverlayState {
     /// Broadcast counters.
     pub broadcast: PlumtreeStats,
 }
+
+/// The broadcast topic the transport keeps for itself: failure notices (a lost node's id, 8
+/// bytes little-endian). Its deliveries are not passed to [`Node::broadcasts`](crate::Node::broadcasts),
+/// and applications may not broadcast on it.
+pub const NODE_LOST_TOPIC: Topic = Topic(u32::MAX);
 
 /// A broadcast delivered on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +268,16 @@ impl<M: Membership> Driver<M> {
                 let _ = done.send(result);
             }
             DriverInput::Relay { origin, to, ttl, frame, from } => self.relay(origin, to, ttl, frame, from),
+            DriverInput::NodeLost(node) => {
+                let now = self.now();
+                let mut out = std::mem::take(&mut self.plum_out);
+                let notice = Bytes::copy_from_slice(&node.0.to_le_bytes());
+                if let Err(error) = self.plumtree.broadcast(NODE_LOST_TOPIC, notice, now, &mut out) {
+                    tracing::warn!(%error, "failure notice not broadcast");
+                }
+                self.execute_plumtree(&mut out);
+                self.plum_out = out;
+            }
             DriverInput::Views(reply) => {
                 let _ = reply.send(OverlayState {
                     views: self.protocol.snapshot(),
@@ -342,6 +360,12 @@ impl<M: Membership> Driver<M> {
                     send_encoded(&shared, to, self.settings.broadcast_channel, &msg, |payload| Control::Broadcast {
                         payload,
                     });
+                }
+                PlumtreeOutput::Deliver { topic: NODE_LOST_TOPIC, payload, .. } => {
+                    match <[u8; 8]>::try_from(&payload[..]) {
+                        Ok(bytes) => shared.node_lost_notice(NodeId(u64::from_le_bytes(bytes))),
+                        Err(_) => tracing::warn!(len = payload.len(), "malformed failure notice dropped"),
+                    }
                 }
                 PlumtreeOutput::Deliver { topic, id, payload, hops } => {
                     let _ = shared.broadcasts.send(Delivered { topic, id, payload, hops });

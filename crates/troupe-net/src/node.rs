@@ -489,10 +489,14 @@ impl Node {
 
     /// Broadcasts `payload` on `topic` to every node of the overlay (Plumtree: eager push along
     /// a tree, lazy announcements to the other neighbours, repair by graft and anti-entropy).
-    /// It is also delivered here. Needs an overlay.
+    /// It is also delivered here. Needs an overlay; [`NODE_LOST_TOPIC`](crate::NODE_LOST_TOPIC)
+    /// is the transport's own.
     pub async fn broadcast(&self, topic: Topic, payload: Bytes) -> Result<MessageId, BroadcastError> {
         if self.shared.membership.get().is_none() {
             return Err(BroadcastError::NoOverlay);
+        }
+        if topic == crate::NODE_LOST_TOPIC {
+            return Err(BroadcastError::Refused(format!("topic {} is reserved for the transport", topic.0)));
         }
         let (done, rx) = tokio::sync::oneshot::channel();
         self.shared.tell_membership(DriverInput::Broadcast { topic, payload, done });

@@ -306,3 +306,46 @@ async fn watches_and_links_reach_a_node_only_relayed_to() {
         node.shutdown().await;
     }
 }
+
+/// A node that reaches another only through the overlay hears of its loss from the nodes that
+/// were connected to it (a failure notice broadcast to every node): its watches and links fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
+    use troupe_actor::ExitReason;
+    let quick = |name: &str, role: Role, seeds: &[&Node]| {
+        let mut c = config(name, OverlayKind::ClientServer, seeds);
+        c.role = role;
+        c.idle_ping_ms = 100;
+        c.ping_timeout_ms = 100;
+        c.ping_attempts = 2;
+        c
+    };
+    let b = Node::start(quick("b", Role::Server, &[])).await.unwrap();
+    let a = Node::start(quick("a", Role::Client, &[&b])).await.unwrap();
+    let c = Node::start(quick("c", Role::Client, &[&b])).await.unwrap();
+    wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
+
+    let counter = c.system().spawn(Counter(0));
+    c.register("counter", &counter).expect("register");
+    let far = a.actor_ref::<CounterMsg>(counter.id());
+    assert_eq!(far.ask(CounterMsg::Get).await.expect("relayed ask"), 0);
+    let watched = far.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    let linker = a.system().spawn(Linker(far.clone()));
+    assert_eq!(linker.ask(CounterMsg::Get).await.expect("linker started"), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!exit.is_finished() && linker.is_alive(), "a false exit before c was lost");
+    assert!(a.peers().iter().all(|p| p.name != "c"), "a and c must not be connected");
+
+    // c is cut off from its server: b declares it down and tells everyone.
+    b.partition(c.id(), true);
+    c.partition(b.id(), true);
+    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c was lost").unwrap();
+    assert_eq!(reason, ExitReason::NodeDown);
+    let reason = tokio::time::timeout(Duration::from_secs(10), linker.untyped().wait_for_exit()).await.expect("link");
+    assert_eq!(reason, ExitReason::LinkFailed(counter.id()));
+    assert!(far.ask(CounterMsg::Get).await.is_err(), "asks to the lost node fail");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
