@@ -33,25 +33,38 @@ pub enum ServiceMsg {
     },
     /// Answers how many overlay broadcasts this node has delivered (every topic).
     Broadcasts(Reply<u64>),
+    /// Spawns a new service (not supervised) linked to `to` and answers its ref: for tests of
+    /// links across nodes.
+    SpawnLinked {
+        /// The actor the new one links itself to.
+        to: ActorRef<ServiceMsg>,
+        /// The answer port.
+        reply: Reply<ActorRef<ServiceMsg>>,
+    },
+    /// Fails the service (its handler returns an error).
+    Fail,
 }
 impl Message for ServiceMsg {}
 impl RemoteMessage for ServiceMsg {
     const TYPE_NAME: &'static str = "troupe.services.ServiceMsg";
 }
 
-/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`, `Broadcasts`.
+/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`, `Broadcasts`, `SpawnLinked`;
+/// fails on `Fail`.
 #[derive(Default)]
 pub struct Service {
     messages: u64,
     bytes: u64,
     /// Broadcasts delivered on the node (counted by a task [`start`] runs).
     broadcasts: Arc<AtomicU64>,
+    /// An actor to link to when started (see [`ServiceMsg::SpawnLinked`]).
+    link_to: Option<ActorRef<ServiceMsg>>,
 }
 
 impl Actor for Service {
     type Msg = ServiceMsg;
 
-    async fn handle(&mut self, msg: ServiceMsg, _ctx: &mut Context<Self>) -> ActorResult {
+    async fn handle(&mut self, msg: ServiceMsg, ctx: &mut Context<Self>) -> ActorResult {
         match msg {
             ServiceMsg::Data(bytes) => {
                 self.messages += 1;
@@ -82,6 +95,20 @@ impl Actor for Service {
             ServiceMsg::Broadcasts(reply) => {
                 reply.send(self.broadcasts.load(Ordering::Relaxed));
             }
+            ServiceMsg::SpawnLinked { to, reply } => {
+                let linked = ctx.system().spawn(Service { link_to: Some(to), ..Service::default() });
+                // Answered once the link is made: the new actor links itself as it starts.
+                let _ = linked.ask(ServiceMsg::Count).await;
+                reply.send(linked);
+            }
+            ServiceMsg::Fail => return Err("asked to fail".into()),
+        }
+        Ok(())
+    }
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        if let Some(to) = self.link_to.take() {
+            ctx.link(&to);
         }
         Ok(())
     }

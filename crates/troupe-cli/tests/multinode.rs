@@ -434,3 +434,41 @@ async fn seeded_node_prints_up_for_its_seed() {
         }
     }
 }
+
+/// Links between an actor here and one in a `troupe node` process: a failure on either side
+/// fails the other, and SIGKILLing the process fails the actor here that one there linked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_across_processes() {
+    let mut c = spawn_node("c", &[]).await;
+    let a = start(config("a")).await;
+    connect(&a, &c.addr).await;
+    let sink_c = sink(&a, "c").await;
+    let spawn_linked = |to: ActorRef<ServiceMsg>| {
+        let sink_c = sink_c.clone();
+        async move { sink_c.ask(|reply| ServiceMsg::SpawnLinked { to, reply }).await.expect("spawn a linked actor in c") }
+    };
+    let exit_of = |actor: UntypedRef| async move {
+        tokio::time::timeout(PATIENCE, actor.wait_for_exit()).await.expect("the linked actor never exited")
+    };
+
+    // The actor in c fails: the one here fails with it.
+    let here = a.system().spawn(Service::default());
+    let there = spawn_linked(here.clone()).await;
+    there.tell(ServiceMsg::Fail).await.expect("tell");
+    assert_eq!(exit_of(UntypedRef::from(&here)).await, ExitReason::LinkFailed(there.id()));
+
+    // The actor here fails: the one in c fails with it.
+    let here = a.system().spawn(Service::default());
+    let there = spawn_linked(here.clone()).await;
+    here.tell(ServiceMsg::Fail).await.expect("tell");
+    let reason = exit_of(UntypedRef::from(&there)).await;
+    assert!(!reason.is_normal() && reason != ExitReason::NodeDown, "{reason:?}");
+
+    // c is SIGKILLed: the actor here that one in c linked to fails.
+    let here = a.system().spawn(Service::default());
+    let there = spawn_linked(here.clone()).await;
+    echo_roundtrip(&sink_c, 1).await;
+    c.kill9();
+    assert_eq!(exit_of(UntypedRef::from(&here)).await, ExitReason::LinkFailed(there.id()));
+    a.shutdown().await;
+}
