@@ -225,9 +225,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         hist.value_at_quantile(0.99) as f64 / 1e3
     );
 
-    // Failure: kill -9 sparta while corinth watches its sink.
+    // Failure: kill -9 sparta while corinth watches its sink, and while an actor on sparta is
+    // linked to one here (the link was made on sparta's side).
     let downs = Arc::new(parking_lot::Mutex::new(Vec::new()));
     node.system().spawn(Watcher { target: sinks[1].clone(), downs: downs.clone() });
+    let linked_here = node.system().spawn(troupe_cli::services::Service::default());
+    let to = linked_here.clone();
+    let linked_there = sinks[1].ask(|reply| ServiceMsg::SpawnLinked { to, reply }).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut sparta = sparta;
     let killed = Instant::now();
@@ -254,6 +258,14 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     if let Some((down, _)) = downs.lock().first() {
         println!("cluster: the watcher of sparta's sink got Down({})", down.reason);
+    }
+    let linked_exit = tokio::time::timeout(Duration::from_secs(5), linked_here.untyped().wait_for_exit()).await;
+    match linked_exit {
+        Ok(reason) => println!(
+            "cluster: the actor on corinth that {} on sparta had linked to exited with it ({reason})",
+            linked_there.id()
+        ),
+        Err(_) => println!("cluster: the actor on corinth that one on sparta had linked to is still running"),
     }
     let failed = sinks[1].ask_timeout(ServiceMsg::Count, Duration::from_secs(2)).await;
     println!(

@@ -27,6 +27,7 @@ fn demo_runs_and_reports() {
     assert!(!after.contains("sparta"), "sparta still in a view: {after}");
     assert!(stdout.contains("corinth saw it down after"), "{stdout}");
     assert!(stdout.contains("got Down(its node is down)"), "{stdout}");
+    assert!(stdout.contains("on sparta had linked to exited with it (linked actor"), "{stdout}");
     assert!(stdout.contains("athens still serves"), "{stdout}");
 }
 
