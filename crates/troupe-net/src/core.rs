@@ -171,6 +171,9 @@ pub(crate) struct NodeShared {
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     proxies_since_sweep: AtomicU64,
+    /// Nodes reported lost by failure notices, with when (recent ones only): a node that
+    /// detects a loss someone already reported does not report it again.
+    lost_notices: Mutex<HashMap<NodeId, Instant>>,
     /// Acknowledged-delivery state per remote incarnation; it outlives the `Peer` so a node
     /// declared down and reached again keeps its numbering and gets its unacked messages.
     acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
@@ -223,6 +226,7 @@ impl NodeShared {
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
             proxies_since_sweep: AtomicU64::new(0),
+            lost_notices: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             replies: Mutex::new(id_map()),
             lookups: Mutex::new(HashMap::new()),
@@ -1196,9 +1200,25 @@ impl NodeShared {
         self.directory.write().remove(&id);
     }
 
+    /// Whether a failure notice for `id` has reached this node.
+    pub(crate) fn loss_reported(&self, id: NodeId) -> bool {
+        self.lost_notices.lock().contains_key(&id)
+    }
+
     /// Another node reports that node `id` was lost. Believed unless we still have a working
     /// connection to it (then our own failure detection speaks for it).
     pub(crate) fn node_lost_notice(&self, id: NodeId) {
+        {
+            let mut heard = self.lost_notices.lock();
+            if heard.len() >= 4096 {
+                let now = Instant::now();
+                heard.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+                if heard.len() >= 4096 {
+                    heard.clear();
+                }
+            }
+            heard.insert(id, Instant::now());
+        }
         if id == self.id || self.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
             return;
         }

@@ -69,8 +69,12 @@ pub(crate) enum DriverInput {
     /// A request for the current views and broadcast tree.
     Views(oneshot::Sender<OverlayState>),
     /// This node lost its connection to a node for good: tell every node (a failure notice on
-    /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too.
+    /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too;
+    /// after a random pause of up to [`NOTICE_JITTER`], and only if nobody else reported it
+    /// meanwhile (its other neighbours usually notice at the same moment).
     NodeLost(NodeId),
+    /// The pause of a [`DriverInput::NodeLost`] is over.
+    ReportLoss(NodeId),
     /// A frame for a node that is not connected: pick the next hop.
     Relay {
         /// The node that sent it first.
@@ -103,6 +107,9 @@ pub struct OverlayState {
 /// bytes little-endian). Its deliveries are not passed to [`Node::broadcasts`](crate::Node::broadcasts),
 /// and applications may not broadcast on it.
 pub const NODE_LOST_TOPIC: Topic = Topic(u32::MAX);
+
+/// The longest a node waits before it reports a lost peer (see [`DriverInput::NodeLost`]).
+const NOTICE_JITTER: Duration = Duration::from_millis(300);
 
 /// A broadcast delivered on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,11 +276,29 @@ impl<M: Membership> Driver<M> {
             }
             DriverInput::Relay { origin, to, ttl, frame, from } => self.relay(origin, to, ttl, frame, from),
             DriverInput::NodeLost(node) => {
+                let Some(shared) = self.shared.upgrade() else { return };
+                let pause = NOTICE_JITTER.mul_f64(rand::random::<f64>());
+                let me = self.shared.clone();
+                shared.runtime.spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    if let Some(shared) = me.upgrade() {
+                        shared.tell_membership(DriverInput::ReportLoss(node));
+                    }
+                });
+            }
+            DriverInput::ReportLoss(node) => {
+                let Some(shared) = self.shared.upgrade() else { return };
+                if shared.loss_reported(node) {
+                    return;
+                }
                 let now = self.now();
                 let mut out = std::mem::take(&mut self.plum_out);
                 let notice = Bytes::copy_from_slice(&node.0.to_le_bytes());
-                if let Err(error) = self.plumtree.broadcast(NODE_LOST_TOPIC, notice, now, &mut out) {
-                    tracing::warn!(%error, "failure notice not broadcast");
+                match self.plumtree.broadcast(NODE_LOST_TOPIC, notice, now, &mut out) {
+                    Ok(_) => {
+                        shared.counters.failure_notices_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => tracing::warn!(%error, "failure notice not broadcast"),
                 }
                 self.execute_plumtree(&mut out);
                 self.plum_out = out;

@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     pub(crate) handshakes_failed: AtomicU64,
     pub(crate) relayed: AtomicU64,
     pub(crate) relay_dropped: AtomicU64,
+    pub(crate) failure_notices_sent: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -61,6 +62,8 @@ pub struct NodeStats {
     pub relayed: u64,
     /// Relayed frames dropped for lack of a route (TTL spent, no neighbour).
     pub relay_dropped: u64,
+    /// Failure notices this node broadcast (a peer it lost, that nobody had reported yet).
+    pub failure_notices_sent: u64,
 }
 
 impl Counters {
@@ -84,6 +87,7 @@ impl Counters {
             monotonic_replaced: 0,
             relayed: get(&self.relayed),
             relay_dropped: get(&self.relay_dropped),
+            failure_notices_sent: get(&self.failure_notices_sent),
         }
     }
 }

@@ -349,3 +349,50 @@ async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
         node.shutdown().await;
     }
 }
+
+/// A node that loses a peer somebody already reported lost does not report it again: b and c
+/// lose each other (b reports c), then a loses c too, and sends no notice of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_already_reported_is_not_reported_again() {
+    let quick = |name: &str, seeds: &[&Node]| {
+        let mut c = config(name, OverlayKind::Static, seeds);
+        c.idle_ping_ms = 100;
+        c.ping_timeout_ms = 100;
+        c.ping_attempts = 2;
+        c
+    };
+    let c = Node::start(quick("c", &[])).await.unwrap();
+    let b = Node::start(quick("b", &[&c])).await.unwrap();
+    let a = Node::start(quick("a", &[&b, &c])).await.unwrap();
+    let connected = |x: &Node, name: &str| x.peers().iter().any(|p| p.name == name && p.up);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(connected(&a, "b") && connected(&a, "c") && connected(&b, "c")) {
+        assert!(Instant::now() < deadline, "the triangle never formed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    b.partition(c.id(), true);
+    c.partition(b.id(), true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.stats().failure_notices_sent == 0 {
+        assert!(Instant::now() < deadline, "b never reported c lost");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.stats().failure_notices_sent, 1);
+    // a still reaches c: the notice does not make a give c up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(connected(&a, "c"), "a gave up a node it still reaches");
+
+    a.partition(c.id(), true);
+    c.partition(a.id(), true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected(&a, "c") {
+        assert!(Instant::now() < deadline, "a never noticed c was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.stats().failure_notices_sent, 0, "a reported a loss b had already reported");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
