@@ -72,6 +72,10 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
+/// How long a failure notice heard keeps this node from sending its own for the same node (a
+/// node lost again later, after coming back, is reported again).
+const NOTICE_MEMORY: Duration = Duration::from_secs(60);
+
 /// The buffers of a connection's recent large frames, reused for later ones once the actors are
 /// done with the payloads sliced from them: a fresh buffer for every large frame costs page faults
 /// (and memory the allocator gives back to the OS and takes again) on every message.
@@ -171,8 +175,8 @@ pub(crate) struct NodeShared {
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     proxies_since_sweep: AtomicU64,
-    /// Nodes reported lost by failure notices, with when (recent ones only): a node that
-    /// detects a loss someone already reported does not report it again.
+    /// Nodes reported lost by failure notices, with when: a node that detects a loss someone
+    /// reported within [`NOTICE_MEMORY`] does not report it again.
     lost_notices: Mutex<HashMap<NodeId, Instant>>,
     /// Acknowledged-delivery state per remote incarnation; it outlives the `Peer` so a node
     /// declared down and reached again keeps its numbering and gets its unacked messages.
@@ -1200,9 +1204,9 @@ impl NodeShared {
         self.directory.write().remove(&id);
     }
 
-    /// Whether a failure notice for `id` has reached this node.
+    /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
     pub(crate) fn loss_reported(&self, id: NodeId) -> bool {
-        self.lost_notices.lock().contains_key(&id)
+        self.lost_notices.lock().get(&id).is_some_and(|at| at.elapsed() < NOTICE_MEMORY)
     }
 
     /// Another node reports that node `id` was lost. Believed unless we still have a working
@@ -1211,11 +1215,7 @@ impl NodeShared {
         {
             let mut heard = self.lost_notices.lock();
             if heard.len() >= 4096 {
-                let now = Instant::now();
-                heard.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
-                if heard.len() >= 4096 {
-                    heard.clear();
-                }
+                heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
             }
             heard.insert(id, Instant::now());
         }
