@@ -53,16 +53,24 @@ pub(crate) trait CellControl: Send + Sync + 'static {
 
     /// Adds a watcher. If the actor is already gone the watcher is told at once.
     fn add_watcher(&self, watcher: Watcher) {
+        if self.queue_watcher(watcher) {
+            self.watcher_added();
+        }
+    }
+
+    /// Queues a watcher without [`watcher_added`](Self::watcher_added); if the actor is already
+    /// gone the watcher is told at once. True when it was queued.
+    fn queue_watcher(&self, watcher: Watcher) -> bool {
         let mut life = self.lifecycle().lock();
         match life.exit.clone() {
             None => {
                 life.watchers.push(watcher);
-                drop(life);
-                self.watcher_added();
+                true
             }
             Some(reason) => {
                 drop(life);
                 notify_watcher(self.id(), watcher, &reason);
+                false
             }
         }
     }

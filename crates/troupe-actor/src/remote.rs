@@ -503,18 +503,9 @@ impl RemoteProxy {
     /// lost, and the remote node hears of `local`'s exit. No watch is requested: the remote node
     /// reports the remote actor's exit because of its own half of the link.
     pub fn accept_link(self: &Arc<Self>, local: &UntypedRef) {
-        let link = Watcher::Link(local.0.clone());
-        let mut life = self.life.lock();
-        match life.exit.clone() {
-            None => life.watchers.push(link),
-            Some(reason) => {
-                drop(life);
-                crate::cell::notify_watcher(self.id, link, &reason);
-                return;
-            }
+        if self.queue_watcher(Watcher::Link(local.0.clone())) {
+            local.0.add_watcher(Watcher::Link(self.clone()));
         }
-        drop(life);
-        local.0.add_watcher(Watcher::Link(self.clone()));
     }
 
     /// Removes a link made by [`accept_link`](Self::accept_link).

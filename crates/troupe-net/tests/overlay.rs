@@ -23,6 +23,24 @@ fn config(name: &str, overlay: OverlayKind, seeds: &[&Node]) -> NodeConfig {
     }
 }
 
+/// Pings an idle connection every 100 ms and gives up on it after two unanswered ones, so a
+/// partitioned peer is declared down within about half a second.
+fn fast_failure_detection(mut c: NodeConfig) -> NodeConfig {
+    c.idle_ping_ms = 100;
+    c.ping_timeout_ms = 100;
+    c.ping_attempts = 2;
+    c
+}
+
+/// Polls `done` every 50 ms; fails the test with `what` after 10 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts `n` nodes joining through the first one.
 async fn cluster(overlay: OverlayKind, n: usize, servers: usize) -> Vec<Node> {
     let mut first = config("n0", overlay, &[]);
@@ -313,11 +331,8 @@ async fn watches_and_links_reach_a_node_only_relayed_to() {
 async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
     use troupe_actor::ExitReason;
     let quick = |name: &str, role: Role, seeds: &[&Node]| {
-        let mut c = config(name, OverlayKind::ClientServer, seeds);
+        let mut c = fast_failure_detection(config(name, OverlayKind::ClientServer, seeds));
         c.role = role;
-        c.idle_ping_ms = 100;
-        c.ping_timeout_ms = 100;
-        c.ping_attempts = 2;
         c
     };
     let b = Node::start(quick("b", Role::Server, &[])).await.unwrap();
@@ -354,30 +369,16 @@ async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
 /// lose each other (b reports c), then a loses c too, and sends no notice of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_already_reported_is_not_reported_again() {
-    let quick = |name: &str, seeds: &[&Node]| {
-        let mut c = config(name, OverlayKind::Static, seeds);
-        c.idle_ping_ms = 100;
-        c.ping_timeout_ms = 100;
-        c.ping_attempts = 2;
-        c
-    };
+    let quick = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
     let c = Node::start(quick("c", &[])).await.unwrap();
     let b = Node::start(quick("b", &[&c])).await.unwrap();
     let a = Node::start(quick("a", &[&b, &c])).await.unwrap();
     let connected = |x: &Node, name: &str| x.peers().iter().any(|p| p.name == name && p.up);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(connected(&a, "b") && connected(&a, "c") && connected(&b, "c")) {
-        assert!(Instant::now() < deadline, "the triangle never formed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the triangle never formed", || connected(&a, "b") && connected(&a, "c") && connected(&b, "c")).await;
 
     b.partition(c.id(), true);
     c.partition(b.id(), true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.stats().failure_notices_sent == 0 {
-        assert!(Instant::now() < deadline, "b never reported c lost");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("b never reported c lost", || b.stats().failure_notices_sent > 0).await;
     assert_eq!(b.stats().failure_notices_sent, 1);
     // a still reaches c: the notice does not make a give c up.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -385,11 +386,7 @@ async fn a_loss_already_reported_is_not_reported_again() {
 
     a.partition(c.id(), true);
     c.partition(a.id(), true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while connected(&a, "c") {
-        assert!(Instant::now() < deadline, "a never noticed c was cut off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("a never noticed c was cut off", || !connected(&a, "c")).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.stats().failure_notices_sent, 0, "a reported a loss b had already reported");
     for node in [a, b, c] {
