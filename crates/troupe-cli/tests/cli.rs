@@ -55,7 +55,7 @@ fn bench_local_quick_prints_json_lines() {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
-    assert_eq!(names, ["tell", "pingpong", "ring", "spawn", "ask", "big", "idle_actor_bytes", "cores"]);
+    assert_eq!(names, ["tell", "pingpong", "ring", "spawn", "ask", "big", "cores", "idle_actor_bytes"]);
     for line in &lines {
         assert_eq!(line["suite"], "local");
         assert!(line["value"].as_f64().is_some_and(|v| v > 0.0), "{line}");
