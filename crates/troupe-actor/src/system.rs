@@ -330,8 +330,23 @@ impl ActorSystem {
 
     /// Runs `future` to completion on the calling thread, with this system's tokio runtime
     /// entered. Must not be called from inside an async context.
+    ///
+    /// Actors that `future` wakes (by a tell, an ask, a stop) while every worker sleeps run on
+    /// the calling thread, as they do on a network thread ([`Woken::run_here`](crate::Woken::run_here)):
+    /// an ask from `main` to an idle node is answered without waking a worker and then `main`
+    /// (two thread wake-ups, tens of microseconds on a VM). A slow turn sends later ones back to
+    /// the workers for a while, so a long handler does not hold the caller.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.shared.tokio.block_on(future)
+        let mut future = std::pin::pin!(future);
+        self.shared.tokio.block_on(std::future::poll_fn(|cx| {
+            let mut woken = crate::sched::Woken::default();
+            let polled = crate::sched::collect_wakeups(&mut woken, || future.as_mut().poll(cx));
+            if polled.is_pending() {
+                woken.run_here();
+            }
+            // Dropping `woken` queues on the workers whatever did not run here.
+            polled
+        }))
     }
 
     /// Stops every actor, children before parents, last-spawned first, waiting for each; after
