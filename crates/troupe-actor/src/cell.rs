@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use crate::exit::{Down, ExitReason};
 use crate::id::ActorId;
 use crate::mailbox::Mailbox;
+use crate::rare_list::RareList;
 use crate::system::SystemShared;
 use crate::system_msg::SystemMsg;
 
@@ -27,13 +28,14 @@ pub(crate) enum Watcher {
     Callback(Box<dyn FnOnce(&ExitReason) + Send>),
 }
 
+/// What an actor's watchers and the registry need; one per actor, so every field is one word.
 #[derive(Default)]
 pub(crate) struct Lifecycle {
-    pub(crate) watchers: Vec<Watcher>,
+    pub(crate) watchers: RareList<Watcher>,
     /// Set once, when the actor is gone for good (boxed: most actors never need it).
     pub(crate) exit: Option<Box<ExitReason>>,
     /// Registry names to remove when the actor is gone.
-    pub(crate) names: Vec<String>,
+    pub(crate) names: RareList<String>,
 }
 
 /// Type-erased control of a cell, used by supervision, watches and the registry.
@@ -103,7 +105,7 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     fn mark_exited(&self, reason: &ExitReason) -> (Vec<Watcher>, Vec<String>) {
         let mut life = self.lifecycle().lock();
         life.exit = Some(Box::new(reason.clone()));
-        (std::mem::take(&mut life.watchers), std::mem::take(&mut life.names))
+        (life.watchers.take(), life.names.take())
     }
 }
 
@@ -113,8 +115,8 @@ pub(crate) struct ActorCell<M> {
     waker: OnceLock<Waker>,
     pub(crate) kill_requested: AtomicBool,
     /// The system's default `ask` timeout, copied at spawn so an ask needs no trip to the
-    /// (shared, contended) system.
-    pub(crate) ask_timeout: std::time::Duration,
+    /// (shared, contended) system. In nanoseconds (up to 584 years): a `Duration` is two words.
+    ask_timeout_ns: u64,
     life: Mutex<Lifecycle>,
     pub(crate) system: Weak<SystemShared>,
 }
@@ -131,10 +133,15 @@ impl<M: Send + 'static> ActorCell<M> {
             mailbox: Mailbox::new(capacity),
             waker: OnceLock::new(),
             kill_requested: AtomicBool::new(false),
-            ask_timeout,
+            ask_timeout_ns: u64::try_from(ask_timeout.as_nanos()).unwrap_or(u64::MAX),
             life: Mutex::new(Lifecycle::default()),
             system,
         }
+    }
+
+    /// The default `ask` timeout of the actor's system.
+    pub(crate) fn ask_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.ask_timeout_ns)
     }
 
     /// Installs the waker of the actor's task (once, before the task first runs).

@@ -44,6 +44,7 @@ mod message;
 mod panic_hook;
 mod payload;
 mod props;
+mod rare_list;
 mod reference;
 mod registry;
 mod remote;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
 use crate::lock::SpinLock;
+use crate::rare_list::RareList;
 
 use crate::system_msg::SystemMsg;
 
@@ -40,7 +41,7 @@ struct Shared<M> {
     closed: bool,
     /// Closed for good: the actor has terminated; system messages are refused too.
     gone: bool,
-    blocked_senders: Vec<Waker>,
+    blocked_senders: RareList<Waker>,
 }
 
 /// The sending side, shared by every reference to the actor.
@@ -61,7 +62,7 @@ impl<M> Mailbox<M> {
                 system: VecDeque::new(),
                 closed: false,
                 gone: false,
-                blocked_senders: Vec::new(),
+                blocked_senders: RareList::default(),
             }),
             capacity: capacity.max(1),
             has_system: AtomicBool::new(false),
@@ -144,7 +145,7 @@ impl<M> Mailbox<M> {
             if batch.is_empty() || shared.blocked_senders.is_empty() {
                 Vec::new()
             } else {
-                std::mem::take(&mut shared.blocked_senders)
+                shared.blocked_senders.take()
             }
         };
         for waker in blocked {
@@ -153,7 +154,7 @@ impl<M> Mailbox<M> {
     }
 
     fn wake_blocked_senders(&self) {
-        let wakers = std::mem::take(&mut self.shared.lock().blocked_senders);
+        let wakers = self.shared.lock().blocked_senders.take();
         for waker in wakers {
             waker.wake();
         }

@@ -142,7 +142,7 @@ impl<M: Message> ActorRef<M> {
 
     fn ask_timeout_default(&self) -> Duration {
         match &self.target {
-            Target::Local(cell) => cell.ask_timeout,
+            Target::Local(cell) => cell.ask_timeout(),
             Target::Remote(_) => DEFAULT_REMOTE_ASK_TIMEOUT,
         }
     }

@@ -46,7 +46,7 @@ mod tests {
         let cell_bytes = std::mem::size_of::<crate::cell::ActorCell<CounterMsg>>();
         drop(future);
         system.shutdown_blocking();
-        assert!(future_bytes <= 576, "the actor future grew to {future_bytes} bytes");
-        assert!(cell_bytes <= 256, "the actor cell grew to {cell_bytes} bytes");
+        assert!(future_bytes <= 368, "the actor future grew to {future_bytes} bytes");
+        assert!(cell_bytes <= 200, "the actor cell grew to {cell_bytes} bytes");
     }
 }

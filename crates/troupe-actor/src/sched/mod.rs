@@ -65,6 +65,8 @@ const INLINE_BACKOFF: Duration = Duration::from_millis(100);
 /// The most tasks (and the longest time) one [`Woken::run_here`] runs before handing the rest on.
 const INLINE_MAX_TASKS: usize = 16;
 const INLINE_BUDGET: Duration = Duration::from_micros(500);
+/// The most tasks one [`collect_wakeups`] keeps; later wake-ups are queued on their pools.
+const COLLECT_MAX: usize = 4 * INLINE_MAX_TASKS;
 
 /// Tasks woken by code that ran inside [`collect_wakeups`], not yet queued. Dropping it queues them
 /// on their pools, so none is ever lost.
@@ -244,11 +246,13 @@ impl PoolShared {
                 return self.push_external(task);
             }
             let task = COLLECTING.with(|c| match c.borrow_mut().as_mut() {
-                Some(collected) => {
+                // Past what one inline run could take, queue at once: a loop that wakes a million
+                // actors (spawning them from `main`) must not hold a million entries here.
+                Some(collected) if collected.len() < COLLECT_MAX => {
                     collected.push((self.clone(), task));
                     None
                 }
-                None => Some(task),
+                _ => Some(task),
             });
             if let Some(task) = task {
                 self.push_external(task);
