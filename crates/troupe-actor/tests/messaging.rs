@@ -410,3 +410,43 @@ fn ask_timeouts_fire_between_actors() {
         system.shutdown().await;
     });
 }
+
+/// Answers with the thread its handler ran on.
+struct WhereAmI;
+
+struct Where(Reply<std::thread::ThreadId>);
+impl Message for Where {}
+
+impl Actor for WhereAmI {
+    type Msg = Where;
+    async fn handle(&mut self, Where(reply): Where, _ctx: &mut Context<Self>) -> ActorResult {
+        reply.send(std::thread::current().id());
+        Ok(())
+    }
+}
+
+#[test]
+fn block_on_answers_an_ask_on_the_calling_thread_while_the_workers_sleep() {
+    let system = system();
+    let actor = system.spawn(WhereAmI);
+    let here = std::thread::current().id();
+    // Idle workers search a little before they sleep, and wake every 100 ms to look around: an
+    // ask that meets a searching worker rightly goes to it. Some ask after a pause runs here.
+    let ran_here = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        let ran_on = system.block_on(actor.ask(Where)).expect("answer");
+        ran_on == here
+    });
+    assert!(ran_here, "every ask from block_on woke a worker although the pool was idle");
+    // A burst of asks completes, whoever runs them.
+    let answers = system.block_on(async {
+        let mut answers = 0;
+        for _ in 0..1_000 {
+            actor.ask(Where).await.expect("answer");
+            answers += 1;
+        }
+        answers
+    });
+    assert_eq!(answers, 1_000);
+    system.shutdown_blocking();
+}
