@@ -1067,7 +1067,15 @@ impl NodeShared {
                 self.on_link(from, name, actor_id(&target), actor_id(&linker), false)
             }
             Control::Down { target, reason } => {
-                let proxy = self.proxies.lock().get(&actor_id(&target)).and_then(Weak::upgrade);
+                let target = actor_id(&target);
+                if !self.speaks_for(from, name, target.node) {
+                    // Only an actor's own node reports its exit: a Down from anyone else would
+                    // let one buggy or hostile member end every watch in the cluster.
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.settings.name, peer = %name, %target, "Down for another node's actor ignored");
+                    return Ok(());
+                }
+                let proxy = self.proxies.lock().get(&target).and_then(Weak::upgrade);
                 if let Some(proxy) = proxy {
                     proxy.exited(exit_reason(reason));
                 }
@@ -1085,6 +1093,13 @@ impl NodeShared {
             other => return Err(other),
         }
         Ok(())
+    }
+
+    /// Whether node `from` (named `from_name`) may report on the actors of node `node`: it is
+    /// that node, or `node` is an earlier incarnation of it (a restarted node answers for refs to
+    /// its previous life with NoActor).
+    fn speaks_for(&self, from: NodeId, from_name: &str, node: NodeId) -> bool {
+        node == from || self.name_of(node).is_some_and(|name| name == from_name)
     }
 
     /// The actor `from` on node `node` (`name`) linked itself to our actor `target` (`link`), or

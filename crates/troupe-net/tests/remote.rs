@@ -373,3 +373,82 @@ async fn linked_actors_fail_when_the_other_node_is_lost() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Joins `node` as a cluster member named `name` (a real handshake with the cluster secret, on
+/// the control channel) without being a troupe node: a stand-in for a buggy or hostile member.
+async fn raw_member(node: &Node, name: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use troupe_wire::handshake::{ConnPurpose, HandshakeConfig, HandshakeStep, Initiator, NodeInfo};
+    let settings = config(name);
+    let handshake = HandshakeConfig {
+        cluster: settings.cluster.clone(),
+        secret: SECRET.as_bytes().to_vec(),
+        me: NodeInfo { name: name.into(), incarnation: rand::random(), listen: Vec::new() },
+        max_frame: settings.max_frame_bytes,
+    };
+    let mut stream = tokio::net::TcpStream::connect(node.local_addr()).await.expect("connect");
+    let (mut initiator, hello) = Initiator::start(handshake, ConnPurpose { channel: 0, lane: 0 }, rand::random());
+    stream.write_all(&hello).await.expect("hello");
+    let decoder = troupe_wire::FrameDecoder::new(settings.max_frame_bytes);
+    let mut buf = Vec::new();
+    loop {
+        let step = loop {
+            if let Some((frame, used)) = decoder.decode(&buf).expect("a frame") {
+                let step = initiator.receive(frame);
+                buf.drain(..used);
+                break step;
+            }
+            assert!(stream.read_buf(&mut buf).await.expect("read") > 0, "closed during the handshake");
+        };
+        match step {
+            HandshakeStep::Send(bytes) => stream.write_all(&bytes).await.expect("write"),
+            HandshakeStep::Done(bytes, _) => {
+                stream.write_all(&bytes).await.expect("write");
+                return stream;
+            }
+            HandshakeStep::Fail(_, error) => panic!("handshake failed: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_is_believed_only_from_the_actors_own_node() {
+    use tokio::io::AsyncWriteExt;
+    use troupe_wire::control::{Control, WireActorId, WireExit};
+    let (a, b) = pair().await;
+    let on_b = b.system().spawn(Counter(0));
+    b.register("counter", &on_b).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.unwrap();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    a.system().spawn(Watcher(Some(tx), remote.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A member that is not b claims b's actor is gone.
+    let mut mallory = raw_member(&a, "mallory").await;
+    let bad_before = a.stats().bad_frames;
+    let mut payload = Vec::new();
+    Control::Down {
+        target: WireActorId { node: on_b.id().node.0, serial: on_b.id().serial },
+        reason: WireExit::Killed,
+    }
+    .encode(&mut payload)
+    .expect("encode");
+    let mut frame = Vec::new();
+    troupe_wire::encode_frame(&mut frame, troupe_wire::FrameKind::Control, 0, 0, &payload, usize::MAX).expect("frame");
+    mallory.write_all(&frame).await.expect("send the forged Down");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.stats().bad_frames == bad_before {
+        assert!(tokio::time::Instant::now() < deadline, "the forged Down was neither refused nor counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rx.try_recv().is_err(), "a believed a Down from a node that does not host the actor");
+    assert_eq!(remote.ask(CounterMsg::Get).await, Ok(0), "the ref must still work");
+
+    // b's own report is believed.
+    remote.stop();
+    let down = tokio::time::timeout(Duration::from_secs(5), rx).await.expect("down in time").unwrap();
+    assert_eq!(down.id, on_b.id());
+    assert_eq!(down.reason, ExitReason::Normal);
+    a.shutdown().await;
+    b.shutdown().await;
+}
