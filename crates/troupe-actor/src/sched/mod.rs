@@ -82,7 +82,9 @@ impl std::fmt::Debug for Woken {
 }
 
 /// Runs `f`; tasks of any pool that `f` schedules from this thread (which must not be a worker:
-/// on a worker, wake-ups take the worker's own fast path) are returned instead of queued.
+/// on a worker, wake-ups take the worker's own fast path) are returned instead of queued, up to
+/// [`COLLECT_MAX`] of them (more than one [`Woken::run_here`] could run): later ones are queued
+/// at once.
 pub fn collect_wakeups<R>(woken: &mut Woken, f: impl FnOnce() -> R) -> R {
     /// Puts back the outer collection (if any) and hands what was collected to `woken`, even if
     /// `f` panics.
