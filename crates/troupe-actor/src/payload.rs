@@ -56,7 +56,7 @@ impl Payload {
     }
 
     /// A copy in memory of its own: for keeping a small payload received from the network
-    /// without keeping alive the block it shares with others (see the [module docs](self)).
+    /// without keeping alive the block it shares with others.
     pub fn detached(&self) -> Self {
         Payload(Bytes::copy_from_slice(&self.0))
     }

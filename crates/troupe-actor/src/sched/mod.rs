@@ -83,7 +83,7 @@ impl std::fmt::Debug for Woken {
 
 /// Runs `f`; tasks of any pool that `f` schedules from this thread (which must not be a worker:
 /// on a worker, wake-ups take the worker's own fast path) are returned instead of queued, up to
-/// [`COLLECT_MAX`] of them (more than one [`Woken::run_here`] could run): later ones are queued
+/// 64 of them (more than one [`Woken::run_here`] could run): later ones are queued
 /// at once.
 pub fn collect_wakeups<R>(woken: &mut Woken, f: impl FnOnce() -> R) -> R {
     /// Puts back the outer collection (if any) and hands what was collected to `woken`, even if
@@ -114,7 +114,7 @@ impl Woken {
 
     /// Runs the collected tasks on this thread while their pool is idle (every active worker
     /// asleep, none searching, no recent slow inline turn), collecting what they wake in turn;
-    /// queues the rest on their pools. Bounded by [`INLINE_MAX_TASKS`] and [`INLINE_BUDGET`].
+    /// queues the rest on their pools. Runs at most 16 tasks and stops after 500 µs.
     pub fn run_here(&mut self) {
         let started = std::time::Instant::now();
         let mut ran = 0;
