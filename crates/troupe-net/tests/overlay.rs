@@ -1,6 +1,6 @@
 //! Overlays over real loopback TCP, several nodes in one process: every overlay joins through one
 //! seed and carries Plumtree broadcasts; relay reaches a node that is not a neighbour; a node
-//! that leaves is reported.
+//! that leaves is reported; watches survive the release of idle connections.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -390,6 +390,88 @@ async fn a_loss_already_reported_is_not_reported_again() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.stats().failure_notices_sent, 0, "a reported a loss b had already reported");
     for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+/// HyParView with small, frozen views: two nodes that are not neighbours but know each other's
+/// address talk over a connection the overlay does not want, released once idle. A watch made
+/// over it still hears the actor's exit (its node reconnects to report it), and the node's loss
+/// after the release (a failure notice from its neighbours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_outlives_the_release_of_its_idle_connection() {
+    use troupe_actor::ExitReason;
+    let quick = |name: &str, seeds: &[&Node]| {
+        let mut c = fast_failure_detection(config(name, OverlayKind::Hyparview, seeds));
+        c.release_idle_ms = 300;
+        // Small views, frozen once joined (no shuffles, no random promotions): some pairs of the
+        // six nodes are not neighbours, and stay so for the test.
+        c.hyparview.active_max = 3;
+        c.hyparview.active_min = 1;
+        c.hyparview.shuffle_ms = 600_000;
+        c.hyparview.promotion_ms = 600_000;
+        c
+    };
+    let mut nodes = vec![Node::start(quick("n0", &[])).await.unwrap()];
+    for i in 1..6 {
+        let seed = nodes[0].clone();
+        nodes.push(Node::start(quick(&format!("n{i}"), &[&seed])).await.unwrap());
+    }
+    wait_converged(&nodes, false, Duration::from_secs(20)).await;
+    let connected = |x: &Node, name: &str| x.peers().iter().any(|p| p.name == name && p.up);
+    // Two nodes that are not neighbours, where the first knows the second's address (from the
+    // overlay's views), so a message opens a connection of its own rather than being relayed.
+    let mut pair = None;
+    for (x, y) in nodes.iter().flat_map(|x| nodes.iter().map(move |y| (x, y))) {
+        if x.id() == y.id() || connected(x, y.name()) || connected(y, x.name()) {
+            continue;
+        }
+        let probe = y.system().spawn(Counter(0));
+        y.register(&format!("probe-{}", x.name()), &probe).expect("register");
+        assert_eq!(x.actor_ref::<CounterMsg>(probe.id()).ask(CounterMsg::Get).await.expect("probe"), 0);
+        if connected(x, y.name()) {
+            pair = Some((x.clone(), y.clone()));
+            break;
+        }
+    }
+    let (a, c) = pair.expect("no node knew the address of a node that is not its neighbour");
+
+    // Each round: a watch over an on-demand connection, which is then released.
+    let watch_after_release = |name: &'static str| {
+        let (a, c) = (a.clone(), c.clone());
+        async move {
+            let counter = c.system().spawn(Counter(0));
+            c.register(name, &counter).expect("register");
+            let far = a.actor_ref::<CounterMsg>(counter.id());
+            assert_eq!(far.ask(CounterMsg::Get).await.expect("ask"), 0);
+            assert!(connected(&a, c.name()), "a reached c without a connection of its own");
+            let watched = far.untyped();
+            let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+            wait_until("the idle connection was never released", || {
+                !connected(&a, c.name()) && !connected(&c, a.name())
+            })
+            .await;
+            assert!(!exit.is_finished(), "releasing the connection ended the watch");
+            (counter, exit)
+        }
+    };
+
+    let (counter, exit) = watch_after_release("first").await;
+    counter.stop();
+    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("the Down never came").unwrap();
+    assert_eq!(reason, ExitReason::Normal);
+
+    let (_counter, exit) = watch_after_release("second").await;
+    // c is cut off from everyone (its neighbours report it).
+    for node in &nodes {
+        if node.id() != c.id() {
+            node.partition(c.id(), true);
+            c.partition(node.id(), true);
+        }
+    }
+    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c was lost").unwrap();
+    assert_eq!(reason, ExitReason::NodeDown);
+    for node in &nodes {
         node.shutdown().await;
     }
 }
