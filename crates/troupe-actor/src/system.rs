@@ -335,7 +335,9 @@ impl ActorSystem {
     /// the calling thread, as they do on a network thread ([`Woken::run_here`](crate::Woken::run_here)):
     /// an ask from `main` to an idle node is answered without waking a worker and then `main`
     /// (two thread wake-ups, tens of microseconds on a VM). A slow turn sends later ones back to
-    /// the workers for a while, so a long handler does not hold the caller.
+    /// the workers for a while, so a long handler does not hold the caller. A handler that
+    /// blocks its thread (a blocking channel receive, a lock held by the caller) would block the
+    /// caller too: as everywhere in troupe, handlers await rather than block.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
         self.shared.tokio.block_on(std::future::poll_fn(|cx| {
