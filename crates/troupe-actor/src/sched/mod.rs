@@ -678,6 +678,29 @@ mod tests {
     }
 
     #[test]
+    fn one_collection_keeps_a_bounded_number_of_tasks_and_queues_the_rest() {
+        let pool = StagePool::new("inline", 2, None);
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut woken = Woken::default();
+        collect_wakeups(&mut woken, || {
+            for _ in 0..1_000 {
+                let counter = counter.clone();
+                pool.spawn(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(woken.tasks.len(), COLLECT_MAX, "a wake-up loop must not grow the collection without bound");
+        drop(woken);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counter.load(Ordering::SeqCst) < 1_000 {
+            assert!(std::time::Instant::now() < deadline, "tasks past the bound were lost");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        pool.shutdown();
+    }
+
+    #[test]
     fn a_slow_inline_turn_sends_later_tasks_to_the_workers() {
         let pool = StagePool::new("inline", 1, None);
         wait_idle(&pool);
