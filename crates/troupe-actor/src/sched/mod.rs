@@ -612,6 +612,15 @@ mod tests {
         }
     }
 
+    /// Waits until `counter` reaches `n`; fails with `what` after 10 s.
+    fn wait_for_count(counter: &AtomicU64, n: u64, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counter.load(Ordering::SeqCst) < n {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Spawns a task (onto the pool's queue: it runs on a worker) that records the thread it ran
     /// on; returns the record.
     fn recording_task(pool: &StagePool, woken: &mut Woken) -> Arc<Mutex<Option<std::thread::ThreadId>>> {
@@ -669,11 +678,7 @@ mod tests {
         }
         woken.run_here();
         drop(dropped);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while counter.load(Ordering::SeqCst) < 100 {
-            assert!(std::time::Instant::now() < deadline, "collected tasks were lost");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&counter, 100, "collected tasks were lost");
         pool.shutdown();
     }
 
@@ -692,11 +697,7 @@ mod tests {
         });
         assert_eq!(woken.tasks.len(), COLLECT_MAX, "a wake-up loop must not grow the collection without bound");
         drop(woken);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while counter.load(Ordering::SeqCst) < 1_000 {
-            assert!(std::time::Instant::now() < deadline, "tasks past the bound were lost");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&counter, 1_000, "tasks past the bound were lost");
         pool.shutdown();
     }
 
