@@ -603,22 +603,31 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
 
-    /// Waits until every worker of `pool` sleeps (they search a little before parking).
-    fn wait_idle(pool: &StagePool) {
+    /// Polls `done` every millisecond; fails with `what` after 10 s.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !pool.shared.all_workers_asleep() {
-            assert!(std::time::Instant::now() < deadline, "the pool never went idle");
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
             std::thread::sleep(Duration::from_millis(1));
         }
     }
 
+    /// Waits until every worker of `pool` sleeps (they search a little before parking).
+    fn wait_idle(pool: &StagePool) {
+        wait_until("the pool never went idle", || pool.shared.all_workers_asleep());
+    }
+
     /// Waits until `counter` reaches `n`; fails with `what` after 10 s.
     fn wait_for_count(counter: &AtomicU64, n: u64, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while counter.load(Ordering::SeqCst) < n {
-            assert!(std::time::Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(what, || counter.load(Ordering::SeqCst) >= n);
+    }
+
+    /// Spawns a task that adds one to `counter`.
+    fn spawn_counting(pool: &StagePool, counter: &Arc<AtomicU64>) {
+        let counter = counter.clone();
+        pool.spawn(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
     }
 
     /// Spawns a task (onto the pool's queue: it runs on a worker) that records the thread it ran
@@ -647,11 +656,7 @@ mod tests {
             assert!(ran_on.lock().is_none(), "a collected task ran before run_here");
             woken.run_here();
             drop(woken);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while ran_on.lock().is_none() {
-                assert!(std::time::Instant::now() < deadline, "the task never ran");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_until("the task never ran", || ran_on.lock().is_some());
             let ran_on = *ran_on.lock();
             ran_on == Some(std::thread::current().id())
         });
@@ -668,13 +673,8 @@ mod tests {
         let mut woken = Woken::default();
         let mut dropped = Woken::default();
         for i in 0..100 {
-            let counter = counter.clone();
             let into = if i % 2 == 0 { &mut woken } else { &mut dropped };
-            collect_wakeups(into, || {
-                pool.spawn(async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                })
-            });
+            collect_wakeups(into, || spawn_counting(&pool, &counter));
         }
         woken.run_here();
         drop(dropped);
@@ -689,10 +689,7 @@ mod tests {
         let mut woken = Woken::default();
         collect_wakeups(&mut woken, || {
             for _ in 0..1_000 {
-                let counter = counter.clone();
-                pool.spawn(async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                });
+                spawn_counting(&pool, &counter);
             }
         });
         assert_eq!(woken.tasks.len(), COLLECT_MAX, "a wake-up loop must not grow the collection without bound");
@@ -712,11 +709,7 @@ mod tests {
         wait_idle(&pool);
         let ran_on = recording_task(&pool, &mut woken);
         woken.run_here();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while ran_on.lock().is_none() {
-            assert!(std::time::Instant::now() < deadline, "the task never ran");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("the task never ran", || ran_on.lock().is_some());
         assert_ne!(*ran_on.lock(), Some(std::thread::current().id()), "a task ran inline right after a slow turn");
         pool.shutdown();
     }
@@ -726,28 +719,15 @@ mod tests {
         let pool = StagePool::new("test", 2, None);
         let counter = Arc::new(AtomicU64::new(0));
         for _ in 0..10_000 {
-            let counter = counter.clone();
-            pool.spawn(async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-            });
+            spawn_counting(&pool, &counter);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while counter.load(Ordering::SeqCst) < 10_000 {
-            assert!(std::time::Instant::now() < deadline, "tasks did not all run");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&counter, 10_000, "tasks did not all run");
         pool.set_active_workers(1);
         assert_eq!(pool.active_workers(), 1);
         for _ in 0..1000 {
-            let counter = counter.clone();
-            pool.spawn(async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-            });
+            spawn_counting(&pool, &counter);
         }
-        while counter.load(Ordering::SeqCst) < 11_000 {
-            assert!(std::time::Instant::now() < deadline, "tasks did not run on one worker");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&counter, 11_000, "tasks did not run on one worker");
         pool.set_active_workers(99);
         assert_eq!(pool.active_workers(), 2);
         pool.shutdown();
