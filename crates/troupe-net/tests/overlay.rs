@@ -41,6 +41,11 @@ async fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// Whether `x` has a working connection to the node named `name`.
+fn connected(x: &Node, name: &str) -> bool {
+    x.peers().iter().any(|p| p.name == name && p.up)
+}
+
 /// Starts `n` nodes joining through the first one.
 async fn cluster(overlay: OverlayKind, n: usize, servers: usize) -> Vec<Node> {
     let mut first = config("n0", overlay, &[]);
@@ -373,7 +378,6 @@ async fn a_loss_already_reported_is_not_reported_again() {
     let c = Node::start(quick("c", &[])).await.unwrap();
     let b = Node::start(quick("b", &[&c])).await.unwrap();
     let a = Node::start(quick("a", &[&b, &c])).await.unwrap();
-    let connected = |x: &Node, name: &str| x.peers().iter().any(|p| p.name == name && p.up);
     wait_until("the triangle never formed", || connected(&a, "b") && connected(&a, "c") && connected(&b, "c")).await;
 
     b.partition(c.id(), true);
@@ -418,7 +422,6 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
         nodes.push(Node::start(quick(&format!("n{i}"), &[&seed])).await.unwrap());
     }
     wait_converged(&nodes, false, Duration::from_secs(20)).await;
-    let connected = |x: &Node, name: &str| x.peers().iter().any(|p| p.name == name && p.up);
     // Two nodes that are not neighbours, where the first knows the second's address (from the
     // overlay's views), so a message opens a connection of its own rather than being relayed.
     let mut pair = None;
