@@ -35,23 +35,32 @@ pub(crate) struct Pushed {
     pub(crate) wake_actor: bool,
 }
 
+// `repr(C)`: what a push reads and writes (the queue's header and the flags) first, the rarely
+// used system queue last.
+#[repr(C)]
 struct Shared<M> {
     queue: VecDeque<M>,
-    system: VecDeque<SystemMsg>,
     closed: bool,
     /// Closed for good: the actor has terminated; system messages are refused too.
     gone: bool,
     blocked_senders: RareList<Waker>,
+    system: VecDeque<SystemMsg>,
 }
 
 /// The sending side, shared by every reference to the actor.
+// `repr(C)`: a push reads `receiver_waiting` and `capacity` and takes the lock that sits just
+// before the queue's header, so all of it shares the mailbox's first cache line or two (the
+// compiler's own order had put the flags after the system queue). Big on two workers: 18.6-19.2
+// M msg/s before, 19.2-19.6 after (8 alternating runs); ring 17.2-18.4 M hops/s before, 18.7-19.2
+// after (3 pairs).
+#[repr(C)]
 pub(crate) struct Mailbox<M> {
-    shared: SpinLock<Shared<M>>,
-    capacity: usize,
-    has_system: AtomicBool,
     /// Set by the actor each time it takes the waiting messages; the first push after that clears
     /// it and wakes the actor. Lets an actor go idle without taking the lock again.
     receiver_waiting: AtomicBool,
+    has_system: AtomicBool,
+    capacity: usize,
+    shared: SpinLock<Shared<M>>,
 }
 
 impl<M> Mailbox<M> {
