@@ -46,6 +46,10 @@ pub(crate) trait Runnable: Send + Sync + 'static {
 }
 
 /// The task behind an actor (or any future handed to a [`StagePool`](super::StagePool)).
+// `repr(C)` puts `state` first, right after the `Arc`'s reference counts: a wake-up (often from
+// another core) does a compare-exchange on the state and then increments the strong count, and
+// with `state` last the two were on different cache lines in three of four allocations.
+#[repr(C)]
 pub(crate) struct Task<F> {
     state: AtomicU8,
     /// Touched only by the one thread that holds the task's single run-queue entry, between its
