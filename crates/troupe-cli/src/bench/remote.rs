@@ -241,8 +241,8 @@ async fn raw_bulk(raw: &str, total: u64) -> anyhow::Result<f64> {
 /// the receiver faults in a fresh buffer for each connection's first frames (16 connections x
 /// two or three frames x 8 MiB, some 65,000 page faults), which saturates both cores of our
 /// machines. Timed after 200 ms, the asks fell into that transient in 4 of 6 runs (p99 3-4 ms:
-/// threads woken on a saturated core wait out the running thread's slice); after 1 s, 13 of 14
-/// runs had p99 0.24-0.69 ms. The baseline gets the same warm-up.
+/// threads woken on a saturated core wait out the running thread's slice); after 1 s, 34 of 38
+/// runs had p99 0.24-0.62 ms (the other four 1.3-4.1 ms). The baseline gets the same warm-up.
 const HOL_WARM_UP: Duration = Duration::from_secs(1);
 
 /// hol: p99 of small asks on the default channel while 8 MiB messages stream to another actor
