@@ -144,3 +144,41 @@ fn slot(key: u64, lanes: usize) -> usize {
 pub(crate) fn default_key(target: ActorId) -> u64 {
     target.serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer with a control channel, a one-lane default channel and a four-lane channel 2.
+    fn peer() -> Peer {
+        let channels = [(1, false), (1, false), (4, false)];
+        Peer::new(NodeId(7), "p".into(), Vec::new(), &channels, 1 << 20, Arc::new(AckState::new(1 << 20)))
+    }
+
+    fn connect_all(peer: &Peer) {
+        peer.lanes.iter().flatten().for_each(|l| l.connected.store(true, Ordering::Relaxed));
+        peer.up.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn the_key_picks_the_lane_modulo_the_channels_parallelism() {
+        let peer = peer();
+        connect_all(&peer);
+        for key in [0u64, 1, 2, 3, 5, 1 << 40, u64::MAX] {
+            assert_eq!(peer.pick(1, key), (1, 0), "a one-lane channel has one lane (key {key})");
+            assert_eq!(peer.pick(2, key), (2, (key % 4) as usize), "key {key}");
+        }
+        assert_eq!(peer.pick(9, 6), (2, 2), "an unknown channel index is clamped to the last channel");
+    }
+
+    #[test]
+    fn a_named_channel_whose_lane_is_down_falls_back_to_the_default_channel() {
+        let peer = peer();
+        connect_all(&peer);
+        peer.lanes[2][3].connected.store(false, Ordering::Relaxed);
+        assert_eq!(peer.pick(2, 7), (1, 0), "lane 3 of channel 2 is down: the default channel carries it");
+        assert_eq!(peer.pick(2, 6), (2, 2), "lane 2 is up: no fallback");
+        peer.lanes[1][0].connected.store(false, Ordering::Relaxed);
+        assert_eq!(peer.pick(2, 7), (2, 3), "with the default channel down too, the message waits for its own lane");
+    }
+}
