@@ -129,8 +129,6 @@ impl Peer {
     }
 }
 
-/// The default partition key: the target actor, so one sender's messages to one actor stay in
-/// order on one connection.
 /// `key mod lanes`, without a division for the common single-lane channel (a 64-bit division
 /// is a measurable part of a small remote send).
 fn slot(key: u64, lanes: usize) -> usize {
@@ -141,6 +139,8 @@ fn slot(key: u64, lanes: usize) -> usize {
     }
 }
 
+/// The default partition key: the target actor, so one sender's messages to one actor stay in
+/// order on one connection.
 pub(crate) fn default_key(target: ActorId) -> u64 {
     target.serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
 }
