@@ -110,28 +110,35 @@ impl Actor for Watcher {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_a_remote_actor_and_its_node() {
-    let (a, b) = pair().await;
+/// Spawns a counter on `b` registered as `name`, looks it up from `a` and watches it from an
+/// actor on `a` (given time to send its watch): the counter, `a`'s ref to it, and where its Down
+/// arrives.
+async fn watched_counter_on(
+    a: &Node,
+    b: &Node,
+    name: &str,
+) -> (ActorRef<CounterMsg>, ActorRef<CounterMsg>, tokio::sync::oneshot::Receiver<Down>) {
     let on_b = b.system().spawn(Counter(0));
-    b.register("counter", &on_b).unwrap();
-    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.unwrap();
+    b.register(name, &on_b).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", name).await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     a.system().spawn(Watcher(Some(tx), remote.clone()));
     tokio::time::sleep(Duration::from_millis(100)).await;
+    (on_b, remote, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_a_remote_actor_and_its_node() {
+    let (a, b) = pair().await;
+    let (on_b, remote, rx) = watched_counter_on(&a, &b, "counter").await;
     remote.stop();
     let down = tokio::time::timeout(Duration::from_secs(5), rx).await.expect("down in time").unwrap();
     assert_eq!(down.id, on_b.id());
     assert_eq!(down.reason, ExitReason::Normal);
 
     // Now a second actor, and b leaves: Down with NodeDown, and a Down event.
-    let second = b.system().spawn(Counter(0));
-    b.register("second", &second).unwrap();
-    let remote2: ActorRef<CounterMsg> = a.lookup("b", "second").await.unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let mut events = a.events();
-    a.system().spawn(Watcher(Some(tx), remote2.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, remote2, rx) = watched_counter_on(&a, &b, "second").await;
     b.shutdown().await;
     let down = tokio::time::timeout(Duration::from_secs(10), rx).await.expect("down in time").unwrap();
     assert!(matches!(down.reason, ExitReason::NodeDown | ExitReason::Shutdown), "{:?}", down.reason);
@@ -416,12 +423,7 @@ async fn a_down_is_believed_only_from_the_actors_own_node() {
     use tokio::io::AsyncWriteExt;
     use troupe_wire::control::{Control, WireActorId, WireExit};
     let (a, b) = pair().await;
-    let on_b = b.system().spawn(Counter(0));
-    b.register("counter", &on_b).unwrap();
-    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.unwrap();
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    a.system().spawn(Watcher(Some(tx), remote.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (on_b, remote, mut rx) = watched_counter_on(&a, &b, "counter").await;
 
     // A member that is not b claims b's actor is gone.
     let mut mallory = raw_member(&a, "mallory").await;
