@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
@@ -28,6 +28,7 @@ use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
 use crate::framebuf::FrameBuf;
+use crate::framepool::FramePool;
 use crate::idmap::{id_map, IdMap};
 use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
@@ -75,55 +76,6 @@ const BIG_READ: usize = 256 * 1024;
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
-
-/// The buffers of a connection's recent large frames, reused for later ones once the actors are
-/// done with the payloads sliced from them: a fresh buffer for every large frame costs page faults
-/// (and memory the allocator gives back to the OS and takes again) on every message.
-#[derive(Default)]
-struct FramePool {
-    frames: std::collections::VecDeque<Bytes>,
-    bytes: usize,
-}
-
-impl FramePool {
-    /// The most a connection keeps for reuse.
-    const MAX_BYTES: usize = 16 << 20;
-
-    /// An empty buffer of at least `len` bytes: a released one if there is one.
-    fn take(&mut self, len: usize) -> BytesMut {
-        while let Some(i) = self.frames.iter().position(|f| f.len() >= len && f.is_unique()) {
-            let Some(frame) = self.frames.remove(i) else { break };
-            self.bytes -= frame.len();
-            if let Ok(mut buffer) = frame.try_into_mut() {
-                buffer.clear();
-                if buffer.capacity() >= len {
-                    return buffer;
-                }
-            }
-        }
-        BytesMut::with_capacity(len)
-    }
-
-    /// Keeps `frame` to be reused once nobody else holds it.
-    fn keep(&mut self, frame: &Bytes) {
-        if frame.len() > Self::MAX_BYTES {
-            return;
-        }
-        while self.bytes + frame.len() > Self::MAX_BYTES {
-            match self.frames.pop_front() {
-                Some(old) => self.bytes -= old.len(),
-                None => break,
-            }
-        }
-        self.bytes += frame.len();
-        self.frames.push_back(frame.clone());
-    }
-
-    fn clear(&mut self) {
-        self.frames.clear();
-        self.bytes = 0;
-    }
-}
 
 /// What one connection's reader keeps between frames.
 struct ConnState {
@@ -203,6 +155,8 @@ pub(crate) struct NodeShared {
     pub(crate) role: Option<troupe_overlay::Role>,
     /// Broadcasts delivered here, for subscribers.
     pub(crate) broadcasts: broadcast::Sender<crate::membership::Delivered>,
+    /// Buffers of large frames read from any connection, for reuse (bounded node-wide).
+    frame_pool: Mutex<FramePool>,
 }
 
 impl NodeShared {
@@ -247,6 +201,7 @@ impl NodeShared {
             broadcasts: broadcast::channel(4096).0,
             view_requests: Mutex::new(HashMap::new()),
             role,
+            frame_pool: Mutex::new(FramePool::default()),
         })
     }
 
@@ -578,7 +533,6 @@ impl NodeShared {
         let Some(transport) = self.transport() else { return "node gone".into() };
         let decoder = FrameDecoder::new(self.settings.max_frame);
         let mut conn = ConnState { acks: Vec::new(), cache: None, delivered: 0 };
-        let mut pool = FramePool::default();
         let mut buf = leftover;
         let mut start = 0usize;
         let mut unanswered = 0u32;
@@ -643,7 +597,7 @@ impl NodeShared {
                 let total = HEADER_LEN + header.len as usize;
                 if total >= BIG_FRAME && buf.len() < total {
                     // A large frame has begun: the rest of it goes into a buffer of its own.
-                    let mut big = pool.take(total);
+                    let mut big = self.frame_pool.lock().take(total);
                     big.extend_from_slice(&buf);
                     buf.clear();
                     while big.len() < total {
@@ -669,7 +623,7 @@ impl NodeShared {
                         tokio::task::yield_now().await;
                     }
                     let frame = big.freeze();
-                    pool.keep(&frame);
+                    self.frame_pool.lock().keep(&frame, Instant::now());
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
                         self.dispatch(
@@ -706,7 +660,7 @@ impl NodeShared {
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
-                    pool.clear(); // idle: give the memory back
+                    self.frame_pool.lock().trim(Instant::now()); // idle: give aged buffers back
                     if unanswered >= self.settings.ping_attempts {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
                         return "idle ping unanswered".into();
@@ -1514,6 +1468,7 @@ impl NodeShared {
     /// The node's counters, with what live peers count themselves added in.
     pub(crate) fn stats(&self) -> NodeStats {
         let mut stats = self.counters.snapshot();
+        stats.frame_pool_bytes = self.frame_pool.lock().bytes() as u64;
         for peer in self.peers.read().values() {
             stats.unacked += peer.acks.unacked() as u64;
             stats.messages_out += peer.messages_sent();

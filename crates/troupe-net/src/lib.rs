@@ -20,6 +20,7 @@ mod core;
 pub mod emulation;
 mod fault;
 mod framebuf;
+mod framepool;
 mod idmap;
 mod membership;
 mod node;

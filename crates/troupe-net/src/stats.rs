@@ -64,6 +64,9 @@ pub struct NodeStats {
     pub relay_dropped: u64,
     /// Failure notices this node broadcast (a peer it lost, that nobody had reported yet).
     pub failure_notices_sent: u64,
+    /// Bytes of large-frame buffers the node keeps for reuse (bounded node-wide; buffers whose
+    /// payloads actors still hold count too).
+    pub frame_pool_bytes: u64,
 }
 
 impl Counters {
@@ -88,6 +91,7 @@ impl Counters {
             relayed: get(&self.relayed),
             relay_dropped: get(&self.relay_dropped),
             failure_notices_sent: get(&self.failure_notices_sent),
+            frame_pool_bytes: 0,
         }
     }
 }

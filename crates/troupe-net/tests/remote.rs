@@ -231,6 +231,56 @@ async fn large_payloads_cross_intact_both_ways() {
     b.shutdown().await;
 }
 
+/// The buffers a node keeps for reusing large frames are bounded node-wide: eight lanes sending
+/// 192 MiB of 1 MiB messages faster than the actor takes them never make the receiver keep more
+/// than 64 MiB of buffers (each lane keeping its own would allow 8 x 16 MiB), and every message
+/// still arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frame_buffers_are_bounded_per_node() {
+    const POOL_BOUND: u64 = 64 << 20; // troupe-net's framepool::MAX_BYTES
+    let eight_lanes = |name: &str| NodeConfig {
+        channels: std::collections::BTreeMap::from([(
+            "default".to_owned(),
+            troupe_net::ChannelConfig { parallelism: 8, monotonic: false },
+        )]),
+        ..config(name)
+    };
+    let a = Node::start(eight_lanes("a")).await.expect("a");
+    let b = Node::start(eight_lanes("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let blobs = b.system().spawn(Blobs);
+    b.register("blobs", &blobs).unwrap();
+    let remote: ActorRef<BlobMsg> = a.lookup("b", "blobs").await.unwrap();
+    let big = blob(1 << 20, 3);
+    let expected = vec![(big.len(), digest(&big))];
+    let mut lanes = Vec::new();
+    for key in 0..8u64 {
+        let lane = remote.with_options(troupe_actor::SendOptions::new().partition_key(key));
+        // 24 asks in flight per lane: frames pile up in the mailbox faster than the actor digests them.
+        for _ in 0..24 {
+            let (lane, big, expected) = (lane.clone(), big.clone(), expected.clone());
+            lanes.push(tokio::spawn(async move {
+                let got = lane.ask(|r| BlobMsg::Digest(vec![big], r)).await.unwrap();
+                assert_eq!(got, expected);
+            }));
+        }
+    }
+    let mut most = 0;
+    while lanes.iter().any(|l| !l.is_finished()) {
+        most = most.max(b.stats().frame_pool_bytes);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for lane in lanes {
+        lane.await.unwrap();
+    }
+    most = most.max(b.stats().frame_pool_bytes);
+    assert!(most > 0, "large frames were read into pooled buffers");
+    assert!(most <= POOL_BOUND, "the receiver kept {most} bytes of frame buffers");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// `link.one_way_delay_ms` and `link.inflight_bytes` are applied by the transport: with 15 ms on both nodes
 /// an ask takes at least a 30 ms round trip, and large payloads still arrive intact through the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,149 @@
+//! [`FramePool`]: the buffers of recently read large frames, kept for reuse by every connection
+//! of a node.
+//!
+//! A large frame is read into a buffer of its own, and the payloads it carries reach actors as
+//! slices of that buffer. Allocating a fresh buffer for every large frame costs page faults on
+//! every message (and memory the allocator hands back to the OS and takes again), so a node keeps
+//! the buffers of its recent large frames and reads the next large frame into one the actors are
+//! done with.
+//!
+//! The pool is node-wide, not per connection: what it keeps is bounded by [`MAX_BYTES`] however
+//! many peers and lanes stream to this node, and a buffer freed by one lane serves another.
+//! Buffers nobody reused for [`MAX_AGE`] are given back to the allocator.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+/// The most a node keeps for reuse, in bytes (frames still held by actors included).
+pub(crate) const MAX_BYTES: usize = 64 << 20;
+
+/// The most buffers a node keeps, whatever their size (bounds the search for a free one).
+const MAX_FRAMES: usize = 256;
+
+/// How long a buffer stays in the pool without being reused.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Buffers of large frames, oldest first, each with when it was last put in.
+#[derive(Default)]
+pub(crate) struct FramePool {
+    frames: VecDeque<(Bytes, Instant)>,
+    /// Bytes in `frames`.
+    bytes: usize,
+}
+
+impl FramePool {
+    /// An empty buffer with room for at least `len` bytes: a released one if the pool has one,
+    /// else a fresh allocation.
+    pub(crate) fn take(&mut self, len: usize) -> BytesMut {
+        while let Some(i) = self.frames.iter().position(|(f, _)| f.len() >= len && f.is_unique()) {
+            let Some((frame, _)) = self.frames.remove(i) else { break };
+            self.bytes -= frame.len();
+            // `is_unique` was true a moment ago and nobody else can clone a buffer only the pool
+            // holds, so this conversion does not copy; the capacity check guards the rest.
+            if let Ok(mut buffer) = frame.try_into_mut() {
+                buffer.clear();
+                if buffer.capacity() >= len {
+                    return buffer;
+                }
+            }
+        }
+        BytesMut::with_capacity(len)
+    }
+
+    /// Keeps `frame` to be reused once nobody else holds it, making room by dropping the oldest
+    /// buffers (and any older than [`MAX_AGE`]). A frame larger than the whole pool is not kept.
+    pub(crate) fn keep(&mut self, frame: &Bytes, now: Instant) {
+        self.trim(now);
+        if frame.len() > MAX_BYTES {
+            return;
+        }
+        while self.bytes + frame.len() > MAX_BYTES || self.frames.len() >= MAX_FRAMES {
+            let Some((old, _)) = self.frames.pop_front() else { break };
+            self.bytes -= old.len();
+        }
+        self.bytes += frame.len();
+        self.frames.push_back((frame.clone(), now));
+    }
+
+    /// Drops the buffers kept longer than [`MAX_AGE`] ago: a node that stopped receiving large
+    /// frames gives their memory back.
+    pub(crate) fn trim(&mut self, now: Instant) {
+        while let Some((old, _)) = self.frames.front().filter(|(_, at)| now.saturating_duration_since(*at) > MAX_AGE) {
+            self.bytes -= old.len();
+            self.frames.pop_front();
+        }
+    }
+
+    /// Bytes the pool holds (buffers still used by actors included).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![7u8; len])
+    }
+
+    #[test]
+    fn a_released_buffer_is_reused() {
+        let mut pool = FramePool::default();
+        let now = Instant::now();
+        let first = frame(100_000);
+        let address = first.as_ptr();
+        pool.keep(&first, now);
+        // Still held by an actor: not handed out.
+        let other = pool.take(100_000);
+        assert_ne!(other.as_ptr(), address);
+        drop(first);
+        let again = pool.take(90_000);
+        assert_eq!(again.as_ptr(), address, "the released buffer comes back");
+        assert!(again.is_empty() && again.capacity() >= 100_000);
+        assert_eq!(pool.bytes(), 0);
+    }
+
+    #[test]
+    fn a_buffer_too_small_is_not_handed_out() {
+        let mut pool = FramePool::default();
+        pool.keep(&frame(70_000), Instant::now());
+        assert!(pool.take(200_000).capacity() >= 200_000);
+        assert_eq!(pool.bytes(), 70_000, "the small buffer stays for a smaller frame");
+    }
+
+    #[test]
+    fn the_pool_never_holds_more_than_its_bounds() {
+        let mut pool = FramePool::default();
+        let now = Instant::now();
+        let big = MAX_BYTES / 8;
+        for _ in 0..100 {
+            pool.keep(&frame(big), now);
+            assert!(pool.bytes() <= MAX_BYTES);
+        }
+        assert_eq!(pool.bytes(), MAX_BYTES);
+        pool.keep(&frame(MAX_BYTES + 1), now);
+        assert_eq!(pool.bytes(), MAX_BYTES, "a frame larger than the pool is not kept");
+        let mut pool = FramePool::default();
+        for _ in 0..(MAX_FRAMES + 50) {
+            pool.keep(&frame(64 * 1024), now);
+        }
+        assert_eq!(pool.frames.len(), MAX_FRAMES);
+        assert_eq!(pool.bytes(), MAX_FRAMES * 64 * 1024);
+    }
+
+    #[test]
+    fn buffers_nobody_reused_are_given_back() {
+        let mut pool = FramePool::default();
+        let start = Instant::now();
+        pool.keep(&frame(100_000), start);
+        pool.keep(&frame(100_000), start + MAX_AGE / 2);
+        pool.trim(start + MAX_AGE + Duration::from_millis(1));
+        assert_eq!(pool.bytes(), 100_000, "only the older buffer has aged out");
+        pool.trim(start + 2 * MAX_AGE);
+        assert_eq!(pool.bytes(), 0);
+    }
+}
