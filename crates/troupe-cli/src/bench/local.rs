@@ -591,8 +591,8 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         );
     }
 
-    let big_base = || {
-        let (elapsed, msgs) = baseline::big(workers, sizes.big_actors, sizes.big_pings);
+    let big_base = |w: usize| {
+        let (elapsed, msgs) = baseline::big(w, sizes.big_actors, sizes.big_pings);
         per_sec(msgs, elapsed)
     };
     let big_ours = |w: usize| {
@@ -600,17 +600,21 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         per_sec(msgs, elapsed)
     };
     if wanted("big") {
-        let (ours, base) = paired_medians(runs, || big_ours(workers), big_base);
+        let (ours, base) = paired_medians(runs, || big_ours(workers), || big_base(workers));
         emit(BenchLine::new("local", "big", "msg/s", ours, Some(base)));
     }
 
     if wanted("cores") {
         // All workers against one worker, alternated like the pairs above.
         let (ours_all, ours_one) = paired_medians(runs, || big_ours(workers), || big_ours(1));
+        // The same for the tokio baseline, as context: how much the extra workers give plain tokio
+        // tasks on this machine (1.28x from one to two on the project's 2-vCPU VMs).
+        let (base_all, base_one) = paired_medians(runs, || big_base(workers), || big_base(1));
         let mut line = BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
             .with("workers", workers)
             .with("all_workers_msg_s", ours_all)
-            .with("one_worker_msg_s", ours_one);
+            .with("one_worker_msg_s", ours_one)
+            .with("baseline_all_vs_one", base_all / base_one);
         if let Some(ns) = core_to_core_roundtrip_ns() {
             line = line.with("core_to_core_roundtrip_ns", ns);
         }
