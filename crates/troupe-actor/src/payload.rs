@@ -178,7 +178,11 @@ pub(crate) fn with_attachments<T>(
     decode: impl FnOnce() -> Result<T, String>,
 ) -> Result<T, String> {
     let Some(attached) = attached else {
+        // No attachments: nothing may be taken from an outer decode's (if this one is nested).
         let previous = ATTACH_IN.with(|a| a.borrow_mut().take());
+        if previous.is_none() {
+            return decode(); // the common case: nothing to put back
+        }
         let result = decode();
         ATTACH_IN.with(|a| *a.borrow_mut() = previous);
         return result;

@@ -81,10 +81,18 @@ const NOTICE_MEMORY: Duration = Duration::from_secs(60);
 struct ConnState {
     /// Sequence numbers to acknowledge after this read.
     acks: Vec<u64>,
-    /// The exported actor the last message went to.
-    cache: Option<Arc<dyn Inbound>>,
+    /// The exported actor the last message went to, with its id and type tag (read once, not
+    /// through its vtable for every message).
+    cache: Option<CachedTarget>,
     /// Messages handed to actors since the counters were last updated.
     delivered: u64,
+}
+
+/// An exported actor a connection's reader delivered to last.
+struct CachedTarget {
+    id: ActorId,
+    type_tag: u64,
+    inbound: Arc<dyn Inbound>,
 }
 
 /// What became of one frame.
@@ -626,16 +634,18 @@ impl NodeShared {
                     self.frame_pool.lock().keep(&frame, Instant::now());
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
-                        self.dispatch(
-                            &transport,
-                            &peer,
-                            header,
-                            &frame[HEADER_LEN..],
-                            Some(&frame),
-                            &reply_queue,
-                            channel,
-                            &mut conn,
-                        )
+                        troupe_actor::with_codec_context(&transport, peer.id, || {
+                            self.dispatch(
+                                &transport,
+                                &peer,
+                                header,
+                                &frame[HEADER_LEN..],
+                                Some(&frame),
+                                &reply_queue,
+                                channel,
+                                &mut conn,
+                            )
+                        })
                     });
                     // A large message is bulk work (its handler may copy or write it again): the
                     // workers take it, in parallel with this thread's next read.
@@ -684,7 +694,8 @@ impl NodeShared {
         (transport, peer, reply_queue, channel): (&Arc<dyn Transport>, &Arc<Peer>, &SendQueue, usize),
         conn: &mut ConnState,
     ) -> Run {
-        loop {
+        // One codec context for the whole run: refs and reply ports in these frames are `peer`'s.
+        troupe_actor::with_codec_context(transport, peer.id, || loop {
             let (header, payload_range, used) = match decoder.decode(&buf[*start..]) {
                 Ok(None) => return Run::Drained,
                 Ok(Some((frame, used))) => {
@@ -704,7 +715,7 @@ impl NodeShared {
                 Dispatched::Delivered => conn.delivered += 1,
                 step => return Run::Wait(step),
             }
-        }
+        })
     }
 
     /// Handles one frame read from `peer`. `frame` is the whole frame when it has a buffer of its
@@ -726,7 +737,7 @@ impl NodeShared {
         }
         match header.kind {
             FrameKind::Message => {
-                let delivery = self.on_message(transport, peer, header, payload, frame, conn);
+                let delivery = self.on_message(peer, header, payload, frame, conn);
                 match delivery {
                     Some(Delivery::Accepted) => Dispatched::Delivered,
                     Some(Delivery::Full(wait)) => Dispatched::Full(wait),
@@ -790,7 +801,6 @@ impl NodeShared {
     /// dead letter, an error), else what the mailbox said.
     fn on_message(
         &self,
-        transport: &Arc<dyn Transport>,
         peer: &Peer,
         header: FrameHeader,
         payload: &[u8],
@@ -823,14 +833,25 @@ impl NodeShared {
             }
         }
         let (body, attached) = self.split_body(&peer.name, header, body, frame)?;
-        if !matches!(&conn.cache, Some(i) if i.id() == target) {
-            conn.cache = self.exported_local(target);
+        if !matches!(&conn.cache, Some(c) if c.id == target) {
+            conn.cache = self.exported_local(target).map(|inbound| CachedTarget {
+                id: target,
+                type_tag: inbound.type_tag(),
+                inbound,
+            });
         }
-        let Some(inbound) = conn.cache.as_deref() else {
+        let Some(cached) = &conn.cache else {
             self.dead_letter(peer, target);
             return None;
         };
-        match self.deliver_local(transport, inbound, (peer.id, &peer.name), (target, env.type_tag), body, attached)? {
+        let delivery = self.deliver_local(
+            (&*cached.inbound, cached.type_tag),
+            &peer.name,
+            (target, env.type_tag),
+            body,
+            attached,
+        )?;
+        match delivery {
             Delivery::Closed => {
                 self.dead_letter(peer, target);
                 None
@@ -869,24 +890,26 @@ impl NodeShared {
         }
     }
 
-    /// Hands a message body from node `from` (id, name) to the local actor `inbound`: checks
-    /// the type tag and decodes with `from`'s codec context. `None` when the message is of the
-    /// wrong type or does not decode (counted and logged).
+    /// Hands a message body from node `from_name` to the local actor `inbound` (with its type
+    /// tag): checks the tag and decodes. `None` when the message is of the wrong type or does not
+    /// decode (counted and logged).
+    ///
+    /// The caller has made the sending node the codec context ([`troupe_actor::with_codec_context`]):
+    /// a reader sets it once for a whole run of frames rather than once per message.
     fn deliver_local(
         &self,
-        transport: &Arc<dyn Transport>,
-        inbound: &dyn Inbound,
-        (from, from_name): (NodeId, &str),
+        (inbound, inbound_tag): (&dyn Inbound, u64),
+        from_name: &str,
         (target, type_tag): (ActorId, u64),
         body: &[u8],
         attached: Option<Bytes>,
     ) -> Option<Delivery> {
-        if inbound.type_tag() != type_tag {
+        if inbound_tag != type_tag {
             self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %from_name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
             return None;
         }
-        match troupe_actor::with_codec_context(transport, from, || inbound.deliver(body, attached)) {
+        match inbound.deliver(body, attached) {
             Ok(delivery) => Some(delivery),
             Err(error) => {
                 self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -1315,14 +1338,16 @@ impl NodeShared {
                     return;
                 };
                 let Some((body, attached)) = self.split_body(&via.name, header, body, None) else { return };
-                match self.deliver_local(
-                    &transport,
-                    &*inbound,
-                    (origin, &via.name),
-                    (target, env.type_tag),
-                    body,
-                    attached,
-                ) {
+                let delivery = troupe_actor::with_codec_context(&transport, origin, || {
+                    self.deliver_local(
+                        (&*inbound, inbound.type_tag()),
+                        &via.name,
+                        (target, env.type_tag),
+                        body,
+                        attached,
+                    )
+                });
+                match delivery {
                     Some(Delivery::Accepted) => {
                         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
