@@ -165,6 +165,8 @@ pub(crate) struct NodeShared {
     pub(crate) broadcasts: broadcast::Sender<crate::membership::Delivered>,
     /// Buffers of large frames read from any connection, for reuse (bounded node-wide).
     frame_pool: Mutex<FramePool>,
+    /// Indirect probes in flight (see `probe`).
+    pub(crate) probes: Mutex<crate::probe::Probes>,
 }
 
 impl NodeShared {
@@ -210,6 +212,7 @@ impl NodeShared {
             view_requests: Mutex::new(HashMap::new()),
             role,
             frame_pool: Mutex::new(FramePool::default()),
+            probes: Mutex::new(crate::probe::Probes::default()),
         })
     }
 
@@ -616,6 +619,7 @@ impl NodeShared {
                             Ok(Ok(n)) => {
                                 unanswered = 0;
                                 self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                                self.heard_from(&peer);
                             }
                             Ok(Err(e)) => return format!("read failed: {e}"),
                             Err(_) => {
@@ -667,6 +671,7 @@ impl NodeShared {
                 Ok(Ok(0)) => return "closed by peer".into(),
                 Ok(Ok(n)) => {
                     self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    self.heard_from(&peer);
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
@@ -1002,6 +1007,12 @@ impl NodeShared {
                     let _ = tx.send(payload);
                 }
             }
+            Control::Probe { request, node } => {
+                if let Some(me) = self.me.upgrade() {
+                    me.on_probe(peer.id, request, NodeId(node));
+                }
+            }
+            Control::ProbeReply { request, reachable } => self.on_probe_reply(peer.id, request, reachable),
             // Handled by `on_actor_control`.
             Control::Watch { .. }
             | Control::Unwatch { .. }
@@ -1169,8 +1180,12 @@ impl NodeShared {
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
         self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
         // Nodes that reach it only through the overlay (relayed, or over connections since
-        // released) learn of it from us: a failure notice to every node.
-        self.tell_membership(DriverInput::NodeLost(peer.id));
+        // released) learn of it from us: a failure notice to every node, unless other peers
+        // still reach it (see `probe`).
+        if self.membership.get().is_some() {
+            self.loss_pending(peer.id, true);
+            self.tell_membership(DriverInput::NodeLost(peer.id));
+        }
     }
 
     /// What follows from the loss of node `id`, however we learned of it: its actors' proxies
@@ -1196,6 +1211,16 @@ impl NodeShared {
         self.directory.write().remove(&id);
     }
 
+    /// Remembers that the loss of `id` is reported (by a notice heard, or by a peer that lost it
+    /// too and reports it): this node does not report it again within [`NOTICE_MEMORY`].
+    pub(crate) fn note_loss_reported(&self, id: NodeId) {
+        let mut heard = self.lost_notices.lock();
+        if heard.len() >= 4096 {
+            heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
+        }
+        heard.insert(id, Instant::now());
+    }
+
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
     pub(crate) fn loss_reported(&self, id: NodeId) -> bool {
         self.lost_notices.lock().get(&id).is_some_and(|at| at.elapsed() < NOTICE_MEMORY)
@@ -1204,13 +1229,7 @@ impl NodeShared {
     /// Another node reports that node `id` was lost. Believed unless we still have a working
     /// connection to it (then our own failure detection speaks for it).
     pub(crate) fn node_lost_notice(&self, id: NodeId) {
-        {
-            let mut heard = self.lost_notices.lock();
-            if heard.len() >= 4096 {
-                heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
-            }
-            heard.insert(id, Instant::now());
-        }
+        self.note_loss_reported(id);
         if id == self.id || self.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
             return;
         }
@@ -1258,7 +1277,7 @@ impl NodeShared {
     /// Whether a message for `node` (not connected) goes along the overlay: always with
     /// `reach = "relay"`; with `"direct"` when the node's address is unknown (a ref received from
     /// a third node) and an overlay runs.
-    fn must_relay(&self, node: NodeId) -> bool {
+    pub(crate) fn must_relay(&self, node: NodeId) -> bool {
         match self.settings.reach {
             Reach::Relay => true,
             Reach::Direct => self.overlay != OverlayKind::None && !self.directory.read().contains_key(&node),
@@ -1421,7 +1440,7 @@ impl NodeShared {
 
     /// A peer for a node with no connections yet, made from what the overlay told us about it
     /// (its lanes start dialling; messages queue meanwhile).
-    fn peer_on_demand(&self, id: NodeId) -> Option<Arc<Peer>> {
+    pub(crate) fn peer_on_demand(&self, id: NodeId) -> Option<Arc<Peer>> {
         let info = self.directory.read().get(&id).cloned()?;
         self.ensure_peer(&info, None)
     }
@@ -1488,6 +1507,14 @@ impl NodeShared {
             tracing::warn!(node = %self.settings.name, "no seed reachable; the node stays alone for now");
         }
         self.tell_membership(DriverInput::Join(contacts));
+    }
+
+    /// Bytes arrived from `peer` (unless a fault-injection partition cuts it off, which drops
+    /// them): evidence of life for probes.
+    fn heard_from(&self, peer: &Peer) {
+        if !(self.faults.active() && self.faults.is_partitioned(peer.id)) {
+            peer.heard.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// The node's counters, with what live peers count themselves added in.

@@ -26,6 +26,7 @@ mod membership;
 mod node;
 mod overlays;
 mod peer;
+mod probe;
 mod queue;
 mod snapshot;
 mod stats;

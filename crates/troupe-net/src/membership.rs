@@ -70,8 +70,9 @@ pub(crate) enum DriverInput {
     Views(oneshot::Sender<OverlayState>),
     /// This node lost its connection to a node for good: tell every node (a failure notice on
     /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too;
-    /// after a random pause of up to [`NOTICE_JITTER`], and only if nobody else reported it
-    /// meanwhile (its other neighbours usually notice at the same moment).
+    /// after a random pause of up to [`NOTICE_JITTER`], only if nobody else reported it
+    /// meanwhile (its other neighbours usually notice at the same moment), and only if no peer
+    /// asked still hears from it (an indirect probe, see `probe`).
     NodeLost(NodeId),
     /// The pause of a [`DriverInput::NodeLost`] is over.
     ReportLoss(NodeId),
@@ -281,7 +282,11 @@ impl<M: Membership> Driver<M> {
                 let me = self.shared.clone();
                 shared.runtime.spawn(async move {
                     tokio::time::sleep(pause).await;
-                    if let Some(shared) = me.upgrade() {
+                    let Some(shared) = me.upgrade() else { return };
+                    // Reported already, or still reached by another peer: nothing to tell.
+                    let reached = !shared.loss_reported(node) && shared.reached_by_others(node).await;
+                    shared.loss_pending(node, false);
+                    if !reached {
                         shared.tell_membership(DriverInput::ReportLoss(node));
                     }
                 });

@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     pub(crate) relayed: AtomicU64,
     pub(crate) relay_dropped: AtomicU64,
     pub(crate) failure_notices_sent: AtomicU64,
+    pub(crate) failure_notices_withheld: AtomicU64,
 }
 
 /// A snapshot of a node's counters.
@@ -64,6 +65,9 @@ pub struct NodeStats {
     pub relay_dropped: u64,
     /// Failure notices this node broadcast (a peer it lost, that nobody had reported yet).
     pub failure_notices_sent: u64,
+    /// Peers this node lost but did not report, because another peer still heard from them
+    /// (an indirect probe).
+    pub failure_notices_withheld: u64,
     /// Bytes of large-frame buffers the node keeps for reuse (bounded node-wide; buffers whose
     /// payloads actors still hold count too).
     pub frame_pool_bytes: u64,
@@ -91,6 +95,7 @@ impl Counters {
             relayed: get(&self.relayed),
             relay_dropped: get(&self.relay_dropped),
             failure_notices_sent: get(&self.failure_notices_sent),
+            failure_notices_withheld: get(&self.failure_notices_withheld),
             frame_pool_bytes: 0,
         }
     }

@@ -139,6 +139,22 @@ pub enum Control {
         /// The actor on the sending node that unlinked itself.
         from: WireActorId,
     },
+    /// The sender lost its connection to `node` and asks, before it tells the cluster `node` is
+    /// lost, whether the receiver still reaches it (an indirect probe, as in SWIM): one broken
+    /// link must not get a live node declared dead everywhere.
+    Probe {
+        /// Request id, echoed in the [`Control::ProbeReply`].
+        request: u64,
+        /// The node in question (incarnation id).
+        node: u64,
+    },
+    /// Answer to a [`Control::Probe`].
+    ProbeReply {
+        /// The request id of the probe.
+        request: u64,
+        /// Whether the receiver heard from the node while probing it.
+        reachable: bool,
+    },
 }
 
 impl Control {
