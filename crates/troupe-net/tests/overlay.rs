@@ -330,6 +330,25 @@ async fn watches_and_links_reach_a_node_only_relayed_to() {
     }
 }
 
+/// A counter spawned and registered on `home`, `from`'s ref to it (checked with an ask), and a
+/// task that ends with the counter's exit as `from` hears of it.
+async fn counter_watched_from(
+    home: &Node,
+    from: &Node,
+) -> (
+    troupe_actor::ActorRef<CounterMsg>,
+    troupe_actor::ActorRef<CounterMsg>,
+    tokio::task::JoinHandle<troupe_actor::ExitReason>,
+) {
+    let counter = home.system().spawn(Counter(0));
+    home.register("counter", &counter).expect("register");
+    let far = from.actor_ref::<CounterMsg>(counter.id());
+    assert_eq!(far.ask(CounterMsg::Get).await.expect("the counter answers"), 0);
+    let watched = far.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    (counter, far, exit)
+}
+
 /// A node that reaches another only through the overlay hears of its loss from the nodes that
 /// were connected to it (a failure notice broadcast to every node): its watches and links fire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,12 +364,7 @@ async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
     let c = Node::start(quick("c", Role::Client, &[&b])).await.unwrap();
     wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
 
-    let counter = c.system().spawn(Counter(0));
-    c.register("counter", &counter).expect("register");
-    let far = a.actor_ref::<CounterMsg>(counter.id());
-    assert_eq!(far.ask(CounterMsg::Get).await.expect("relayed ask"), 0);
-    let watched = far.untyped();
-    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    let (counter, far, exit) = counter_watched_from(&c, &a).await;
     let linker = a.system().spawn(Linker(far.clone()));
     assert_eq!(linker.ask(CounterMsg::Get).await.expect("linker started"), 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -370,21 +384,22 @@ async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
     }
 }
 
-/// One broken link does not get a live node reported lost: b loses its connection to c, asks a
-/// (an indirect probe), a still hears from c, so b withholds its failure notice and a keeps c.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
+/// Three nodes on a static overlay, each connected to the other two, with fast failure detection.
+async fn triangle() -> (Node, Node, Node) {
     let quick = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
     let c = Node::start(quick("c", &[])).await.unwrap();
     let b = Node::start(quick("b", &[&c])).await.unwrap();
     let a = Node::start(quick("a", &[&b, &c])).await.unwrap();
     wait_until("the triangle never formed", || connected(&a, "b") && connected(&a, "c") && connected(&b, "c")).await;
-    let counter = c.system().spawn(Counter(0));
-    c.register("counter", &counter).expect("register");
-    let from_a = a.actor_ref::<CounterMsg>(counter.id());
-    assert_eq!(from_a.ask(CounterMsg::Get).await.expect("c answers a"), 0);
-    let watched = from_a.untyped();
-    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    (a, b, c)
+}
+
+/// One broken link does not get a live node reported lost: b loses its connection to c, asks a
+/// (an indirect probe), a still hears from c, so b withholds its failure notice and a keeps c.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
+    let (a, b, c) = triangle().await;
+    let (_counter, from_a, exit) = counter_watched_from(&c, &a).await;
 
     b.partition(c.id(), true);
     c.partition(b.id(), true);
@@ -405,11 +420,7 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
 /// other (neither hears from c), and only one of them broadcasts the failure notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_is_reported_once() {
-    let quick = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
-    let c = Node::start(quick("c", &[])).await.unwrap();
-    let b = Node::start(quick("b", &[&c])).await.unwrap();
-    let a = Node::start(quick("a", &[&b, &c])).await.unwrap();
-    wait_until("the triangle never formed", || connected(&a, "b") && connected(&a, "c") && connected(&b, "c")).await;
+    let (a, b, c) = triangle().await;
 
     for (x, y) in [(&a, &c), (&b, &c), (&c, &a), (&c, &b)] {
         x.partition(y.id(), true);
