@@ -37,6 +37,10 @@ const CONNECT_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How often a helper looks whether the probed node answered.
 const POLL: Duration = Duration::from_millis(10);
 
+/// The most probes a node answers at once; beyond that (a burst of losses, or a peer flooding
+/// probes) it answers "not heard" at once instead of pinging.
+const ANSWERING_MAX: usize = 64;
+
 /// Probes in flight on one node.
 #[derive(Default)]
 pub(crate) struct Probes {
@@ -44,6 +48,8 @@ pub(crate) struct Probes {
     waiting: std::collections::HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
     /// Peers this node lost and has not yet reported or cleared.
     pending: HashSet<NodeId>,
+    /// Probes from other nodes being answered now.
+    answering: usize,
 }
 
 impl NodeShared {
@@ -111,17 +117,24 @@ impl NodeShared {
 
     /// Peer `asker` asks whether this node hears from `node`: pings it and answers.
     pub(crate) fn on_probe(self: &Arc<Self>, asker: NodeId, request: u64, node: NodeId) {
-        // Both lost it: the one with the smaller id reports it, the other takes that as said.
-        if self.probes.lock().pending.contains(&node) {
-            if asker.0 < self.id.0 {
-                self.note_loss_reported(node);
+        {
+            let mut probes = self.probes.lock();
+            // Both lost it: the one with the smaller id reports it, the other takes that as said.
+            let both_lost = probes.pending.contains(&node);
+            if both_lost || probes.answering >= ANSWERING_MAX {
+                drop(probes);
+                if both_lost && asker.0 < self.id.0 {
+                    self.note_loss_reported(node);
+                }
+                self.send_control(asker, &Control::ProbeReply { request, reachable: false });
+                return;
             }
-            self.send_control(asker, &Control::ProbeReply { request, reachable: false });
-            return;
+            probes.answering += 1;
         }
         let me = Arc::clone(self);
         self.runtime.spawn(async move {
             let reachable = me.hears_from(node).await;
+            me.probes.lock().answering -= 1;
             me.send_control(asker, &Control::ProbeReply { request, reachable });
         });
     }
