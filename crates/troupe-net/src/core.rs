@@ -1182,10 +1182,8 @@ impl NodeShared {
         // Nodes that reach it only through the overlay (relayed, or over connections since
         // released) learn of it from us: a failure notice to every node, unless other peers
         // still reach it (see `probe`).
-        if self.membership.get().is_some() {
-            self.loss_pending(peer.id, true);
-            self.tell_membership(DriverInput::NodeLost(peer.id));
-        }
+        self.helper_lost(peer.id);
+        self.tell_membership(DriverInput::NodeLost(peer.id));
     }
 
     /// What follows from the loss of node `id`, however we learned of it: its actors' proxies
@@ -1211,16 +1209,6 @@ impl NodeShared {
         self.directory.write().remove(&id);
     }
 
-    /// Remembers that the loss of `id` is reported (by a notice heard, or by a peer that lost it
-    /// too and reports it): this node does not report it again within [`NOTICE_MEMORY`].
-    pub(crate) fn note_loss_reported(&self, id: NodeId) {
-        let mut heard = self.lost_notices.lock();
-        if heard.len() >= 4096 {
-            heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
-        }
-        heard.insert(id, Instant::now());
-    }
-
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
     pub(crate) fn loss_reported(&self, id: NodeId) -> bool {
         self.lost_notices.lock().get(&id).is_some_and(|at| at.elapsed() < NOTICE_MEMORY)
@@ -1229,7 +1217,13 @@ impl NodeShared {
     /// Another node reports that node `id` was lost. Believed unless we still have a working
     /// connection to it (then our own failure detection speaks for it).
     pub(crate) fn node_lost_notice(&self, id: NodeId) {
-        self.note_loss_reported(id);
+        {
+            let mut heard = self.lost_notices.lock();
+            if heard.len() >= 4096 {
+                heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
+            }
+            heard.insert(id, Instant::now());
+        }
         if id == self.id || self.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
             return;
         }
@@ -1277,7 +1271,7 @@ impl NodeShared {
     /// Whether a message for `node` (not connected) goes along the overlay: always with
     /// `reach = "relay"`; with `"direct"` when the node's address is unknown (a ref received from
     /// a third node) and an overlay runs.
-    pub(crate) fn must_relay(&self, node: NodeId) -> bool {
+    fn must_relay(&self, node: NodeId) -> bool {
         match self.settings.reach {
             Reach::Relay => true,
             Reach::Direct => self.overlay != OverlayKind::None && !self.directory.read().contains_key(&node),
@@ -1440,7 +1434,7 @@ impl NodeShared {
 
     /// A peer for a node with no connections yet, made from what the overlay told us about it
     /// (its lanes start dialling; messages queue meanwhile).
-    pub(crate) fn peer_on_demand(&self, id: NodeId) -> Option<Arc<Peer>> {
+    fn peer_on_demand(&self, id: NodeId) -> Option<Arc<Peer>> {
         let info = self.directory.read().get(&id).cloned()?;
         self.ensure_peer(&info, None)
     }
@@ -1513,7 +1507,7 @@ impl NodeShared {
     /// them): evidence of life for probes.
     fn heard_from(&self, peer: &Peer) {
         if !(self.faults.active() && self.faults.is_partitioned(peer.id)) {
-            peer.heard.fetch_add(1, Ordering::Release);
+            peer.heard.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -284,11 +284,14 @@ impl<M: Membership> Driver<M> {
                     tokio::time::sleep(pause).await;
                     let Some(shared) = me.upgrade() else { return };
                     // Reported already, or still reached by another peer: nothing to tell.
-                    let reached = !shared.loss_reported(node) && shared.reached_by_others(node).await;
-                    shared.loss_pending(node, false);
-                    if !reached {
-                        shared.tell_membership(DriverInput::ReportLoss(node));
+                    if shared.loss_reported(node) || shared.reached_by_others(node).await {
+                        return;
                     }
+                    // Connected again meanwhile (it came back while we probed): not lost.
+                    if shared.peer(node).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
+                        return;
+                    }
+                    shared.tell_membership(DriverInput::ReportLoss(node));
                 });
             }
             DriverInput::ReportLoss(node) => {

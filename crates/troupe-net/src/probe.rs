@@ -5,12 +5,16 @@
 //! reaches it only through the overlay.
 //!
 //! The asker sends [`Control::Probe`] to at most [`PROBE_HELPERS`] peers it is connected to. A
-//! helper that is connected to the node in question (or, where this node reaches non-neighbours
-//! directly, can connect to it) pings it and answers [`Control::ProbeReply`] with whether anything
-//! arrived from it in time. Two nodes that lose the same peer at once and probe each other would
-//! both go on to report it; the one with the larger id leaves the report to the other.
+//! helper that has a working connection to the node in question pings it over that connection and
+//! answers [`Control::ProbeReply`] with whether anything arrived from it within
+//! [`PING_WAIT_MAX`] (or its own shorter ping timeout). A helper without a connection answers "not
+//! heard" at once: it does not connect for the probe, because a connection that fails would make
+//! the helper declare the node lost itself, with every consequence of a real loss.
+//!
+//! The price is latency: a real loss is reported up to [`PING_WAIT_MAX`] plus half a second later
+//! than without probes (when a helper's connection to the lost node looks up but is silent).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,40 +31,35 @@ use crate::peer::Peer;
 pub(crate) const PROBE_HELPERS: usize = 3;
 
 /// The longest a helper waits for the probed node to answer its ping (its configured ping
-/// timeout, if shorter).
+/// timeout, if shorter). The asker waits this long plus [`ANSWER_MARGIN`], whatever its own
+/// settings, so every helper's answer arrives in time.
 const PING_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// The longest a helper waits for a connection it opened for the probe (its configured connect
-/// timeout, if shorter).
-const CONNECT_WAIT_MAX: Duration = Duration::from_secs(2);
+/// What the asker allows on top of [`PING_WAIT_MAX`] for the round trips to its helpers.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
 /// How often a helper looks whether the probed node answered.
 const POLL: Duration = Duration::from_millis(10);
 
-/// The most probes a node answers at once; beyond that (a burst of losses, or a peer flooding
-/// probes) it answers "not heard" at once instead of pinging.
+/// The most probes a node answers at once; beyond that (a burst of losses) it answers "not
+/// heard" at once instead of pinging.
 const ANSWERING_MAX: usize = 64;
+
+/// The most probes from one peer a node answers at once, so one peer cannot take every slot.
+const ANSWERING_PER_ASKER: usize = 4;
 
 /// Probes in flight on one node.
 #[derive(Default)]
 pub(crate) struct Probes {
     /// Requests sent, by id: the helper asked and where its answer goes.
-    waiting: std::collections::HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
-    /// Peers this node lost and has not yet reported or cleared.
-    pending: HashSet<NodeId>,
-    /// Probes from other nodes being answered now.
-    answering: usize,
+    waiting: HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
+    /// Probes being answered now, per asker.
+    answering: HashMap<NodeId, usize>,
 }
 
 impl NodeShared {
-    /// How long a helper may take to answer a probe: a ping's wait plus a connection's.
-    fn probe_wait(&self) -> Duration {
-        self.settings.ping_timeout.min(PING_WAIT_MAX) + self.settings.connect_timeout.min(CONNECT_WAIT_MAX)
-    }
-
     /// This node lost its connection to `node`: true if another peer still hears from it, in
-    /// which case the loss is not reported (counted in `failure_notices_withheld`). Also false
-    /// when a peer with a smaller id lost it at the same time and will report it.
+    /// which case the loss is not reported (counted in `failure_notices_withheld`).
     pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
@@ -77,11 +76,14 @@ impl NodeShared {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));
             requests.push(request);
-            self.send_control(helper.id, &Control::Probe { request, node: node.0 });
+            if !self.send_control(helper.id, &Control::Probe { request, node: node.0 }) {
+                self.probes.lock().waiting.remove(&request); // gone meanwhile: no answer coming
+            }
         }
         drop(tx);
-        // A helper's answer, or the end of all answers (each one drops its sender).
-        let wait = self.probe_wait() + Duration::from_millis(500);
+        // A helper's answer, or the end of all answers (each one drops its sender; so does a
+        // helper lost meanwhile, see `helper_lost`).
+        let wait = PING_WAIT_MAX + ANSWER_MARGIN;
         let reached = tokio::time::timeout(wait, async {
             while let Some(reachable) = answers.recv().await {
                 if reachable {
@@ -105,36 +107,36 @@ impl NodeShared {
         reached
     }
 
-    /// Marks `node` as lost here and about to be reported (see [`reached_by_others`]).
-    pub(crate) fn loss_pending(&self, node: NodeId, pending: bool) {
-        let mut probes = self.probes.lock();
-        if pending {
-            probes.pending.insert(node);
-        } else {
-            probes.pending.remove(&node);
-        }
+    /// Peer `gone` is lost: the probes it was asked to answer get no answer from it.
+    pub(crate) fn helper_lost(&self, gone: NodeId) {
+        self.probes.lock().waiting.retain(|_, (helper, _)| *helper != gone);
     }
 
     /// Peer `asker` asks whether this node hears from `node`: pings it and answers.
     pub(crate) fn on_probe(self: &Arc<Self>, asker: NodeId, request: u64, node: NodeId) {
         {
             let mut probes = self.probes.lock();
-            // Both lost it: the one with the smaller id reports it, the other takes that as said.
-            let both_lost = probes.pending.contains(&node);
-            if both_lost || probes.answering >= ANSWERING_MAX {
+            let total: usize = probes.answering.values().sum();
+            let mine = probes.answering.entry(asker).or_default();
+            if total >= ANSWERING_MAX || *mine >= ANSWERING_PER_ASKER {
                 drop(probes);
-                if both_lost && asker.0 < self.id.0 {
-                    self.note_loss_reported(node);
-                }
                 self.send_control(asker, &Control::ProbeReply { request, reachable: false });
                 return;
             }
-            probes.answering += 1;
+            *mine += 1;
         }
         let me = Arc::clone(self);
         self.runtime.spawn(async move {
             let reachable = me.hears_from(node).await;
-            me.probes.lock().answering -= 1;
+            {
+                let mut probes = me.probes.lock();
+                if let Some(count) = probes.answering.get_mut(&asker) {
+                    *count -= 1;
+                    if *count == 0 {
+                        probes.answering.remove(&asker);
+                    }
+                }
+            }
             me.send_control(asker, &Control::ProbeReply { request, reachable });
         });
     }
@@ -156,30 +158,20 @@ impl NodeShared {
         }
     }
 
-    /// Whether anything arrives from `node` within a ping's wait after pinging it, over the
-    /// connection this node has or (where non-neighbours are reached directly) opens for it.
+    /// Whether anything arrives from `node`, over the working connection this node has to it,
+    /// within a ping's wait after pinging it. False at once without such a connection.
     async fn hears_from(&self, node: NodeId) -> bool {
         if node == self.id {
             return true;
         }
-        let (peer, connecting) = match self.peer(node) {
-            Some(peer) => (peer, false),
-            None if !self.must_relay(node) => match self.peer_on_demand(node) {
-                Some(peer) => (peer, true),
-                None => return false,
-            },
-            None => return false,
+        let Some(peer) = self.peer(node).filter(|p| p.up.load(Ordering::Acquire) && !p.is_down()) else {
+            return false;
         };
-        let before = peer.heard.load(Ordering::Acquire);
-        // Queued until the control lane's connection is up, then answered with a Pong.
+        let before = peer.heard.load(Ordering::Relaxed);
         peer.control_lane().queue.push_frame(FrameKind::Ping, 0, &[]);
-        let mut wait = self.settings.ping_timeout.min(PING_WAIT_MAX);
-        if connecting {
-            wait += self.settings.connect_timeout.min(CONNECT_WAIT_MAX);
-        }
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now() + self.settings.ping_timeout.min(PING_WAIT_MAX);
         while Instant::now() < deadline {
-            if peer.heard.load(Ordering::Acquire) != before {
+            if peer.heard.load(Ordering::Relaxed) != before {
                 return true;
             }
             if peer.is_down() {

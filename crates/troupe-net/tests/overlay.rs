@@ -395,29 +395,36 @@ async fn triangle() -> (Node, Node, Node) {
 }
 
 /// One broken link does not get a live node reported lost: b loses its connection to c, asks a
-/// (an indirect probe), a still hears from c, so b withholds its failure notice and a keeps c.
+/// (an indirect probe), a still hears from c, so b withholds its failure notice, and d, which
+/// reaches c only through a (relayed), keeps its watch on c's actor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
     let (a, b, c) = triangle().await;
-    let (_counter, from_a, exit) = counter_watched_from(&c, &a).await;
+    let mut relayed = fast_failure_detection(config("d", OverlayKind::Static, &[&a]));
+    relayed.reach = Reach::Relay;
+    let d = Node::start(relayed).await.unwrap();
+    wait_until("d never joined a", || connected(&d, "a")).await;
+    let (_counter, from_d, exit) = counter_watched_from(&c, &d).await;
+    assert!(!connected(&d, "c"), "d must reach c only through the overlay");
 
     b.partition(c.id(), true);
     c.partition(b.id(), true);
     wait_until("b never probed its loss of c", || b.stats().failure_notices_withheld > 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for node in [&a, &b, &c] {
+    for node in [&a, &b, &c, &d] {
         assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node others still reach", node.name());
     }
     assert!(connected(&a, "c"), "a gave up a node it still reaches");
-    assert!(!exit.is_finished(), "a watch on c's actor fired while c lives");
-    assert_eq!(from_a.ask(CounterMsg::Get).await.expect("c still answers a"), 0);
-    for node in [a, b, c] {
+    assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
+    assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d"), 0);
+    for node in [a, b, c, d] {
         node.shutdown().await;
     }
 }
 
 /// A node cut off from everyone is reported once: a and b lose c at the same moment, probe each
-/// other (neither hears from c), and only one of them broadcasts the failure notice.
+/// other (neither hears from c), and the first to report it keeps the other quiet (its random
+/// pause, then the notice heard).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_is_reported_once() {
     let (a, b, c) = triangle().await;
