@@ -44,12 +44,27 @@ type TaskRef = Arc<dyn Runnable>;
 type PooledTask = (Arc<PoolShared>, TaskRef);
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<WorkerLocal>>> = const { RefCell::new(None) };
+    /// On a worker thread, its `WorkerLocal` (owned by `worker_main`); null elsewhere. A raw
+    /// pointer in a `Cell` rather than an `Rc` in a `RefCell`: nothing to drop, so the access is
+    /// a plain thread-local load on the wake-up path (see [`with_current`]).
+    static CURRENT: std::cell::Cell<*const WorkerLocal> = const { std::cell::Cell::new(std::ptr::null()) };
     /// Set inside [`collect_wakeups`]: tasks scheduled from this (non-worker) thread are kept here
     /// instead of being queued.
     static COLLECTING: RefCell<Option<Vec<PooledTask>>> = const { RefCell::new(None) };
     /// True while [`Woken::run_here`] runs a task on this (non-worker) thread.
     static RUNNING_INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's worker state, if it is a worker thread.
+fn with_current<R>(f: impl FnOnce(Option<&WorkerLocal>) -> R) -> R {
+    let local = CURRENT.with(|c| c.get());
+    // SAFETY: `CURRENT` is non-null only between `worker_main` storing a pointer to its own
+    // `WorkerLocal` and clearing it again, on this same thread, and `worker_main` keeps that
+    // `WorkerLocal` alive (and in place, behind an `Rc`) for that whole span. `f` runs on this
+    // thread within that span or outside it (then the pointer is null), and the reference cannot
+    // outlive the call: `f` is generic over its lifetime. Only shared references are made. The
+    // pool tests below run under Miri (see `task::tests` for the command).
+    f(unsafe { local.as_ref() })
 }
 
 /// True while this thread runs a task of some pool: a worker's, or an inline turn
@@ -191,15 +206,12 @@ impl WorkerLocal {
 /// finished, and returns true; elsewhere returns false. Lets an asker wait one turn for an answer
 /// the target (usually run next, from the LIFO slot) is about to give, without arming a timer.
 pub(crate) fn defer_wake(waker: &std::task::Waker) -> bool {
-    CURRENT.with(|c| match c.try_borrow() {
-        Ok(current) => match current.as_ref() {
-            Some(local) => {
-                local.deferred.borrow_mut()[1].push(waker.clone());
-                true
-            }
-            None => false,
-        },
-        Err(_) => false,
+    with_current(|current| match current {
+        Some(local) => {
+            local.deferred.borrow_mut()[1].push(waker.clone());
+            true
+        }
+        None => false,
     })
 }
 
@@ -224,9 +236,8 @@ impl PoolShared {
     /// Queues a task. From a worker of this pool it goes to that worker's own deque (or, for a
     /// yield, to the global queue); from anywhere else it goes to the global queue.
     pub(crate) fn push(self: &Arc<Self>, task: TaskRef, yielded: bool) {
-        let not_local = CURRENT.with(move |current| {
-            let current = current.borrow();
-            match current.as_ref() {
+        let not_local = with_current(move |current| {
+            match current {
                 Some(local) if Arc::ptr_eq(&local.pool, self) && !yielded => {
                     let previous = local.next.borrow_mut().replace(task);
                     if let Some(previous) = previous {
@@ -318,7 +329,7 @@ impl PoolShared {
 
 /// True on a worker thread of any pool.
 pub(crate) fn on_worker_thread() -> bool {
-    CURRENT.with(|c| c.try_borrow().map(|c| c.is_some()).unwrap_or(true))
+    CURRENT.with(|c| !c.get().is_null())
 }
 
 /// A pool of worker threads running tasks (actors, or any `Send` future).
@@ -420,7 +431,7 @@ impl StagePool {
 
     /// True when called from one of this pool's worker threads.
     pub fn is_current_thread(&self) -> bool {
-        CURRENT.with(|c| c.borrow().as_ref().is_some_and(|l| Arc::ptr_eq(&l.pool, &self.shared)))
+        with_current(|current| current.is_some_and(|l| Arc::ptr_eq(&l.pool, &self.shared)))
     }
 
     /// Stops the workers after their current task and joins them (unless called from a worker of
@@ -446,6 +457,15 @@ impl Drop for StagePool {
     }
 }
 
+/// Clears [`CURRENT`] when dropped: a worker thread's last step before its `WorkerLocal` goes.
+struct LeaveWorker;
+
+impl Drop for LeaveWorker {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+    }
+}
+
 fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, parker: Parker) {
     let local = Rc::new(WorkerLocal {
         pool: shared.clone(),
@@ -453,7 +473,9 @@ fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, pa
         next: RefCell::new(None),
         deferred: RefCell::new([Vec::new(), Vec::new()]),
     });
-    CURRENT.with(|c| *c.borrow_mut() = Some(local.clone()));
+    CURRENT.with(|c| c.set(Rc::as_ptr(&local)));
+    // Declared after `local`, so dropped before it, whether the loop ends or unwinds.
+    let leave = LeaveWorker;
     let mut tick: u32 = 0;
     while !shared.shutdown.load(Ordering::Relaxed) {
         if index >= shared.active.load(Ordering::Relaxed) {
@@ -484,7 +506,7 @@ fn worker_main(index: usize, shared: Arc<PoolShared>, queue: Worker<TaskRef>, pa
             }
         }
     }
-    CURRENT.with(|c| *c.borrow_mut() = None);
+    drop(leave);
     drop(local.next.borrow_mut().take());
     drop(std::mem::take(&mut *local.deferred.borrow_mut()));
     // Queued tasks hold actor futures that may refer back to the pool; dropping them here, on the
@@ -711,6 +733,31 @@ mod tests {
         woken.run_here();
         wait_until("the task never ran", || ran_on.lock().is_some());
         assert_ne!(*ran_on.lock(), Some(std::thread::current().id()), "a task ran inline right after a slow turn");
+        pool.shutdown();
+    }
+
+    /// Tasks spawned from a worker go through that worker's own queues (the LIFO slot, the deque
+    /// it overflows into, stolen from by the other worker): every one runs, each on a worker of
+    /// the pool. Small enough for Miri, which checks `with_current`'s thread-local pointer.
+    #[test]
+    fn tasks_spawned_on_workers_all_run_there() {
+        let pool = Arc::new(StagePool::new("test", 2, None));
+        let counter = Arc::new(AtomicU64::new(0));
+        let on_workers = Arc::new(AtomicU64::new(0));
+        let (inner_pool, inner_counter, inner_on) = (pool.clone(), counter.clone(), on_workers.clone());
+        pool.spawn(async move {
+            for _ in 0..32 {
+                let (pool, counter, on) = (inner_pool.clone(), inner_counter.clone(), inner_on.clone());
+                inner_pool.spawn(async move {
+                    on.fetch_add(pool.is_current_thread() as u64, Ordering::SeqCst);
+                    spawn_counting(&pool, &counter);
+                    counter.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        wait_for_count(&counter, 64, "tasks spawned on workers did not all run");
+        assert_eq!(on_workers.load(Ordering::SeqCst), 32, "a task ran off the pool's workers");
+        assert!(!pool.is_current_thread(), "the test thread is not a worker");
         pool.shutdown();
     }
 
