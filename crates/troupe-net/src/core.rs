@@ -1224,7 +1224,7 @@ impl NodeShared {
             }
             heard.insert(id, Instant::now());
         }
-        if id == self.id || self.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
+        if id == self.id || self.peer(id).is_some_and(|p| p.is_working()) {
             return;
         }
         tracing::debug!(node = %self.settings.name, lost = %id, "failure notice");

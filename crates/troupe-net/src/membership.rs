@@ -288,7 +288,7 @@ impl<M: Membership> Driver<M> {
                         return;
                     }
                     // Connected again meanwhile (it came back while we probed): not lost.
-                    if shared.peer(node).is_some_and(|p| p.up.load(Ordering::Acquire) && !p.is_down()) {
+                    if shared.peer(node).is_some_and(|p| p.is_working()) {
                         return;
                     }
                     shared.tell_membership(DriverInput::ReportLoss(node));

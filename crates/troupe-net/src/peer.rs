@@ -96,6 +96,11 @@ impl Peer {
         self.down.load(Ordering::Acquire)
     }
 
+    /// Connected (its control lane came up) and not declared down: a working peer.
+    pub(crate) fn is_working(&self) -> bool {
+        self.up.load(Ordering::Acquire) && !self.is_down()
+    }
+
     /// The lane for a message: `key mod parallelism` within the channel, falling back to the
     /// default channel (1) while every lane of a named channel is disconnected.
     pub(crate) fn pick(&self, channel: usize, key: u64) -> (usize, usize) {

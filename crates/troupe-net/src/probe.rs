@@ -63,8 +63,7 @@ impl NodeShared {
     pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
-            let candidates: Vec<&Arc<Peer>> =
-                peers.values().filter(|p| p.id != node && p.up.load(Ordering::Acquire) && !p.is_down()).collect();
+            let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
             candidates.choose_multiple(&mut rand::rng(), PROBE_HELPERS).map(|p| Arc::clone(p)).collect()
         };
         if helpers.is_empty() {
@@ -117,13 +116,13 @@ impl NodeShared {
         {
             let mut probes = self.probes.lock();
             let total: usize = probes.answering.values().sum();
-            let mine = probes.answering.entry(asker).or_default();
-            if total >= ANSWERING_MAX || *mine >= ANSWERING_PER_ASKER {
+            let mine = probes.answering.get(&asker).copied().unwrap_or(0);
+            if total >= ANSWERING_MAX || mine >= ANSWERING_PER_ASKER {
                 drop(probes);
                 self.send_control(asker, &Control::ProbeReply { request, reachable: false });
                 return;
             }
-            *mine += 1;
+            probes.answering.insert(asker, mine + 1);
         }
         let me = Arc::clone(self);
         self.runtime.spawn(async move {
@@ -164,7 +163,7 @@ impl NodeShared {
         if node == self.id {
             return true;
         }
-        let Some(peer) = self.peer(node).filter(|p| p.up.load(Ordering::Acquire) && !p.is_down()) else {
+        let Some(peer) = self.peer(node).filter(|p| p.is_working()) else {
             return false;
         };
         let before = peer.heard.load(Ordering::Relaxed);
