@@ -619,7 +619,6 @@ impl NodeShared {
                             Ok(Ok(n)) => {
                                 unanswered = 0;
                                 self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                                self.heard_from(&peer);
                             }
                             Ok(Err(e)) => return format!("read failed: {e}"),
                             Err(_) => {
@@ -671,7 +670,6 @@ impl NodeShared {
                 Ok(Ok(0)) => return "closed by peer".into(),
                 Ok(Ok(n)) => {
                     self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    self.heard_from(&peer);
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
@@ -774,7 +772,11 @@ impl NodeShared {
                 reply_queue.push_frame(FrameKind::Pong, channel as u16, &[]);
                 Dispatched::Done
             }
-            FrameKind::Pong => Dispatched::Done,
+            FrameKind::Pong => {
+                // Evidence of life for probes (a partitioned peer's frames never get here).
+                peer.pongs.fetch_add(1, Ordering::Relaxed);
+                Dispatched::Done
+            }
             FrameKind::Close => Dispatched::Close("peer closed the connection".into()),
             other => {
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -1501,14 +1503,6 @@ impl NodeShared {
             tracing::warn!(node = %self.settings.name, "no seed reachable; the node stays alone for now");
         }
         self.tell_membership(DriverInput::Join(contacts));
-    }
-
-    /// Bytes arrived from `peer` (unless a fault-injection partition cuts it off, which drops
-    /// them): evidence of life for probes.
-    fn heard_from(&self, peer: &Peer) {
-        if !(self.faults.active() && self.faults.is_partitioned(peer.id)) {
-            peer.heard.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// The node's counters, with what live peers count themselves added in.

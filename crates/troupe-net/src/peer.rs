@@ -32,8 +32,8 @@ pub(crate) struct Peer {
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// Messages received from it (counted per read, for traffic and idleness).
     pub(crate) received: AtomicU64,
-    /// Reads that brought bytes from it, on any connection (evidence of life for probes).
-    pub(crate) heard: AtomicU64,
+    /// Pongs received from it, on any connection (evidence of life for probes).
+    pub(crate) pongs: AtomicU64,
     /// Whether the overlay has been told it is connected.
     pub(crate) announced: AtomicBool,
     /// Being closed on purpose: its lanes do not redial.
@@ -70,7 +70,7 @@ impl Peer {
             acks,
             stop: Arc::new(tokio::sync::Notify::new()),
             received: AtomicU64::new(0),
-            heard: AtomicU64::new(0),
+            pongs: AtomicU64::new(0),
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
         }

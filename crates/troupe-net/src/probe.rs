@@ -6,7 +6,7 @@
 //!
 //! The asker sends [`Control::Probe`] to at most [`PROBE_HELPERS`] peers it is connected to. A
 //! helper that has a working connection to the node in question pings it over that connection and
-//! answers [`Control::ProbeReply`] with whether anything arrived from it within
+//! answers [`Control::ProbeReply`] with whether its Pong arrived within
 //! [`PING_WAIT_MAX`] (or its own shorter ping timeout). A helper without a connection answers "not
 //! heard" at once: it does not connect for the probe, because a connection that fails would make
 //! the helper declare the node lost itself, with every consequence of a real loss.
@@ -157,8 +157,8 @@ impl NodeShared {
         }
     }
 
-    /// Whether anything arrives from `node`, over the working connection this node has to it,
-    /// within a ping's wait after pinging it. False at once without such a connection.
+    /// Whether `node` answers a ping (a Pong arrives), over the working connection this node has
+    /// to it, within a ping's wait. False at once without such a connection.
     async fn hears_from(&self, node: NodeId) -> bool {
         if node == self.id {
             return true;
@@ -166,11 +166,11 @@ impl NodeShared {
         let Some(peer) = self.peer(node).filter(|p| p.is_working()) else {
             return false;
         };
-        let before = peer.heard.load(Ordering::Relaxed);
+        let before = peer.pongs.load(Ordering::Relaxed);
         peer.control_lane().queue.push_frame(FrameKind::Ping, 0, &[]);
         let deadline = Instant::now() + self.settings.ping_timeout.min(PING_WAIT_MAX);
         while Instant::now() < deadline {
-            if peer.heard.load(Ordering::Relaxed) != before {
+            if peer.pongs.load(Ordering::Relaxed) != before {
                 return true;
             }
             if peer.is_down() {
