@@ -30,7 +30,7 @@ pub(crate) enum WriteHalf {
 }
 
 impl WriteHalf {
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             WriteHalf::Tcp(socket) => {
                 let mut buf = FrameBuf::default();
@@ -41,7 +41,7 @@ impl WriteHalf {
         }
     }
 
-    async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self) {
         match self {
             // The socket's write side shuts when its last handle is dropped.
             WriteHalf::Tcp(_) => {}

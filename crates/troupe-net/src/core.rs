@@ -461,6 +461,10 @@ impl NodeShared {
             return;
         }
         let purpose = opened.established.purpose;
+        if purpose == ConnPurpose::PROBE {
+            self.answer_probe_connection(opened, from).await;
+            return;
+        }
         if purpose == (ConnPurpose { channel: 0, lane: 0 }) && self.peer(NodeId(info.incarnation)).is_none() {
             // A node we have no connection with dialled our control lane: that one connection
             // carries control traffic both ways (half the descriptors of a large overlay).
@@ -1009,9 +1013,9 @@ impl NodeShared {
                     let _ = tx.send(payload);
                 }
             }
-            Control::Probe { request, node } => {
+            Control::Probe { request, node, addrs } => {
                 if let Some(me) = self.me.upgrade() {
-                    me.on_probe(peer.id, request, NodeId(node));
+                    me.on_probe(peer.id, request, NodeId(node), &addrs);
                 }
             }
             Control::ProbeReply { request, reachable } => self.on_probe_reply(peer.id, request, reachable),
@@ -1185,7 +1189,7 @@ impl NodeShared {
         // released) learn of it from us: a failure notice to every node, unless other peers
         // still reach it (see `probe`).
         self.helper_lost(peer.id);
-        self.tell_membership(DriverInput::NodeLost(peer.id));
+        self.tell_membership(DriverInput::NodeLost(peer.id, peer.addrs.clone()));
     }
 
     /// What follows from the loss of node `id`, however we learned of it: its actors' proxies
@@ -1417,6 +1421,15 @@ impl NodeShared {
             incarnation: member.id.0,
             listen: vec![member.addr.to_string()],
         });
+    }
+
+    /// Records where a node answered a probe dial (its handshake's own account), so messages
+    /// for it can go over a connection of their own.
+    pub(crate) fn remember_info(&self, info: NodeInfo) {
+        let id = NodeId(info.incarnation);
+        if id != self.id {
+            self.directory.write().entry(id).or_insert(info);
+        }
     }
 
     /// The name of a node this node has heard of.

@@ -72,8 +72,8 @@ pub(crate) enum DriverInput {
     /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too;
     /// after a random pause of up to [`NOTICE_JITTER`], only if nobody else reported it
     /// meanwhile (its other neighbours usually notice at the same moment), and only if no peer
-    /// asked still hears from it (an indirect probe, see `probe`).
-    NodeLost(NodeId),
+    /// asked still hears from it (an indirect probe, see `probe`), at its listen addresses.
+    NodeLost(NodeId, Vec<std::net::SocketAddr>),
     /// The pause of a [`DriverInput::NodeLost`] is over.
     ReportLoss(NodeId),
     /// A frame for a node that is not connected: pick the next hop.
@@ -276,7 +276,7 @@ impl<M: Membership> Driver<M> {
                 let _ = done.send(result);
             }
             DriverInput::Relay { origin, to, ttl, frame, from } => self.relay(origin, to, ttl, frame, from),
-            DriverInput::NodeLost(node) => {
+            DriverInput::NodeLost(node, addrs) => {
                 let Some(shared) = self.shared.upgrade() else { return };
                 let pause = NOTICE_JITTER.mul_f64(rand::random::<f64>());
                 let me = self.shared.clone();
@@ -284,7 +284,7 @@ impl<M: Membership> Driver<M> {
                     tokio::time::sleep(pause).await;
                     let Some(shared) = me.upgrade() else { return };
                     // Reported already, or still reached by another peer: nothing to tell.
-                    if shared.loss_reported(node) || shared.reached_by_others(node).await {
+                    if shared.loss_reported(node) || shared.reached_by_others(node, &addrs).await {
                         return;
                     }
                     // Connected again meanwhile (it came back while we probed): not lost.

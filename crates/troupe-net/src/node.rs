@@ -324,6 +324,12 @@ impl Node {
         &self.shared.system
     }
 
+    /// The node's shared state, for in-crate tests.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<NodeShared> {
+        &self.shared
+    }
+
     /// The addresses the node listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

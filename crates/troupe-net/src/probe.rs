@@ -4,26 +4,39 @@
 //! a partition between two nodes only) would get a live node declared dead on every node that
 //! reaches it only through the overlay.
 //!
-//! The asker sends [`Control::Probe`] to at most [`PROBE_HELPERS`] peers it is connected to. A
-//! helper that has a working connection to the node in question pings it over that connection and
-//! answers [`Control::ProbeReply`] with whether its Pong arrived within
-//! [`PING_WAIT_MAX`] (or its own shorter ping timeout). A helper without a connection answers "not
-//! heard" at once: it does not connect for the probe, because a connection that fails would make
-//! the helper declare the node lost itself, with every consequence of a real loss.
+//! The asker sends [`Control::Probe`] to at most [`PROBE_HELPERS`] peers it is connected to, with
+//! the lost node's listen addresses. A helper answers [`Control::ProbeReply`] with whether it
+//! heard from the node within [`PING_WAIT_MAX`]:
+//! - over the working connection it has to the node, if any: it pings it and waits for the Pong
+//!   (at most its own ping timeout, if shorter);
+//! - else, unless it is configured to reach other nodes only through the overlay
+//!   (`reach = "relay"`), it dials the node for the probe alone ([`ConnPurpose::PROBE`]): a handshake, which
+//!   proves the node's identity and incarnation, then one Pong frame from the node, and the
+//!   connection closes. No peer is created on either side, so a dial that fails is only a "not
+//!   heard", never the helper's own loss of the node with all its consequences. With partial
+//!   views (HyParView), a helper is usually not connected to the node, so this is the case that
+//!   matters there. A node that answers is remembered at the address it answered on, so the
+//!   helper's own messages for it take a connection of their own from then on (what it vouched
+//!   for is that they get through).
 //!
 //! The price is latency: a real loss is reported up to [`PING_WAIT_MAX`] plus half a second later
-//! than without probes (when a helper's connection to the lost node looks up but is silent).
+//! than without probes.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use rand::seq::IndexedRandom;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use troupe_actor::NodeId;
-use troupe_wire::{Control, FrameKind};
+use troupe_wire::{encode_frame, ConnPurpose, Control, FrameDecoder, FrameKind, NodeInfo, HEADER_LEN};
 
+use crate::config::Reach;
+use crate::conn::Opened;
 use crate::core::NodeShared;
 use crate::peer::Peer;
 
@@ -48,6 +61,12 @@ const ANSWERING_MAX: usize = 64;
 /// The most probes from one peer a node answers at once, so one peer cannot take every slot.
 const ANSWERING_PER_ASKER: usize = 4;
 
+/// The most addresses of the node in question a helper dials (a probe names at most these).
+const PROBE_ADDRS: usize = 4;
+
+/// The most bytes a probe dial reads after the handshake while waiting for the Pong.
+const PROBE_READ_MAX: usize = 4096;
+
 /// Probes in flight on one node.
 #[derive(Default)]
 pub(crate) struct Probes {
@@ -60,7 +79,8 @@ pub(crate) struct Probes {
 impl NodeShared {
     /// This node lost its connection to `node`: true if another peer still hears from it, in
     /// which case the loss is not reported (counted in `failure_notices_withheld`).
-    pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId) -> bool {
+    /// `addrs` are its listen addresses, for helpers that are not connected to it.
+    pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr]) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
             let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
@@ -69,13 +89,15 @@ impl NodeShared {
         if helpers.is_empty() {
             return false;
         }
+        let addrs: Vec<String> = addrs.iter().take(PROBE_ADDRS).map(SocketAddr::to_string).collect();
         let (tx, mut answers) = mpsc::unbounded_channel();
         let mut requests = Vec::with_capacity(helpers.len());
         for helper in &helpers {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));
             requests.push(request);
-            if !self.send_control(helper.id, &Control::Probe { request, node: node.0 }) {
+            let probe = Control::Probe { request, node: node.0, addrs: addrs.clone() };
+            if !self.send_control(helper.id, &probe) {
                 self.probes.lock().waiting.remove(&request); // gone meanwhile: no answer coming
             }
         }
@@ -111,8 +133,10 @@ impl NodeShared {
         self.probes.lock().waiting.retain(|_, (helper, _)| *helper != gone);
     }
 
-    /// Peer `asker` asks whether this node hears from `node`: pings it and answers.
-    pub(crate) fn on_probe(self: &Arc<Self>, asker: NodeId, request: u64, node: NodeId) {
+    /// Peer `asker` asks whether this node hears from `node` (listening at `addrs`): pings or
+    /// dials it and answers.
+    pub(crate) fn on_probe(self: &Arc<Self>, asker: NodeId, request: u64, node: NodeId, addrs: &[String]) {
+        let addrs: Vec<SocketAddr> = addrs.iter().take(PROBE_ADDRS).filter_map(|a| a.parse().ok()).collect();
         {
             let mut probes = self.probes.lock();
             let total: usize = probes.answering.values().sum();
@@ -124,19 +148,12 @@ impl NodeShared {
             }
             probes.answering.insert(asker, mine + 1);
         }
-        let me = Arc::clone(self);
+        let answering = Answering { shared: Arc::clone(self), asker };
         self.runtime.spawn(async move {
-            let reachable = me.hears_from(node).await;
-            {
-                let mut probes = me.probes.lock();
-                if let Some(count) = probes.answering.get_mut(&asker) {
-                    *count -= 1;
-                    if *count == 0 {
-                        probes.answering.remove(&asker);
-                    }
-                }
-            }
-            me.send_control(asker, &Control::ProbeReply { request, reachable });
+            let reachable = answering.shared.hears_from(node, &addrs).await;
+            let shared = Arc::clone(&answering.shared);
+            drop(answering);
+            shared.send_control(asker, &Control::ProbeReply { request, reachable });
         });
     }
 
@@ -157,14 +174,16 @@ impl NodeShared {
         }
     }
 
-    /// Whether `node` answers a ping (a Pong arrives), over the working connection this node has
-    /// to it, within a ping's wait. False at once without such a connection.
-    async fn hears_from(&self, node: NodeId) -> bool {
+    /// Whether `node` answers within a ping's wait: a Pong over the working connection this node
+    /// has to it, or, without one, a probe dial to one of `addrs` (see the module docs).
+    async fn hears_from(&self, node: NodeId, addrs: &[SocketAddr]) -> bool {
         if node == self.id {
             return true;
         }
         let Some(peer) = self.peer(node).filter(|p| p.is_working()) else {
-            return false;
+            // Only a node that may connect to any node (not one told to go through the
+            // overlay) dials one: what it vouches for is that its messages get through.
+            return self.settings.reach == Reach::Direct && self.answers_probe_dial(node, addrs).await;
         };
         let before = peer.pongs.load(Ordering::Relaxed);
         peer.control_lane().queue.push_frame(FrameKind::Ping, 0, &[]);
@@ -179,5 +198,128 @@ impl NodeShared {
             tokio::time::sleep(POLL).await;
         }
         false
+    }
+
+    /// Dials `node` at each of `addrs` in turn, within [`PING_WAIT_MAX`] in all, until one
+    /// answers a probe connection as this incarnation of the node; then remembers where it
+    /// answered, so this node's messages for it go there rather than along the overlay.
+    async fn answers_probe_dial(&self, node: NodeId, addrs: &[SocketAddr]) -> bool {
+        if addrs.is_empty() || self.faults.is_partitioned(node) {
+            return false;
+        }
+        let dials = async {
+            for &addr in addrs {
+                match self.probe_dial(node, addr).await {
+                    Ok(info) => {
+                        self.remember_info(info);
+                        return true;
+                    }
+                    Err(why) => {
+                        tracing::debug!(node = %self.settings.name, probed = %node, %addr, %why, "probe dial not answered")
+                    }
+                }
+            }
+            false
+        };
+        tokio::time::timeout(PING_WAIT_MAX, dials).await.unwrap_or(false)
+    }
+
+    /// One probe dial: the handshake must name `node`'s incarnation, and the first frame after
+    /// it must be a Pong.
+    /// Returns the node's account of itself from the handshake.
+    async fn probe_dial(&self, node: NodeId, addr: SocketAddr) -> Result<NodeInfo, String> {
+        let Opened { mut reader, established, leftover, .. } =
+            self.dial(addr, ConnPurpose::PROBE).await.map_err(|e| e.to_string())?;
+        if established.peer.incarnation != node.0 {
+            return Err(format!("another incarnation ({}) listens there", NodeId(established.peer.incarnation)));
+        }
+        let decoder = FrameDecoder::new(0);
+        let mut buf = leftover;
+        loop {
+            match decoder.decode(&buf) {
+                Ok(Some((frame, _))) if frame.header.kind == FrameKind::Pong => return Ok(established.peer),
+                Ok(Some((frame, _))) => return Err(format!("a {:?} frame instead of a Pong", frame.header.kind)),
+                Ok(None) if buf.len() < PROBE_READ_MAX => {}
+                Ok(None) => return Err("no whole frame in the first bytes".into()),
+                Err(error) => return Err(format!("bad frame: {error}")),
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => return Err("closed without a Pong".into()),
+                Ok(_) => {}
+                Err(error) => return Err(format!("read failed: {error}")),
+            }
+        }
+    }
+
+    /// Serves a connection dialled for a probe ([`ConnPurpose::PROBE`]): one Pong, then close.
+    pub(crate) async fn answer_probe_connection(&self, opened: Opened, from: SocketAddr) {
+        let mut pong = Vec::with_capacity(HEADER_LEN);
+        if encode_frame(&mut pong, FrameKind::Pong, 0, 0, &[], 0).is_err() {
+            return; // an empty payload always fits
+        }
+        let Opened { mut writer, established, .. } = opened;
+        let answer = async {
+            writer.write_all(&pong).await?;
+            writer.shutdown().await;
+            std::io::Result::Ok(())
+        };
+        let result = tokio::time::timeout(self.settings.handshake_timeout, answer).await;
+        tracing::debug!(node = %self.settings.name, prober = %established.peer.name, %from, ?result, "answered a probe connection");
+    }
+}
+
+/// One probe being answered: counted in `Probes::answering` until dropped (also if the answering
+/// task panics or is dropped with the runtime).
+struct Answering {
+    shared: Arc<NodeShared>,
+    asker: NodeId,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        let mut probes = self.shared.probes.lock();
+        if let Some(count) = probes.answering.get_mut(&self.asker) {
+            *count -= 1;
+            if *count == 0 {
+                probes.answering.remove(&self.asker);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Node, NodeConfig};
+
+    fn config(name: &str) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            secret: Some("a probe test secret, long enough".into()),
+            ..NodeConfig::default()
+        }
+    }
+
+    /// A probe connection gets its Pong from the node it names and leaves no peer on either side;
+    /// it fails for another incarnation at that address and where nobody listens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_probe_dial_hears_the_named_incarnation_and_leaves_no_peer() {
+        let x = Node::start(config("x")).await.expect("x");
+        let y = Node::start(config("y")).await.expect("y");
+        let at = y.local_addr();
+        x.shared().probe_dial(y.id(), at).await.expect("y answers a probe dial");
+        assert!(x.shared().answers_probe_dial(y.id(), &[at]).await);
+
+        let other = NodeId(y.id().0 ^ 1);
+        let refused = x.shared().probe_dial(other, at).await.expect_err("y is not that incarnation");
+        assert!(refused.contains("another incarnation"), "{refused}");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+        assert!(!x.shared().answers_probe_dial(y.id(), &[closed]).await, "nobody listens there");
+        assert!(x.shared().answers_probe_dial(y.id(), &[closed, at]).await, "the second address answers");
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(x.peers().is_empty() && y.peers().is_empty(), "a probe dial made a peer");
+        x.shutdown().await;
+        y.shutdown().await;
     }
 }

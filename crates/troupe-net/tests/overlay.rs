@@ -379,9 +379,11 @@ async fn the_loss_of_a_node_reached_only_by_relay_reaches_its_watchers() {
     assert!(!exit.is_finished() && linker.is_alive(), "a false exit before c was lost");
     assert!(a.peers().iter().all(|p| p.name != "c"), "a and c must not be connected");
 
-    // c is cut off from its server: b declares it down and tells everyone.
-    b.partition(c.id(), true);
-    c.partition(b.id(), true);
+    // c is cut off from everyone: b declares it down and tells everyone (a, asked first,
+    // cannot reach c either).
+    for (x, y) in [(&b, &c), (&c, &b), (&a, &c), (&c, &a)] {
+        x.partition(y.id(), true);
+    }
     let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c was lost").unwrap();
     assert_eq!(reason, ExitReason::NodeDown);
     let reason = tokio::time::timeout(Duration::from_secs(10), linker.untyped().wait_for_exit()).await.expect("link");
@@ -426,6 +428,36 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
     assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
     assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d"), 0);
     for node in [a, b, c, d] {
+        node.shutdown().await;
+    }
+}
+
+/// A helper that has no connection of its own to the lost node dials it for the probe (as with
+/// HyParView's partial views, where a node's neighbours are rarely each other's): a, b and c on
+/// a static line a - b - c, a reaching c only by relay through b (it does not know c's address).
+/// b loses c and asks a; a dials c (a probe connection, no peer made), hears it, and b withholds
+/// its notice, so a's watch on c's actor does not fire; and a, which now knows where c answered,
+/// reaches c over a connection of its own. Without the probe dial, a would answer "not heard".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
+    let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
+    let c = Node::start(line("c", &[])).await.unwrap();
+    let b = Node::start(line("b", &[&c])).await.unwrap();
+    let a = Node::start(line("a", &[&b])).await.unwrap();
+    wait_until("the line never formed", || connected(&a, "b") && connected(&b, "c")).await;
+    let (_counter, from_a, exit) = counter_watched_from(&c, &a).await;
+    assert!(!connected(&a, "c") && !connected(&c, "a"), "a must reach c only through b");
+
+    b.partition(c.id(), true);
+    c.partition(b.id(), true);
+    wait_until("b never probed its loss of c", || b.stats().failure_notices_withheld > 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.stats().failure_notices_sent, 0, "b reported a node a still reaches");
+    assert!(!exit.is_finished(), "a's watch on c's actor fired while c lives");
+    assert!(!connected(&a, "c") && !connected(&c, "a"), "the probe dial left a connection behind");
+    assert_eq!(from_a.ask(CounterMsg::Get).await.expect("c still answers a"), 0);
+    assert!(connected(&a, "c"), "a's ask did not take a connection of its own");
+    for node in [a, b, c] {
         node.shutdown().await;
     }
 }

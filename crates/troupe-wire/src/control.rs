@@ -147,6 +147,11 @@ pub enum Control {
         request: u64,
         /// The node in question (incarnation id).
         node: u64,
+        /// Its listen addresses as the sender knows them: a receiver without a connection of
+        /// its own to the node dials one of them for the probe (see [`ConnPurpose::PROBE`]).
+        ///
+        /// [`ConnPurpose::PROBE`]: crate::ConnPurpose::PROBE
+        addrs: Vec<String>,
     },
     /// Answer to a [`Control::Probe`].
     ProbeReply {

@@ -99,6 +99,13 @@ pub struct ConnPurpose {
     pub lane: u16,
 }
 
+impl ConnPurpose {
+    /// A connection that only shows its acceptor is alive, for an indirect probe: after the
+    /// handshake (which proves the acceptor's identity and incarnation) the acceptor sends one
+    /// Pong frame and closes. It creates no peer on either side and carries nothing else.
+    pub const PROBE: ConnPurpose = ConnPurpose { channel: u16::MAX, lane: u16::MAX };
+}
+
 /// Configuration of one side of a handshake.
 #[derive(Clone)]
 pub struct HandshakeConfig {
