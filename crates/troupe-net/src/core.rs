@@ -638,7 +638,9 @@ impl NodeShared {
                         tokio::task::yield_now().await;
                     }
                     let frame = big.freeze();
-                    self.frame_pool.lock().keep(&frame, Instant::now());
+                    // The guard goes at the end of the statement, the evicted buffers after it.
+                    let evicted = self.frame_pool.lock().keep(&frame, Instant::now());
+                    drop(evicted);
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
                         troupe_actor::with_codec_context(&transport, peer.id, || {
@@ -677,7 +679,8 @@ impl NodeShared {
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
-                    self.frame_pool.lock().trim(Instant::now()); // idle: give aged buffers back
+                    let aged = self.frame_pool.lock().trim(Instant::now()); // idle: give them back
+                    drop(aged);
                     if unanswered >= self.settings.ping_attempts {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
                         return "idle ping unanswered".into();

@@ -25,6 +25,10 @@ const MAX_FRAMES: usize = 256;
 /// How long a buffer stays in the pool without being reused.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(5);
 
+/// Buffers the pool gave up: freed when this is dropped.
+#[derive(Default)]
+pub(crate) struct Evicted(Vec<Bytes>);
+
 /// Buffers of large frames, oldest first, each with when it was last put in.
 #[derive(Default)]
 pub(crate) struct FramePool {
@@ -52,28 +56,39 @@ impl FramePool {
         BytesMut::with_capacity(len)
     }
 
-    /// Keeps `frame` to be reused once nobody else holds it, making room by dropping the oldest
+    /// Keeps `frame` to be reused once nobody else holds it, making room by giving up the oldest
     /// buffers (and any older than [`MAX_AGE`]). A frame larger than the whole pool is not kept.
-    pub(crate) fn keep(&mut self, frame: &Bytes, now: Instant) {
-        self.trim(now);
+    /// Returns the buffers given up, for the caller to drop once it has let go of the pool's
+    /// lock: freeing megabytes (an `munmap`, and its TLB shootdown) would hold every other
+    /// connection's reader waiting on that lock.
+    #[must_use = "drop the evicted buffers after releasing the pool's lock"]
+    pub(crate) fn keep(&mut self, frame: &Bytes, now: Instant) -> Evicted {
+        let mut evicted = self.trim(now);
         if frame.len() > MAX_BYTES {
-            return;
+            return evicted;
         }
         while self.bytes + frame.len() > MAX_BYTES || self.frames.len() >= MAX_FRAMES {
             let Some((old, _)) = self.frames.pop_front() else { break };
             self.bytes -= old.len();
+            evicted.0.push(old);
         }
         self.bytes += frame.len();
         self.frames.push_back((frame.clone(), now));
+        evicted
     }
 
-    /// Drops the buffers kept longer than [`MAX_AGE`] ago: a node that stopped receiving large
-    /// frames gives their memory back.
-    pub(crate) fn trim(&mut self, now: Instant) {
+    /// Gives up the buffers kept longer than [`MAX_AGE`] ago: a node that stopped receiving large
+    /// frames gives their memory back (once the caller drops what this returns, see `keep`).
+    #[must_use = "drop the evicted buffers after releasing the pool's lock"]
+    pub(crate) fn trim(&mut self, now: Instant) -> Evicted {
+        let mut evicted = Evicted::default();
         while let Some((old, _)) = self.frames.front().filter(|(_, at)| now.saturating_duration_since(*at) > MAX_AGE) {
             self.bytes -= old.len();
-            self.frames.pop_front();
+            if let Some((old, _)) = self.frames.pop_front() {
+                evicted.0.push(old);
+            }
         }
+        evicted
     }
 
     /// Bytes the pool holds (buffers still used by actors included).
@@ -96,7 +111,7 @@ mod tests {
         let now = Instant::now();
         let first = frame(100_000);
         let address = first.as_ptr();
-        pool.keep(&first, now);
+        let _ = pool.keep(&first, now);
         // Still held by an actor: not handed out.
         let other = pool.take(100_000);
         assert_ne!(other.as_ptr(), address);
@@ -110,7 +125,7 @@ mod tests {
     #[test]
     fn a_buffer_too_small_is_not_handed_out() {
         let mut pool = FramePool::default();
-        pool.keep(&frame(70_000), Instant::now());
+        let _ = pool.keep(&frame(70_000), Instant::now());
         assert!(pool.take(200_000).capacity() >= 200_000);
         assert_eq!(pool.bytes(), 70_000, "the small buffer stays for a smaller frame");
     }
@@ -120,16 +135,17 @@ mod tests {
         let mut pool = FramePool::default();
         let now = Instant::now();
         let big = MAX_BYTES / 8;
-        for _ in 0..100 {
-            pool.keep(&frame(big), now);
+        for i in 0..100 {
+            let evicted = pool.keep(&frame(big), now);
             assert!(pool.bytes() <= MAX_BYTES);
+            assert_eq!(evicted.0.len(), usize::from(i >= 8), "each frame past the eighth evicts one");
         }
         assert_eq!(pool.bytes(), MAX_BYTES);
-        pool.keep(&frame(MAX_BYTES + 1), now);
+        let _ = pool.keep(&frame(MAX_BYTES + 1), now);
         assert_eq!(pool.bytes(), MAX_BYTES, "a frame larger than the pool is not kept");
         let mut pool = FramePool::default();
         for _ in 0..(MAX_FRAMES + 50) {
-            pool.keep(&frame(64 * 1024), now);
+            let _ = pool.keep(&frame(64 * 1024), now);
         }
         assert_eq!(pool.frames.len(), MAX_FRAMES);
         assert_eq!(pool.bytes(), MAX_FRAMES * 64 * 1024);
@@ -139,11 +155,12 @@ mod tests {
     fn buffers_nobody_reused_are_given_back() {
         let mut pool = FramePool::default();
         let start = Instant::now();
-        pool.keep(&frame(100_000), start);
-        pool.keep(&frame(100_000), start + MAX_AGE / 2);
-        pool.trim(start + MAX_AGE + Duration::from_millis(1));
+        let _ = pool.keep(&frame(100_000), start);
+        let _ = pool.keep(&frame(100_000), start + MAX_AGE / 2);
+        let aged = pool.trim(start + MAX_AGE + Duration::from_millis(1));
         assert_eq!(pool.bytes(), 100_000, "only the older buffer has aged out");
-        pool.trim(start + 2 * MAX_AGE);
+        assert_eq!(aged.0.iter().map(Bytes::len).sum::<usize>(), 100_000, "and is handed back to be freed");
+        let _ = pool.trim(start + 2 * MAX_AGE);
         assert_eq!(pool.bytes(), 0);
     }
 }
