@@ -169,6 +169,15 @@ pub(crate) struct NodeShared {
     pub(crate) probes: Mutex<crate::probe::Probes>,
 }
 
+/// How a peer went away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// Its connections failed, or it came back as a new incarnation.
+    Lost,
+    /// It said goodbye.
+    Left,
+}
+
 impl NodeShared {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -997,7 +1006,7 @@ impl NodeShared {
                     let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
                 }
             }
-            Control::Goodbye => self.peer_down(peer, "left the cluster"),
+            Control::Goodbye => self.peer_gone(peer, "left the cluster", Departure::Left),
             Control::AckFloor { next } => peer.acks.advance_to(next),
             Control::Overlay { payload } => {
                 self.tell_membership(DriverInput::Overlay { from: troupe_overlay::PeerId(peer.id.0), payload });
@@ -1177,6 +1186,12 @@ impl NodeShared {
 
     /// Marks a peer down: stops its lanes, fails what waits on it, tells watchers and user code.
     pub(crate) fn peer_down(&self, peer: &Arc<Peer>, why: &str) {
+        self.peer_gone(peer, why, Departure::Lost);
+    }
+
+    /// [`peer_down`](Self::peer_down), saying whether the peer told us it left (then nobody is
+    /// asked whether they still reach it before the cluster is told).
+    fn peer_gone(&self, peer: &Arc<Peer>, why: &str, departure: Departure) {
         if peer.down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1190,9 +1205,14 @@ impl NodeShared {
         self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
         // Nodes that reach it only through the overlay (relayed, or over connections since
         // released) learn of it from us: a failure notice to every node, unless other peers
-        // still reach it (see `probe`).
+        // still reach it (see `probe`; a node that said goodbye may still answer while it
+        // flushes its last frames, so it is not probed).
         self.helper_lost(peer.id);
-        self.tell_membership(DriverInput::NodeLost(peer.id, peer.addrs.clone()));
+        let probe = match departure {
+            Departure::Lost => Some(peer.addrs.clone()),
+            Departure::Left => None,
+        };
+        self.tell_membership(DriverInput::NodeLost(peer.id, probe));
     }
 
     /// What follows from the loss of node `id`, however we learned of it: its actors' proxies

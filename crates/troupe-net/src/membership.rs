@@ -72,8 +72,9 @@ pub(crate) enum DriverInput {
     /// [`NODE_LOST_TOPIC`]), so those that reach it only through the overlay hear of it too;
     /// after a random pause of up to [`NOTICE_JITTER`], only if nobody else reported it
     /// meanwhile (its other neighbours usually notice at the same moment), and only if no peer
-    /// asked still hears from it (an indirect probe, see `probe`), at its listen addresses.
-    NodeLost(NodeId, Vec<std::net::SocketAddr>),
+    /// asked still hears from it (an indirect probe, see `probe`; the addresses are its listen
+    /// addresses, `None` when it said goodbye and is not probed).
+    NodeLost(NodeId, Option<Vec<std::net::SocketAddr>>),
     /// The pause of a [`DriverInput::NodeLost`] is over.
     ReportLoss(NodeId),
     /// A frame for a node that is not connected: pick the next hop.
@@ -284,8 +285,13 @@ impl<M: Membership> Driver<M> {
                     tokio::time::sleep(pause).await;
                     let Some(shared) = me.upgrade() else { return };
                     // Reported already, or still reached by another peer: nothing to tell.
-                    if shared.loss_reported(node) || shared.reached_by_others(node, &addrs).await {
+                    if shared.loss_reported(node) {
                         return;
+                    }
+                    if let Some(addrs) = &addrs {
+                        if shared.reached_by_others(node, addrs).await {
+                            return;
+                        }
                     }
                     // Connected again meanwhile (it came back while we probed): not lost.
                     if shared.peer(node).is_some_and(|p| p.is_working()) {

@@ -251,8 +251,12 @@ impl NodeShared {
         }
     }
 
-    /// Serves a connection dialled for a probe ([`ConnPurpose::PROBE`]): one Pong, then close.
+    /// Serves a connection dialled for a probe ([`ConnPurpose::PROBE`]): one Pong, then close;
+    /// no Pong from a node that is shutting down (it is leaving, whatever it still answers).
     pub(crate) async fn answer_probe_connection(&self, opened: Opened, from: SocketAddr) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         let mut pong = Vec::with_capacity(HEADER_LEN);
         if encode_frame(&mut pong, FrameKind::Pong, 0, 0, &[], 0).is_err() {
             return; // an empty payload always fits

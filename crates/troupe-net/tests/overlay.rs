@@ -462,6 +462,27 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     }
 }
 
+/// A node that says goodbye is reported without a probe: it may still answer one while it
+/// flushes its last frames, which must not keep its departure from the nodes that reach it only
+/// through the overlay. Same line as above; c leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_says_goodbye_is_reported_without_a_probe() {
+    let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
+    let c = Node::start(line("c", &[])).await.unwrap();
+    let b = Node::start(line("b", &[&c])).await.unwrap();
+    let a = Node::start(line("a", &[&b])).await.unwrap();
+    wait_until("the line never formed", || connected(&a, "b") && connected(&b, "c")).await;
+    let (_counter, _from_a, exit) = counter_watched_from(&c, &a).await;
+
+    c.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c left").unwrap();
+    wait_until("b never reported c's departure", || b.stats().failure_notices_sent == 1).await;
+    assert_eq!(b.stats().failure_notices_withheld, 0, "b probed a node that said goodbye");
+    for node in [a, b] {
+        node.shutdown().await;
+    }
+}
+
 /// A node cut off from everyone is reported once: a and b lose c at the same moment, probe each
 /// other (neither hears from c), and the first to report it keeps the other quiet (its random
 /// pause, then the notice heard).
