@@ -264,6 +264,8 @@ impl Actor for Asker {
 /// One actor of Savina's Big.
 struct BigActor {
     index: usize,
+    /// The first index and the number of the actors it pings (all of them, in Savina's Big).
+    group: (usize, usize),
     peers: Arc<Vec<ActorRef<BigMsg>>>,
     rng: XorShift,
     left: u64,
@@ -281,10 +283,10 @@ impl Message for BigMsg {}
 
 impl BigActor {
     async fn ping_someone(&mut self) -> ActorResult {
-        let n = self.peers.len();
-        let mut target = self.rng.below(n as u64) as usize;
+        let (first, n) = self.group;
+        let mut target = first + self.rng.below(n as u64) as usize;
         if target == self.index {
-            target = (target + 1) % n;
+            target = first + (target - first + 1) % n;
         }
         self.left -= 1;
         self.peers[target].tell(BigMsg::Ping(self.index)).await?;
@@ -402,12 +404,20 @@ fn troupe_ask(workers: usize, n: u64) -> Latency {
     })
 }
 
-fn troupe_big(workers: usize, actors: usize, pings: u64) -> (Duration, u64) {
+/// Savina's Big, with the actors split into `groups` equal groups (the last takes the rest), each
+/// actor pinging only actors of its own group; one group is Savina's Big.
+fn troupe_big(workers: usize, actors: usize, pings: u64, groups: usize) -> (Duration, u64) {
+    let per_group = (actors / groups.max(1)).max(2);
+    let group_of = move |index: usize| {
+        let first = (index / per_group).min(groups.max(1) - 1) * per_group;
+        (first, if first + 2 * per_group > actors { actors - first } else { per_group })
+    };
     with_system(workers, async |system| {
         let refs: Vec<_> = (0..actors)
             .map(|index| {
                 system.spawn(BigActor {
                     index,
+                    group: group_of(index),
                     peers: Arc::new(Vec::new()),
                     rng: XorShift::new(index as u64),
                     left: 0,
@@ -596,7 +606,12 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         per_sec(msgs, elapsed)
     };
     let big_ours = |w: usize| {
-        let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings);
+        let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings, 1);
+        per_sec(msgs, elapsed)
+    };
+    // One group of actors per worker, each pinging only within its group.
+    let big_grouped = |w: usize| {
+        let (elapsed, msgs) = troupe_big(w, sizes.big_actors, sizes.big_pings, workers);
         per_sec(msgs, elapsed)
     };
     if wanted("big") {
@@ -610,11 +625,18 @@ pub fn run(sizes: Sizes, workers: usize, only: Option<&str>, mut on_line: impl F
         // The same for the tokio baseline, as context: how much the extra workers give plain tokio
         // tasks on this machine (1.28x from one to two on the project's 2-vCPU VMs).
         let (base_all, base_one) = paired_medians(runs, || big_base(workers), || big_base(1));
+        // And troupe's scaling when the actors that talk to each other are few enough to share a
+        // core (what ActOp's partitioning arranges between nodes): Big in one group per worker.
+        // Savina's Big sends every ping to a uniformly random actor, so on two workers half of
+        // its messages go to an actor whose state is in the other core's cache.
+        let (grouped_all, grouped_one) = paired_medians(runs, || big_grouped(workers), || big_grouped(1));
         let mut line = BenchLine::new("local", "cores", "ratio", ours_all / ours_one, None)
             .with("workers", workers)
             .with("all_workers_msg_s", ours_all)
             .with("one_worker_msg_s", ours_one)
-            .with("baseline_all_vs_one", base_all / base_one);
+            .with("baseline_all_vs_one", base_all / base_one)
+            .with("grouped_all_vs_one", grouped_all / grouped_one)
+            .with("grouped_all_workers_msg_s", grouped_all);
         if let Some(ns) = core_to_core_roundtrip_ns() {
             line = line.with("core_to_core_roundtrip_ns", ns);
         }
