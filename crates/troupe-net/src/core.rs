@@ -1025,7 +1025,12 @@ impl NodeShared {
                     let _ = tx.send(payload);
                 }
             }
-            Control::Probe { request, node, addrs } => {
+            Control::Probe { request, node } => {
+                if let Some(me) = self.me.upgrade() {
+                    me.on_probe(peer.id, request, NodeId(node), &[]);
+                }
+            }
+            Control::ProbeAt { request, node, addrs } => {
                 if let Some(me) = self.me.upgrade() {
                     me.on_probe(peer.id, request, NodeId(node), &addrs);
                 }
@@ -1446,12 +1451,29 @@ impl NodeShared {
         });
     }
 
-    /// Records where a node answered a probe dial (its handshake's own account), so messages
-    /// for it can go over a connection of their own.
-    pub(crate) fn remember_info(&self, info: NodeInfo) {
+    /// The listen addresses this node knows for node `id` (from its handshake or the overlay).
+    pub(crate) fn known_addrs(&self, id: NodeId) -> Vec<SocketAddr> {
+        let from_peer = self.peer(id).map(|p| p.addrs.clone()).unwrap_or_default();
+        if !from_peer.is_empty() {
+            return from_peer;
+        }
+        self.directory
+            .read()
+            .get(&id)
+            .map(|i| i.listen.iter().filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A node this node vouched for after a probe dial (see `probe`): connected to for real, so
+    /// it is reached through this node and watched by its failure detection. Not if its loss was
+    /// reported meanwhile (the report stands; a connection would only race it).
+    pub(crate) fn connect_vouched(&self, info: NodeInfo) {
         let id = NodeId(info.incarnation);
-        if id != self.id {
-            self.directory.write().entry(id).or_insert(info);
+        if id == self.id || self.loss_reported(id) {
+            return;
+        }
+        if self.peer(id).is_none() {
+            self.ensure_peer(&info, None);
         }
     }
 

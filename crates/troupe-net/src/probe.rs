@@ -4,20 +4,25 @@
 //! a partition between two nodes only) would get a live node declared dead on every node that
 //! reaches it only through the overlay.
 //!
-//! The asker sends [`Control::Probe`] to at most [`PROBE_HELPERS`] peers it is connected to, with
-//! the lost node's listen addresses. A helper answers [`Control::ProbeReply`] with whether it
+//! The asker sends [`Control::ProbeAt`] to at most [`PROBE_HELPERS`] peers it is connected to,
+//! with the lost node's listen addresses. A helper answers [`Control::ProbeReply`] with whether it
 //! heard from the node within [`PING_WAIT_MAX`]:
 //! - over the working connection it has to the node, if any: it pings it and waits for the Pong
 //!   (at most its own ping timeout, if shorter);
 //! - else, unless it is configured to reach other nodes only through the overlay
-//!   (`reach = "relay"`), it dials the node for the probe alone ([`ConnPurpose::PROBE`]): a handshake, which
-//!   proves the node's identity and incarnation, then one Pong frame from the node, and the
-//!   connection closes. No peer is created on either side, so a dial that fails is only a "not
-//!   heard", never the helper's own loss of the node with all its consequences. With partial
-//!   views (HyParView), a helper is usually not connected to the node, so this is the case that
-//!   matters there. A node that answers is remembered at the address it answered on, so the
-//!   helper's own messages for it take a connection of their own from then on (what it vouched
-//!   for is that they get through).
+//!   (`reach = "relay"`), it dials the node for the probe alone ([`ConnPurpose::PROBE`]), at the
+//!   addresses its own directory has for it (the asker's only if it has none), all at once: a
+//!   handshake, which proves the node's identity and incarnation, then one Pong frame from the
+//!   node, and the connection closes. No peer is created for the probe, so a dial that fails is
+//!   only a "not heard", never the helper's own loss of the node with all its consequences.
+//!   A node that answers is then connected to for real, at the address it answered on: the
+//!   helper vouches that the node is reachable, so it becomes a way to reach it (nodes that
+//!   relay through the overlay get through it) and watches it (if the node dies later, the
+//!   helper's own failure detection reports it). With partial views (HyParView), a helper is
+//!   usually not connected to the node, so this is the case that matters there.
+//!
+//! A node of protocol version 1 does not know `ProbeAt` (it does not answer: "not heard") and
+//! takes a probe connection for an ordinary one (the handshake alone then counts as the answer).
 //!
 //! The price is latency: a real loss is reported up to [`PING_WAIT_MAX`] plus half a second later
 //! than without probes.
@@ -96,7 +101,7 @@ impl NodeShared {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));
             requests.push(request);
-            let probe = Control::Probe { request, node: node.0, addrs: addrs.clone() };
+            let probe = Control::ProbeAt { request, node: node.0, addrs: addrs.clone() };
             if !self.send_control(helper.id, &probe) {
                 self.probes.lock().waiting.remove(&request); // gone meanwhile: no answer coming
             }
@@ -133,8 +138,8 @@ impl NodeShared {
         self.probes.lock().waiting.retain(|_, (helper, _)| *helper != gone);
     }
 
-    /// Peer `asker` asks whether this node hears from `node` (listening at `addrs`): pings or
-    /// dials it and answers.
+    /// Peer `asker` asks whether this node hears from `node` (listening at `addrs`, as far as
+    /// the asker knows): pings or dials it and answers.
     pub(crate) fn on_probe(self: &Arc<Self>, asker: NodeId, request: u64, node: NodeId, addrs: &[String]) {
         let addrs: Vec<SocketAddr> = addrs.iter().take(PROBE_ADDRS).filter_map(|a| a.parse().ok()).collect();
         {
@@ -200,38 +205,60 @@ impl NodeShared {
         false
     }
 
-    /// Dials `node` at each of `addrs` in turn, within [`PING_WAIT_MAX`] in all, until one
-    /// answers a probe connection as this incarnation of the node; then remembers where it
-    /// answered, so this node's messages for it go there rather than along the overlay.
-    async fn answers_probe_dial(&self, node: NodeId, addrs: &[SocketAddr]) -> bool {
-        if addrs.is_empty() || self.faults.is_partitioned(node) {
+    /// Dials `node` for a probe at the addresses this node knows for it, or else at `offered`
+    /// (the asker's), all at once, within [`PING_WAIT_MAX`]; if one answers as this incarnation
+    /// of the node, connects to it for real (see the module docs).
+    async fn answers_probe_dial(&self, node: NodeId, offered: &[SocketAddr]) -> bool {
+        if self.faults.is_partitioned(node) {
             return false;
         }
-        let dials = async {
-            for &addr in addrs {
-                match self.probe_dial(node, addr).await {
-                    Ok(info) => {
-                        self.remember_info(info);
-                        return true;
+        let Some(me) = self.me.upgrade() else { return false };
+        let mut addrs = self.known_addrs(node);
+        if addrs.is_empty() {
+            addrs = offered.to_vec();
+        }
+        // All at once: an address that silently drops the dial must not use up the time the
+        // others need (the JoinSet aborts the rest when it is dropped).
+        let mut dials = tokio::task::JoinSet::new();
+        for addr in addrs.into_iter().take(PROBE_ADDRS) {
+            let me = Arc::clone(&me);
+            dials.spawn(async move { (addr, me.probe_dial(node, addr).await) });
+        }
+        let answered = tokio::time::timeout(PING_WAIT_MAX, async {
+            while let Some(done) = dials.join_next().await {
+                match done {
+                    Ok((addr, Ok(info))) => return Some((addr, info)),
+                    Ok((addr, Err(why))) => {
+                        tracing::debug!(node = %self.settings.name, probed = %node, %addr, %why, "probe dial not answered");
                     }
-                    Err(why) => {
-                        tracing::debug!(node = %self.settings.name, probed = %node, %addr, %why, "probe dial not answered")
-                    }
+                    Err(_) => {} // the dial task panicked or was aborted: no answer from it
                 }
             }
-            false
-        };
-        tokio::time::timeout(PING_WAIT_MAX, dials).await.unwrap_or(false)
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((addr, mut info)) = answered else { return false };
+        // Where it answered first, then what it says of itself.
+        let at = addr.to_string();
+        info.listen.retain(|a| *a != at);
+        info.listen.insert(0, at);
+        self.connect_vouched(info);
+        true
     }
 
     /// One probe dial: the handshake must name `node`'s incarnation, and the first frame after
-    /// it must be a Pong.
-    /// Returns the node's account of itself from the handshake.
+    /// it must be a Pong (from a node of protocol version 2; for version 1 the handshake is the
+    /// answer). Returns the node's account of itself from the handshake.
     async fn probe_dial(&self, node: NodeId, addr: SocketAddr) -> Result<NodeInfo, String> {
         let Opened { mut reader, established, leftover, .. } =
             self.dial(addr, ConnPurpose::PROBE).await.map_err(|e| e.to_string())?;
         if established.peer.incarnation != node.0 {
             return Err(format!("another incarnation ({}) listens there", NodeId(established.peer.incarnation)));
+        }
+        if established.version < 2 {
+            return Ok(established.peer);
         }
         let decoder = FrameDecoder::new(0);
         let mut buf = leftover;
@@ -305,24 +332,28 @@ mod tests {
     }
 
     /// A probe connection gets its Pong from the node it names and leaves no peer on either side;
-    /// it fails for another incarnation at that address and where nobody listens.
+    /// it fails for another incarnation at that address and where nobody listens. A probe that
+    /// hears the node (at whichever address answers) then connects to it for real.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_probe_dial_hears_the_named_incarnation_and_leaves_no_peer() {
         let x = Node::start(config("x")).await.expect("x");
         let y = Node::start(config("y")).await.expect("y");
         let at = y.local_addr();
         x.shared().probe_dial(y.id(), at).await.expect("y answers a probe dial");
-        assert!(x.shared().answers_probe_dial(y.id(), &[at]).await);
-
         let other = NodeId(y.id().0 ^ 1);
         let refused = x.shared().probe_dial(other, at).await.expect_err("y is not that incarnation");
         assert!(refused.contains("another incarnation"), "{refused}");
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
         assert!(!x.shared().answers_probe_dial(y.id(), &[closed]).await, "nobody listens there");
-        assert!(x.shared().answers_probe_dial(y.id(), &[closed, at]).await, "the second address answers");
-
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(x.peers().is_empty() && y.peers().is_empty(), "a probe dial made a peer");
+
+        assert!(x.shared().answers_probe_dial(y.id(), &[closed, at]).await, "the second address answers");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !x.peers().iter().any(|p| p.name == "y" && p.up) {
+            assert!(Instant::now() < deadline, "x never connected to the node it vouched for");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         x.shutdown().await;
         y.shutdown().await;
     }

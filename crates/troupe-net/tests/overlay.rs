@@ -433,31 +433,37 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
 }
 
 /// A helper that has no connection of its own to the lost node dials it for the probe (as with
-/// HyParView's partial views, where a node's neighbours are rarely each other's): a, b and c on
-/// a static line a - b - c, a reaching c only by relay through b (it does not know c's address).
-/// b loses c and asks a; a dials c (a probe connection, no peer made), hears it, and b withholds
-/// its notice, so a's watch on c's actor does not fire; and a, which now knows where c answered,
-/// reaches c over a connection of its own. Without the probe dial, a would answer "not heard".
+/// HyParView's partial views, where a node's neighbours are rarely each other's): on a static line
+/// d - a - b - c, a reaches c only by relay through b (it does not know c's address) and d, set
+/// to reach every node through the overlay, only through a and b. b loses c and asks a; a dials
+/// c (a probe connection), hears it, and b withholds its notice, so d's watch on c's actor does
+/// not fire; and a, having vouched for c, connects to it, so d's relayed ask gets through a.
+/// Without the probe dial, a would answer "not heard" and d would be told c is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
     let c = Node::start(line("c", &[])).await.unwrap();
     let b = Node::start(line("b", &[&c])).await.unwrap();
     let a = Node::start(line("a", &[&b])).await.unwrap();
-    wait_until("the line never formed", || connected(&a, "b") && connected(&b, "c")).await;
-    let (_counter, from_a, exit) = counter_watched_from(&c, &a).await;
-    assert!(!connected(&a, "c") && !connected(&c, "a"), "a must reach c only through b");
+    let mut relayed = line("d", &[&a]);
+    relayed.reach = Reach::Relay;
+    let d = Node::start(relayed).await.unwrap();
+    wait_until("the line never formed", || connected(&d, "a") && connected(&a, "b") && connected(&b, "c")).await;
+    let (_counter, from_d, exit) = counter_watched_from(&c, &d).await;
+    assert!(!connected(&a, "c") && !connected(&d, "c"), "a and d must reach c only through b");
 
     b.partition(c.id(), true);
     c.partition(b.id(), true);
     wait_until("b never probed its loss of c", || b.stats().failure_notices_withheld > 0).await;
+    wait_until("a never connected to the node it vouched for", || connected(&a, "c")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(b.stats().failure_notices_sent, 0, "b reported a node a still reaches");
-    assert!(!exit.is_finished(), "a's watch on c's actor fired while c lives");
-    assert!(!connected(&a, "c") && !connected(&c, "a"), "the probe dial left a connection behind");
-    assert_eq!(from_a.ask(CounterMsg::Get).await.expect("c still answers a"), 0);
-    assert!(connected(&a, "c"), "a's ask did not take a connection of its own");
-    for node in [a, b, c] {
+    for node in [&a, &b, &d] {
+        assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node a still reaches", node.name());
+    }
+    assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
+    assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d, through a"), 0);
+    assert!(!connected(&d, "c"), "d reached c without the overlay");
+    for node in [a, b, c, d] {
         node.shutdown().await;
     }
 }

@@ -147,11 +147,6 @@ pub enum Control {
         request: u64,
         /// The node in question (incarnation id).
         node: u64,
-        /// Its listen addresses as the sender knows them: a receiver without a connection of
-        /// its own to the node dials one of them for the probe (see [`ConnPurpose::PROBE`]).
-        ///
-        /// [`ConnPurpose::PROBE`]: crate::ConnPurpose::PROBE
-        addrs: Vec<String>,
     },
     /// Answer to a [`Control::Probe`].
     ProbeReply {
@@ -159,6 +154,20 @@ pub enum Control {
         request: u64,
         /// Whether the receiver heard from the node while probing it.
         reachable: bool,
+    },
+    /// A [`Control::Probe`] with the node's listen addresses as the sender knows them, for a
+    /// receiver that does not know them itself: without a connection of its own to the node, it
+    /// dials one for the probe (see [`ConnPurpose::PROBE`]). Protocol version 2; a node of
+    /// version 1 cannot decode it and does not answer, which the sender takes as "not heard".
+    ///
+    /// [`ConnPurpose::PROBE`]: crate::ConnPurpose::PROBE
+    ProbeAt {
+        /// Request id, echoed in the [`Control::ProbeReply`].
+        request: u64,
+        /// The node in question (incarnation id).
+        node: u64,
+        /// Its listen addresses (`host:port`).
+        addrs: Vec<String>,
     },
 }
 

@@ -103,6 +103,8 @@ impl ConnPurpose {
     /// A connection that only shows its acceptor is alive, for an indirect probe: after the
     /// handshake (which proves the acceptor's identity and incarnation) the acceptor sends one
     /// Pong frame and closes. It creates no peer on either side and carries nothing else.
+    /// Protocol version 2: an acceptor of version 1 serves it as a connection of an unknown
+    /// channel.
     pub const PROBE: ConnPurpose = ConnPurpose { channel: u16::MAX, lane: u16::MAX };
 }
 

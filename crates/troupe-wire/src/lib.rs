@@ -42,7 +42,12 @@ pub use handshake::{
 };
 
 /// The wire protocol version this build speaks (the highest it accepts).
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// - 1: everything up to indirect probes over existing connections.
+/// - 2: probe connections ([`ConnPurpose::PROBE`]) and [`Control::ProbeAt`]. A node of version 1
+///   treats a probe connection as any other and cannot decode a `ProbeAt`; the handshake settles
+///   on the highest version both speak, and a version-2 node adapts (see troupe-net's `probe`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest wire protocol version this build accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

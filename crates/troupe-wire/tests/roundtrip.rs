@@ -94,8 +94,9 @@ fn control() -> impl Strategy<Value = Control> {
             .prop_map(|(request, payload)| Control::ViewReply { request, payload }),
         (wire_actor_id(), wire_actor_id()).prop_map(|(target, from)| Control::Link { target, from }),
         (wire_actor_id(), wire_actor_id()).prop_map(|(target, from)| Control::Unlink { target, from }),
+        (any::<u64>(), any::<u64>()).prop_map(|(request, node)| Control::Probe { request, node }),
         (any::<u64>(), any::<u64>(), proptest::collection::vec(".{0,24}", 0..3))
-            .prop_map(|(request, node, addrs)| Control::Probe { request, node, addrs }),
+            .prop_map(|(request, node, addrs)| Control::ProbeAt { request, node, addrs }),
         (any::<u64>(), any::<bool>()).prop_map(|(request, reachable)| Control::ProbeReply { request, reachable }),
     ]
 }
@@ -258,7 +259,8 @@ fn every_control_variant_round_trips() {
         Control::ViewReply { request: 7, payload: vec![0; 3] },
         Control::Link { target: WireActorId { node: u64::MAX, serial: 3 }, from: WireActorId { node: 1, serial: 2 } },
         Control::Unlink { target: WireActorId { node: 1, serial: 2 }, from: WireActorId { node: u64::MAX, serial: 3 } },
-        Control::Probe { request: 3, node: u64::MAX, addrs: vec!["127.0.0.1:7000".into()] },
+        Control::Probe { request: 3, node: u64::MAX },
+        Control::ProbeAt { request: 4, node: 9, addrs: vec!["127.0.0.1:7000".into()] },
         Control::ProbeReply { request: 3, reachable: true },
         Control::ProbeReply { request: 4, reachable: false },
     ];
