@@ -500,6 +500,7 @@ impl NodeShared {
     /// when either side ends; says why.
     async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
+        peer.version.store(established.version, Ordering::Relaxed);
         let (reader, leftover) = match self.settings.link {
             // Everything read from here on, including what the handshake read ahead, crosses the emulated link.
             Some(link) => {

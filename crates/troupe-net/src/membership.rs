@@ -281,21 +281,28 @@ impl<M: Membership> Driver<M> {
                 let Some(shared) = self.shared.upgrade() else { return };
                 let pause = NOTICE_JITTER.mul_f64(rand::random::<f64>());
                 let me = self.shared.clone();
+                let Some(deciding) = shared.deciding_loss(node) else { return };
                 shared.runtime.spawn(async move {
+                    let _deciding = deciding;
                     tokio::time::sleep(pause).await;
-                    let Some(shared) = me.upgrade() else { return };
-                    // Reported already, or still reached by another peer: nothing to tell.
-                    if shared.loss_reported(node) {
-                        return;
-                    }
-                    if let Some(addrs) = &addrs {
-                        if shared.reached_by_others(node, addrs).await {
+                    loop {
+                        let Some(shared) = me.upgrade() else { return };
+                        // Reported already, or connected again (it came back): nothing to tell.
+                        if shared.loss_reported(node) || shared.peer(node).is_some_and(|p| p.is_working()) {
                             return;
                         }
+                        let Some(addrs) = &addrs else { break };
+                        if !shared.reached_by_others(node, addrs).await {
+                            break;
+                        }
+                        // Still reached by another peer: not lost, but ask again later, since
+                        // that peer may not keep its connection (see `probe`).
+                        drop(shared);
+                        tokio::time::sleep(crate::probe::RECHECK).await;
                     }
-                    // Connected again meanwhile (it came back while we probed): not lost.
+                    let Some(shared) = me.upgrade() else { return };
                     if shared.peer(node).is_some_and(|p| p.is_working()) {
-                        return;
+                        return; // it came back while we probed
                     }
                     shared.tell_membership(DriverInput::ReportLoss(node));
                 });

@@ -38,6 +38,8 @@ pub(crate) struct Peer {
     pub(crate) announced: AtomicBool,
     /// Being closed on purpose: its lanes do not redial.
     pub(crate) releasing: AtomicBool,
+    /// The wire protocol version negotiated on its latest connection.
+    pub(crate) version: std::sync::atomic::AtomicU16,
 }
 
 impl Peer {
@@ -73,6 +75,7 @@ impl Peer {
             pongs: AtomicU64::new(0),
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
+            version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
         }
     }
 

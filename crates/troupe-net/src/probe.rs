@@ -4,25 +4,32 @@
 //! a partition between two nodes only) would get a live node declared dead on every node that
 //! reaches it only through the overlay.
 //!
-//! The asker sends [`Control::ProbeAt`] to at most [`PROBE_HELPERS`] peers it is connected to,
-//! with the lost node's listen addresses. A helper answers [`Control::ProbeReply`] with whether it
-//! heard from the node within [`PING_WAIT_MAX`]:
+//! The asker sends [`Control::ProbeAt`] (to a helper of protocol version 1, [`Control::Probe`],
+//! without them) to at most [`PROBE_HELPERS`] peers it is connected to, with the lost node's
+//! listen addresses. A helper answers [`Control::ProbeReply`] with whether it heard from the node
+//! within [`PING_WAIT_MAX`]:
 //! - over the working connection it has to the node, if any: it pings it and waits for the Pong
 //!   (at most its own ping timeout, if shorter);
 //! - else, unless it is configured to reach other nodes only through the overlay
 //!   (`reach = "relay"`), it dials the node for the probe alone ([`ConnPurpose::PROBE`]), at the
-//!   addresses its own directory has for it (the asker's only if it has none), all at once: a
-//!   handshake, which proves the node's identity and incarnation, then one Pong frame from the
-//!   node, and the connection closes. No peer is created for the probe, so a dial that fails is
-//!   only a "not heard", never the helper's own loss of the node with all its consequences.
-//!   A node that answers is then connected to for real, at the address it answered on: the
-//!   helper vouches that the node is reachable, so it becomes a way to reach it (nodes that
-//!   relay through the overlay get through it) and watches it (if the node dies later, the
-//!   helper's own failure detection reports it). With partial views (HyParView), a helper is
-//!   usually not connected to the node, so this is the case that matters there.
+//!   addresses it knows for it and the asker's, all at once: a handshake, which proves the
+//!   node's identity and incarnation, then one Pong frame from the node, and the connection
+//!   closes. No peer is created for the probe, so a dial that fails is only a "not heard", never
+//!   the helper's own loss of the node with all its consequences. A node that answers is then
+//!   connected to for real, at the address it answered on: the helper vouches that the node is
+//!   reachable, so it becomes a way to reach it (nodes that relay through the overlay get
+//!   through it) and watches it for as long as the connection lasts. With partial views
+//!   (HyParView), a helper is usually not connected to the node, so this is the case that
+//!   matters there.
 //!
-//! A node of protocol version 1 does not know `ProbeAt` (it does not answer: "not heard") and
-//! takes a probe connection for an ordinary one (the handshake alone then counts as the answer).
+//! An overlay may release a connection it did not ask for once idle, so a helper's word is not
+//! a promise to keep watching: the asker, while it has no connection of its own to the node,
+//! probes again every [`RECHECK`] until the node is back, reported by someone, or heard by nobody
+//! (then it reports it).
+//!
+//! A node of protocol version 1 answers only the probe without addresses, and takes a probe
+//! connection for an ordinary one (it makes a peer for it; the handshake alone then counts as the
+//! answer).
 //!
 //! The price is latency: a real loss is reported up to [`PING_WAIT_MAX`] plus half a second later
 //! than without probes.
@@ -53,6 +60,11 @@ pub(crate) const PROBE_HELPERS: usize = 3;
 /// settings, so every helper's answer arrives in time.
 const PING_WAIT_MAX: Duration = Duration::from_secs(1);
 
+/// How often a node that withheld a loss probes again while it has no connection to the node:
+/// the helpers that vouched may not stay connected to it (an overlay releases connections it did
+/// not ask for once idle), so the asker remains its failure detector.
+pub(crate) const RECHECK: Duration = Duration::from_secs(5);
+
 /// What the asker allows on top of [`PING_WAIT_MAX`] for the round trips to its helpers.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
@@ -79,6 +91,24 @@ pub(crate) struct Probes {
     waiting: HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
     /// Probes being answered now, per asker.
     answering: HashMap<NodeId, usize>,
+    /// Lost nodes this node is deciding about (probing, or probing again later): one decision
+    /// per node at a time, however often its connections fail meanwhile.
+    deciding: std::collections::HashSet<NodeId>,
+}
+
+/// The decision about one lost node under way (see [`NodeShared::deciding_loss`]); ends when
+/// dropped.
+pub(crate) struct Deciding {
+    shared: std::sync::Weak<NodeShared>,
+    node: NodeId,
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.probes.lock().deciding.remove(&self.node);
+        }
+    }
 }
 
 impl NodeShared {
@@ -101,7 +131,11 @@ impl NodeShared {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));
             requests.push(request);
-            let probe = Control::ProbeAt { request, node: node.0, addrs: addrs.clone() };
+            // A helper of protocol version 1 knows only the probe without addresses.
+            let probe = match helper.version.load(Ordering::Relaxed) {
+                1 => Control::Probe { request, node: node.0 },
+                _ => Control::ProbeAt { request, node: node.0, addrs: addrs.clone() },
+            };
             if !self.send_control(helper.id, &probe) {
                 self.probes.lock().waiting.remove(&request); // gone meanwhile: no answer coming
             }
@@ -131,6 +165,11 @@ impl NodeShared {
             tracing::info!(node = %self.settings.name, peer = %node, "lost a peer that others still reach; not reporting it");
         }
         reached
+    }
+
+    /// Starts deciding whether to report lost node `node`, unless that is under way already.
+    pub(crate) fn deciding_loss(self: &Arc<Self>, node: NodeId) -> Option<Deciding> {
+        self.probes.lock().deciding.insert(node).then(|| Deciding { shared: Arc::downgrade(self), node })
     }
 
     /// Peer `gone` is lost: the probes it was asked to answer get no answer from it.
@@ -205,20 +244,23 @@ impl NodeShared {
         false
     }
 
-    /// Dials `node` for a probe at the addresses this node knows for it, or else at `offered`
-    /// (the asker's), all at once, within [`PING_WAIT_MAX`]; if one answers as this incarnation
-    /// of the node, connects to it for real (see the module docs).
+    /// Dials `node` for a probe at the addresses this node knows for it and at `offered` (the
+    /// asker's), all at once, within [`PING_WAIT_MAX`]; if one answers as this incarnation of the
+    /// node, connects to it for real (see the module docs).
     async fn answers_probe_dial(&self, node: NodeId, offered: &[SocketAddr]) -> bool {
         if self.faults.is_partitioned(node) {
             return false;
         }
         let Some(me) = self.me.upgrade() else { return false };
+        // Its own first: the asker's are only as good as what the asker was told.
         let mut addrs = self.known_addrs(node);
-        if addrs.is_empty() {
-            addrs = offered.to_vec();
+        for addr in offered {
+            if !addrs.contains(addr) {
+                addrs.push(*addr);
+            }
         }
         // All at once: an address that silently drops the dial must not use up the time the
-        // others need (the JoinSet aborts the rest when it is dropped).
+        // others need.
         let mut dials = tokio::task::JoinSet::new();
         for addr in addrs.into_iter().take(PROBE_ADDRS) {
             let me = Arc::clone(&me);
@@ -239,6 +281,10 @@ impl NodeShared {
         .await
         .ok()
         .flatten();
+        // The dials still under way finish on their own (each within the dial and handshake
+        // timeouts) rather than being cut off mid-handshake, which the probed node would log as
+        // a rejected connection.
+        dials.detach_all();
         let Some((addr, mut info)) = answered else { return false };
         // Where it answered first, then what it says of itself.
         let at = addr.to_string();

@@ -463,6 +463,13 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
     assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d, through a"), 0);
     assert!(!connected(&d, "c"), "d reached c without the overlay");
+
+    // Now nobody reaches c: its loss is reported after all (by a, which loses the connection it
+    // made, or by b, probing again), and d's watch fires.
+    a.partition(c.id(), true);
+    c.partition(a.id(), true);
+    let reason = tokio::time::timeout(Duration::from_secs(15), exit).await.expect("d never heard c was lost");
+    assert_eq!(reason.expect("watch"), troupe_actor::ExitReason::NodeDown);
     for node in [a, b, c, d] {
         node.shutdown().await;
     }
