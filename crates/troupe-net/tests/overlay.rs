@@ -432,6 +432,21 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
     }
 }
 
+/// Four nodes on a static line d - a - b - c with fast failure detection; d reaches every node
+/// through the overlay (`reach = "relay"`), the others connect directly to nodes whose address
+/// they know.
+async fn static_line() -> (Node, Node, Node, Node) {
+    let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
+    let c = Node::start(line("c", &[])).await.unwrap();
+    let b = Node::start(line("b", &[&c])).await.unwrap();
+    let a = Node::start(line("a", &[&b])).await.unwrap();
+    let mut relayed = line("d", &[&a]);
+    relayed.reach = Reach::Relay;
+    let d = Node::start(relayed).await.unwrap();
+    wait_until("the line never formed", || connected(&d, "a") && connected(&a, "b") && connected(&b, "c")).await;
+    (d, a, b, c)
+}
+
 /// A helper that has no connection of its own to the lost node dials it for the probe (as with
 /// HyParView's partial views, where a node's neighbours are rarely each other's): on a static line
 /// d - a - b - c, a reaches c only by relay through b (it does not know c's address) and d, set
@@ -441,14 +456,7 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
 /// Without the probe dial, a would answer "not heard" and d would be told c is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
-    let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
-    let c = Node::start(line("c", &[])).await.unwrap();
-    let b = Node::start(line("b", &[&c])).await.unwrap();
-    let a = Node::start(line("a", &[&b])).await.unwrap();
-    let mut relayed = line("d", &[&a]);
-    relayed.reach = Reach::Relay;
-    let d = Node::start(relayed).await.unwrap();
-    wait_until("the line never formed", || connected(&d, "a") && connected(&a, "b") && connected(&b, "c")).await;
+    let (d, a, b, c) = static_line().await;
     let (_counter, from_d, exit) = counter_watched_from(&c, &d).await;
     assert!(!connected(&a, "c") && !connected(&d, "c"), "a and d must reach c only through b");
 
@@ -477,21 +485,17 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
 
 /// A node that says goodbye is reported without a probe: it may still answer one while it
 /// flushes its last frames, which must not keep its departure from the nodes that reach it only
-/// through the overlay. Same line as above; c leaves.
+/// through the overlay. The same line; c leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_says_goodbye_is_reported_without_a_probe() {
-    let line = |name: &str, seeds: &[&Node]| fast_failure_detection(config(name, OverlayKind::Static, seeds));
-    let c = Node::start(line("c", &[])).await.unwrap();
-    let b = Node::start(line("b", &[&c])).await.unwrap();
-    let a = Node::start(line("a", &[&b])).await.unwrap();
-    wait_until("the line never formed", || connected(&a, "b") && connected(&b, "c")).await;
-    let (_counter, _from_a, exit) = counter_watched_from(&c, &a).await;
+    let (d, a, b, c) = static_line().await;
+    let (_counter, _from_d, exit) = counter_watched_from(&c, &d).await;
 
     c.shutdown().await;
-    tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c left").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), exit).await.expect("d never heard c left").unwrap();
     wait_until("b never reported c's departure", || b.stats().failure_notices_sent == 1).await;
     assert_eq!(b.stats().failure_notices_withheld, 0, "b probed a node that said goodbye");
-    for node in [a, b] {
+    for node in [a, b, d] {
         node.shutdown().await;
     }
 }
