@@ -91,20 +91,45 @@ pub(crate) struct Probes {
     waiting: HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
     /// Probes being answered now, per asker.
     answering: HashMap<NodeId, usize>,
-    /// Lost nodes this node is deciding about (probing, or probing again later): one decision
-    /// per node at a time, however often its connections fail meanwhile.
-    deciding: std::collections::HashSet<NodeId>,
+    /// Lost nodes this node is deciding about (probing, or probing again later), each with
+    /// whether it was lost again meanwhile: one decision per node at a time, however often its
+    /// connections fail, and a decision that finds the node back looks again if it was.
+    deciding: HashMap<NodeId, bool>,
 }
 
 /// The decision about one lost node under way (see [`NodeShared::deciding_loss`]); ends when
-/// dropped.
+/// dropped, or when [`Deciding::lost_again`] says so.
 pub(crate) struct Deciding {
     shared: std::sync::Weak<NodeShared>,
     node: NodeId,
+    ended: bool,
+}
+
+impl Deciding {
+    /// The decision found the node back: true if it was lost again meanwhile (decide again),
+    /// else the decision ends here, atomically with that check.
+    pub(crate) fn lost_again(&mut self) -> bool {
+        let Some(shared) = self.shared.upgrade() else { return false };
+        let mut probes = shared.probes.lock();
+        match probes.deciding.get_mut(&self.node) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                probes.deciding.remove(&self.node);
+                self.ended = true;
+                false
+            }
+        }
+    }
 }
 
 impl Drop for Deciding {
     fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
         if let Some(shared) = self.shared.upgrade() {
             shared.probes.lock().deciding.remove(&self.node);
         }
@@ -167,9 +192,20 @@ impl NodeShared {
         reached
     }
 
-    /// Starts deciding whether to report lost node `node`, unless that is under way already.
+    /// Starts deciding whether to report lost node `node`, unless that is under way already
+    /// (then the decision under way hears that the node was lost again).
     pub(crate) fn deciding_loss(self: &Arc<Self>, node: NodeId) -> Option<Deciding> {
-        self.probes.lock().deciding.insert(node).then(|| Deciding { shared: Arc::downgrade(self), node })
+        let mut probes = self.probes.lock();
+        match probes.deciding.get_mut(&node) {
+            Some(again) => {
+                *again = true;
+                None
+            }
+            None => {
+                probes.deciding.insert(node, false);
+                Some(Deciding { shared: Arc::downgrade(self), node, ended: false })
+            }
+        }
     }
 
     /// Peer `gone` is lost: the probes it was asked to answer get no answer from it.
@@ -375,6 +411,24 @@ mod tests {
             secret: Some("a probe test secret, long enough".into()),
             ..NodeConfig::default()
         }
+    }
+
+    /// One decision per lost node: a second loss during it is noted, not decided in parallel, and
+    /// a decision that finds the node back looks again if so; once ended, a loss starts a new one.
+    #[tokio::test]
+    async fn a_loss_during_a_decision_is_decided_by_it() {
+        let x = Node::start(config("x")).await.expect("x");
+        let lost = NodeId(42);
+        let mut first = x.shared().deciding_loss(lost).expect("the first loss starts a decision");
+        assert!(x.shared().deciding_loss(lost).is_none(), "no second decision in parallel");
+        assert!(first.lost_again(), "the decision hears of the second loss");
+        assert!(!first.lost_again(), "and ends once nothing new happened");
+        let second = x.shared().deciding_loss(lost).expect("a loss after it starts a new decision");
+        drop(first); // the ended decision's guard leaves the new one alone
+        assert!(x.shared().deciding_loss(lost).is_none(), "the new decision is still under way");
+        drop(second);
+        assert!(x.shared().deciding_loss(lost).is_some(), "dropping a decision ends it");
+        x.shutdown().await;
     }
 
     /// A probe connection gets its Pong from the node it names and leaves no peer on either side;
