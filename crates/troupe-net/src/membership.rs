@@ -293,6 +293,7 @@ impl<M: Membership> Driver<M> {
                 };
                 shared.runtime.spawn(async move {
                     let mut deciding = deciding;
+                    let mut vouched = false;
                     tokio::time::sleep(pause).await;
                     loop {
                         let Some(shared) = me.upgrade() else { return };
@@ -308,7 +309,8 @@ impl<M: Membership> Driver<M> {
                             continue;
                         }
                         if let Some(addrs) = &addrs {
-                            if shared.reached_by_others(node, addrs).await {
+                            if shared.reached_by_others(node, addrs, vouched).await {
+                                vouched = true;
                                 // Still reached by another peer, which may not keep its
                                 // connection (see `probe`): ask again later.
                                 drop(shared);

@@ -140,7 +140,8 @@ impl NodeShared {
     /// This node lost its connection to `node`: true if another peer still hears from it, in
     /// which case the loss is not reported (counted in `failure_notices_withheld`).
     /// `addrs` are its listen addresses, for helpers that are not connected to it.
-    pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr]) -> bool {
+    /// `again`: an earlier probe of this loss found it reached already.
+    pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr], again: bool) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
             let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
@@ -186,8 +187,14 @@ impl NodeShared {
             }
         }
         if reached {
-            self.counters.failure_notices_withheld.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(node = %self.settings.name, peer = %node, "lost a peer that others still reach; not reporting it");
+            // Counted once per decision, and logged once: the asker probes again every RECHECK
+            // while the link stays broken.
+            if !again {
+                self.counters.failure_notices_withheld.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(node = %self.settings.name, peer = %node, "lost a peer that others still reach; not reporting it");
+            } else {
+                tracing::debug!(node = %self.settings.name, peer = %node, "others still reach a lost peer");
+            }
         }
         reached
     }
