@@ -483,6 +483,78 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     }
 }
 
+/// HyParView with small views: one broken link between two neighbours gets neither reported
+/// lost. Each asks its other neighbours, which are usually not connected to the other node (the
+/// case probe dials exist for), and they dial it; no node sends a failure notice, and the other
+/// nodes' watches on both ends' actors hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyparview_does_not_report_the_ends_of_a_broken_link() {
+    let quick = |name: &str, seeds: &[&Node]| {
+        let mut c = fast_failure_detection(config(name, OverlayKind::Hyparview, seeds));
+        c.hyparview.active_max = 3;
+        c.hyparview.active_min = 1;
+        c.release_idle_ms = 300;
+        c
+    };
+    let mut nodes = Vec::new();
+    for attempt in 1..=3 {
+        nodes = vec![Node::start(quick("n0", &[])).await.unwrap()];
+        for i in 1..6 {
+            let seed = nodes[0].clone();
+            nodes.push(Node::start(quick(&format!("n{i}"), &[&seed])).await.unwrap());
+        }
+        if converges(&nodes, false, Duration::from_secs(10)).await {
+            break;
+        }
+        assert!(attempt < 3, "the overlay did not converge in three attempts");
+        for node in nodes.drain(..) {
+            node.shutdown().await;
+        }
+    }
+    let x = nodes[0].clone();
+    let state = x.overlay_state().await.expect("an overlay runs");
+    let y_id = state.views.active.first().expect("n0 has a neighbour").id.0;
+    let y = nodes.iter().find(|n| n.id().0 == y_id).expect("the neighbour is one of the nodes").clone();
+    let mut watches = Vec::new();
+    for end in [&x, &y] {
+        let counter = end.system().spawn(Counter(0));
+        end.register("watched", &counter).expect("register");
+        // The two ends lose each other themselves: their own watches on each other fire.
+        for from in nodes.iter().filter(|n| n.id() != x.id() && n.id() != y.id()) {
+            // Only a failure notice (or the node's own loss of the actor's node) ends these:
+            // the actors never stop.
+            let watched = from.actor_ref::<CounterMsg>(counter.id()).untyped();
+            watches.push(tokio::spawn(async move { watched.wait_for_exit().await }));
+        }
+    }
+
+    // The connections the watches opened go once idle, so the other nodes are connected to the
+    // two ends only where the overlay wants it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    x.partition(y.id(), true);
+    y.partition(x.id(), true);
+    wait_until("neither end probed its loss of the other", || {
+        x.stats().failure_notices_withheld + y.stats().failure_notices_withheld > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for node in &nodes {
+        assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node others still reach", node.name());
+    }
+    for watch in watches.iter_mut() {
+        if watch.is_finished() {
+            let reason = watch.await;
+            panic!("a watch fired while both ends of the broken link live: {reason:?}");
+        }
+    }
+    for watch in watches {
+        watch.abort();
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A node that says goodbye is reported without a probe: it may still answer one while it
 /// flushes its last frames, which must not keep its departure from the nodes that reach it only
 /// through the overlay. The same line; c leaves.
