@@ -27,7 +27,6 @@ use troupe_overlay::{
 use troupe_wire::Control;
 
 use crate::core::NodeShared;
-use crate::probe::Deciding;
 use crate::NodeEvent;
 
 /// Most overlay messages waiting for the driver; more are dropped (and counted) rather than
@@ -282,47 +281,11 @@ impl<M: Membership> Driver<M> {
                 let Some(shared) = self.shared.upgrade() else { return };
                 let pause = NOTICE_JITTER.mul_f64(rand::random::<f64>());
                 let me = self.shared.clone();
-                // One probing decision per node at a time; a goodbye needs none (it is only
-                // the pause, and the notice's own dedup).
-                let deciding = match addrs {
-                    Some(_) => match shared.deciding_loss(node) {
-                        Some(deciding) => Some(deciding),
-                        None => return,
-                    },
-                    None => None,
-                };
                 shared.runtime.spawn(async move {
-                    let mut deciding = deciding;
-                    let mut vouched = false;
-                    tokio::time::sleep(pause).await;
-                    loop {
-                        let Some(shared) = me.upgrade() else { return };
-                        if shared.loss_reported(node) {
-                            return; // someone told the cluster already
+                    if NodeShared::loss_to_report(&me, node, addrs, pause).await {
+                        if let Some(shared) = me.upgrade() {
+                            shared.tell_membership(DriverInput::ReportLoss(node));
                         }
-                        if shared.peer(node).is_some_and(|p| p.is_working()) {
-                            // It came back: nothing to tell, unless it was lost once more
-                            // meanwhile (then look again).
-                            if !deciding.as_mut().is_some_and(Deciding::lost_again) {
-                                return;
-                            }
-                            continue;
-                        }
-                        if let Some(addrs) = &addrs {
-                            if shared.reached_by_others(node, addrs, vouched).await {
-                                vouched = true;
-                                // Still reached by another peer, which may not keep its
-                                // connection (see `probe`): ask again later.
-                                drop(shared);
-                                tokio::time::sleep(crate::probe::RECHECK).await;
-                                continue;
-                            }
-                            if shared.peer(node).is_some_and(|p| p.is_working()) {
-                                continue; // it came back while we probed
-                            }
-                        }
-                        shared.tell_membership(DriverInput::ReportLoss(node));
-                        return;
                     }
                 });
             }

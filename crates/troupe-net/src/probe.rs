@@ -25,7 +25,7 @@
 //! An overlay may release a connection it did not ask for once idle, so a helper's word is not
 //! a promise to keep watching: the asker, while it has no connection of its own to the node,
 //! probes again every [`RECHECK`] until the node is back, reported by someone, or heard by nobody
-//! (then it reports it).
+//! (then it reports it; see [`NodeShared::loss_to_report`], which makes the whole decision).
 //!
 //! A node of protocol version 1 answers only the probe without addresses, and takes a probe
 //! connection for an ordinary one (it makes a peer for it; the handshake alone then counts as the
@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
@@ -63,7 +63,7 @@ const PING_WAIT_MAX: Duration = Duration::from_secs(1);
 /// How often a node that withheld a loss probes again while it has no connection to the node:
 /// the helpers that vouched may not stay connected to it (an overlay releases connections it did
 /// not ask for once idle), so the asker remains its failure detector.
-pub(crate) const RECHECK: Duration = Duration::from_secs(5);
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// What the asker allows on top of [`PING_WAIT_MAX`] for the round trips to its helpers.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
@@ -97,10 +97,10 @@ pub(crate) struct Probes {
     deciding: HashMap<NodeId, bool>,
 }
 
-/// The decision about one lost node under way (see [`NodeShared::deciding_loss`]); ends when
+/// The decision about one lost node under way (see [`NodeShared::loss_to_report`]); ends when
 /// dropped, or when [`Deciding::lost_again`] says so.
-pub(crate) struct Deciding {
-    shared: std::sync::Weak<NodeShared>,
+struct Deciding {
+    shared: Weak<NodeShared>,
     node: NodeId,
     ended: bool,
 }
@@ -108,7 +108,7 @@ pub(crate) struct Deciding {
 impl Deciding {
     /// The decision found the node back: true if it was lost again meanwhile (decide again),
     /// else the decision ends here, atomically with that check.
-    pub(crate) fn lost_again(&mut self) -> bool {
+    fn lost_again(&mut self) -> bool {
         let Some(shared) = self.shared.upgrade() else { return false };
         let mut probes = shared.probes.lock();
         match probes.deciding.get_mut(&self.node) {
@@ -137,11 +137,64 @@ impl Drop for Deciding {
 }
 
 impl NodeShared {
-    /// This node lost its connection to `node`: true if another peer still hears from it, in
-    /// which case the loss is not reported (counted in `failure_notices_withheld`).
-    /// `addrs` are its listen addresses, for helpers that are not connected to it.
-    /// `again`: an earlier probe of this loss found it reached already.
-    pub(crate) async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr], again: bool) -> bool {
+    /// This node lost `node` (its listen addresses `addrs`, `None` when it said goodbye): after
+    /// `pause`, whether to tell the cluster. Not if somebody did already, or it came back, or
+    /// (unless it said goodbye) another peer still hears from it: then the loss is withheld
+    /// (counted in `failure_notices_withheld`) and this node asks again every [`RECHECK`] while
+    /// it has no connection of its own. One such decision per node at a time.
+    pub(crate) async fn loss_to_report(
+        me: &Weak<NodeShared>,
+        node: NodeId,
+        addrs: Option<Vec<SocketAddr>>,
+        pause: Duration,
+    ) -> bool {
+        let mut deciding = match &addrs {
+            Some(_) => match me.upgrade().and_then(|shared| shared.deciding_loss(node)) {
+                Some(deciding) => Some(deciding),
+                None => return false, // decided by the decision under way
+            },
+            None => None,
+        };
+        tokio::time::sleep(pause).await;
+        let mut withheld = false;
+        loop {
+            let Some(shared) = me.upgrade() else { return false };
+            if shared.loss_reported(node) {
+                return false; // someone told the cluster already
+            }
+            if shared.peer(node).is_some_and(|p| p.is_working()) {
+                // It came back: nothing to tell, unless it was lost once more meanwhile (then
+                // look again).
+                if !deciding.as_mut().is_some_and(Deciding::lost_again) {
+                    return false;
+                }
+                continue;
+            }
+            let Some(addrs) = &addrs else { return true };
+            if !shared.reached_by_others(node, addrs).await {
+                // Unless it came back while we probed (the next round sees to that).
+                if shared.peer(node).is_some_and(|p| p.is_working()) {
+                    continue;
+                }
+                return true;
+            }
+            // Still reached by another peer, which may not keep its connection (see the module
+            // docs): ask again later. Counted and logged once per decision.
+            if withheld {
+                tracing::debug!(node = %shared.settings.name, peer = %node, "others still reach a lost peer");
+            } else {
+                withheld = true;
+                shared.counters.failure_notices_withheld.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(node = %shared.settings.name, peer = %node, "lost a peer that others still reach; not reporting it");
+            }
+            drop(shared);
+            tokio::time::sleep(RECHECK).await;
+        }
+    }
+
+    /// Whether another peer still hears from lost node `node` (listening at `addrs`, for
+    /// helpers that are not connected to it): asks up to [`PROBE_HELPERS`] of them.
+    async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr]) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
             let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
@@ -180,28 +233,16 @@ impl NodeShared {
         })
         .await
         .unwrap_or(false);
-        {
-            let mut probes = self.probes.lock();
-            for request in requests {
-                probes.waiting.remove(&request);
-            }
-        }
-        if reached {
-            // Counted once per decision, and logged once: the asker probes again every RECHECK
-            // while the link stays broken.
-            if !again {
-                self.counters.failure_notices_withheld.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(node = %self.settings.name, peer = %node, "lost a peer that others still reach; not reporting it");
-            } else {
-                tracing::debug!(node = %self.settings.name, peer = %node, "others still reach a lost peer");
-            }
+        let mut probes = self.probes.lock();
+        for request in requests {
+            probes.waiting.remove(&request);
         }
         reached
     }
 
     /// Starts deciding whether to report lost node `node`, unless that is under way already
     /// (then the decision under way hears that the node was lost again).
-    pub(crate) fn deciding_loss(self: &Arc<Self>, node: NodeId) -> Option<Deciding> {
+    fn deciding_loss(self: &Arc<Self>, node: NodeId) -> Option<Deciding> {
         let mut probes = self.probes.lock();
         match probes.deciding.get_mut(&node) {
             Some(again) => {

@@ -157,8 +157,8 @@ pub enum Control {
     },
     /// A [`Control::Probe`] with the node's listen addresses as the sender knows them, for a
     /// receiver that does not know them itself: without a connection of its own to the node, it
-    /// dials one for the probe (see [`ConnPurpose::PROBE`]). Protocol version 2; a node of
-    /// version 1 cannot decode it and does not answer, which the sender takes as "not heard".
+    /// dials one for the probe (see [`ConnPurpose::PROBE`]). Protocol version 2: a node of
+    /// version 1 cannot decode it, so it gets the [`Control::Probe`] instead.
     ///
     /// [`ConnPurpose::PROBE`]: crate::ConnPurpose::PROBE
     ProbeAt {

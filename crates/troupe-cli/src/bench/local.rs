@@ -407,10 +407,12 @@ fn troupe_ask(workers: usize, n: u64) -> Latency {
 /// Savina's Big, with the actors split into `groups` equal groups (the last takes the rest), each
 /// actor pinging only actors of its own group; one group is Savina's Big.
 fn troupe_big(workers: usize, actors: usize, pings: u64, groups: usize) -> (Duration, u64) {
-    let per_group = (actors / groups.max(1)).max(2);
+    let groups = groups.max(1);
+    let per_group = (actors / groups).max(2);
     let group_of = move |index: usize| {
-        let first = (index / per_group).min(groups.max(1) - 1) * per_group;
-        (first, if first + 2 * per_group > actors { actors - first } else { per_group })
+        let group = (index / per_group).min(groups - 1);
+        let first = group * per_group;
+        (first, if group == groups - 1 { actors - first } else { per_group })
     };
     with_system(workers, async |system| {
         let refs: Vec<_> = (0..actors)
