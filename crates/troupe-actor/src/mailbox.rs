@@ -116,6 +116,34 @@ impl<M> Mailbox<M> {
         Ok(Pushed { wake_actor })
     }
 
+    /// Queues as many of `msgs` as there is room for, from the front, under one lock (a reader
+    /// handing over a run of messages for one actor). `Err` when none could be queued; the
+    /// messages not queued stay in `msgs`. When nothing is waiting and all of `msgs` fits, the
+    /// two queues trade buffers instead of copying.
+    pub(crate) fn push_many(&self, msgs: &mut VecDeque<M>) -> Result<Pushed, Refused> {
+        let mut shared = self.shared.lock();
+        if shared.closed {
+            return Err(Refused::Closed);
+        }
+        let room = self.capacity.saturating_sub(shared.queue.len());
+        if room == 0 {
+            return Err(Refused::Full);
+        }
+        if shared.queue.is_empty() && msgs.len() <= room {
+            std::mem::swap(&mut shared.queue, msgs);
+        } else {
+            let n = room.min(msgs.len());
+            shared.queue.extend(msgs.drain(..n));
+        }
+        // As in `push`.
+        let wake_actor = self.receiver_waiting.load(Ordering::Relaxed);
+        if wake_actor {
+            self.receiver_waiting.store(false, Ordering::Relaxed);
+        }
+        drop(shared);
+        Ok(Pushed { wake_actor })
+    }
+
     /// Queues a system message; it is never refused for capacity. Returns false when the actor is
     /// gone for good. The caller wakes the actor.
     pub(crate) fn push_system(&self, msg: SystemMsg) -> bool {
@@ -259,6 +287,29 @@ mod tests {
         mailbox.close_for_senders();
         assert!(matches!(mailbox.push(6, None), Err((Refused::Closed, 6))));
         assert_eq!(rx.next(&mailbox, true), Some(5));
+    }
+
+    #[test]
+    fn push_many_fills_to_capacity_in_order() {
+        let mailbox = Mailbox::new(4);
+        let mut rx = Receiver::new();
+        assert!(rx.next(&mailbox, true).is_none());
+        let mut run: VecDeque<u32> = (1..=3).collect();
+        assert!(mailbox.push_many(&mut run).map(|p| p.wake_actor).unwrap_or(false), "wakes the waiting actor");
+        assert!(run.is_empty());
+        let mut run: VecDeque<u32> = (4..=6).collect();
+        assert!(!mailbox.push_many(&mut run).map(|p| p.wake_actor).unwrap_or(true), "only the first push wakes");
+        assert_eq!(run, VecDeque::from([5, 6]), "only one fitted");
+        assert!(matches!(mailbox.push_many(&mut run), Err(Refused::Full)));
+        assert_eq!(rx.next(&mailbox, true), Some(1));
+        assert!(mailbox.push_many(&mut run).is_ok());
+        assert!(run.is_empty());
+        let got: Vec<u32> = std::iter::from_fn(|| rx.next(&mailbox, true)).collect();
+        assert_eq!(got, vec![2, 3, 4, 5, 6]);
+        mailbox.close_for_senders();
+        let mut run: VecDeque<u32> = VecDeque::from([7]);
+        assert!(matches!(mailbox.push_many(&mut run), Err(Refused::Closed)));
+        assert_eq!(run, VecDeque::from([7]), "a refused run is left to the caller");
     }
 }
 

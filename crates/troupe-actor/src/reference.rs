@@ -140,6 +140,38 @@ impl<M: Message> ActorRef<M> {
         }
     }
 
+    /// Sends as many of `msgs` (from the front, in order) as the mailbox has room for, in one
+    /// step: what a network reader does with a run of messages for one local actor. The messages
+    /// not sent stay in `msgs`; `Err` when none was sent. A remote actor takes them one at a
+    /// time.
+    pub(crate) fn try_tell_many(&self, msgs: &mut std::collections::VecDeque<M>) -> Result<(), Refused> {
+        match &self.target {
+            Target::Local(cell) => {
+                if cell.mailbox.push_many(msgs)?.wake_actor {
+                    cell.wake();
+                }
+                Ok(())
+            }
+            Target::Remote(_) => {
+                let mut sent = 0usize;
+                while let Some(msg) = msgs.pop_front() {
+                    match self.try_tell(msg) {
+                        Ok(()) => sent += 1,
+                        Err(error) => {
+                            let refused = match &error {
+                                TrySendError::Full { .. } => Refused::Full,
+                                _ => Refused::Closed,
+                            };
+                            msgs.push_front(error.into_message());
+                            return if sent > 0 { Ok(()) } else { Err(refused) };
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn ask_timeout_default(&self) -> Duration {
         match &self.target {
             Target::Local(cell) => cell.ask_timeout(),

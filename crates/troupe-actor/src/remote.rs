@@ -391,6 +391,28 @@ pub enum Delivery {
     Closed,
 }
 
+/// What [`InboundRun::flush`] did with the messages it held.
+pub struct Flushed {
+    /// Messages that went into the mailbox.
+    pub accepted: u64,
+    /// What became of the rest, if any was left.
+    pub rest: Option<FlushRest>,
+}
+
+/// The messages of a run that did not fit in the mailbox at once.
+pub enum FlushRest {
+    /// The mailbox is full: await this to deliver them, in order, with backpressure; it yields
+    /// how many were delivered of `count`.
+    Full {
+        /// Delivers the rest.
+        wait: Pin<Box<dyn Future<Output = u64> + Send>>,
+        /// How many messages it holds.
+        count: u64,
+    },
+    /// The actor no longer accepts messages: this many were dropped.
+    Closed(u64),
+}
+
 /// A local actor reachable from the network.
 pub trait Inbound: Send + Sync + 'static {
     /// The actor.
@@ -403,6 +425,23 @@ pub trait Inbound: Send + Sync + 'static {
     fn deliver(&self, body: &[u8], attached: Option<Bytes>) -> Result<Delivery, String>;
     /// The untyped ref, for control requests and watches.
     fn untyped(&self) -> UntypedRef;
+    /// An empty run of messages for this actor: a network reader decodes consecutive messages
+    /// for one actor into it and hands them to the mailbox together ([`InboundRun::flush`]), one
+    /// lock and at most one wake-up for the lot.
+    fn run(&self) -> Box<dyn InboundRun>;
+}
+
+/// Messages for one exported actor, decoded and waiting to be handed over together.
+pub trait InboundRun: Send {
+    /// Decodes a body and its attached payloads (inside a codec context) and queues it behind
+    /// the others.
+    fn add(&mut self, body: &[u8], attached: Option<Bytes>) -> Result<(), String>;
+    /// True when no message is queued.
+    fn is_empty(&self) -> bool;
+    /// Hands the queued messages to the mailbox, in order, as many as fit at once; the rest are
+    /// returned as a future that delivers them with backpressure (or counted as dropped when the
+    /// actor is gone). Leaves the run empty.
+    fn flush(&mut self) -> Flushed;
 }
 
 /// Makes `actor` an [`Inbound`] (what [`Transport::export`] receives).
@@ -439,6 +478,58 @@ impl<M: RemoteMessage> Inbound for Exported<M> {
 
     fn untyped(&self) -> UntypedRef {
         self.0.untyped()
+    }
+
+    fn run(&self) -> Box<dyn InboundRun> {
+        Box::new(ExportedRun { actor: self.0.clone(), queued: std::collections::VecDeque::new() })
+    }
+}
+
+struct ExportedRun<M> {
+    actor: ActorRef<M>,
+    queued: std::collections::VecDeque<M>,
+}
+
+impl<M: RemoteMessage> InboundRun for ExportedRun<M> {
+    fn add(&mut self, body: &[u8], attached: Option<Bytes>) -> Result<(), String> {
+        self.queued.push_back(decode_body(body, attached)?);
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+
+    fn flush(&mut self) -> Flushed {
+        let queued = self.queued.len() as u64;
+        if queued == 0 {
+            return Flushed { accepted: 0, rest: None };
+        }
+        let result = self.actor.try_tell_many(&mut self.queued);
+        let count = self.queued.len() as u64;
+        let rest = match result {
+            Err(crate::mailbox::Refused::Closed) => {
+                self.queued.clear();
+                Some(FlushRest::Closed(count))
+            }
+            _ if count == 0 => None,
+            _ => {
+                let rest = std::mem::take(&mut self.queued);
+                let actor = self.actor.clone();
+                let wait = Box::pin(async move {
+                    let mut delivered = 0;
+                    for message in rest {
+                        if actor.tell(message).await.is_err() {
+                            break;
+                        }
+                        delivered += 1;
+                    }
+                    delivered
+                });
+                Some(FlushRest::Full { wait, count })
+            }
+        };
+        Flushed { accepted: queued - count, rest }
     }
 }
 

@@ -14,8 +14,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
 use troupe_actor::{
-    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, Inbound, NodeId, PendingReply, Refusal, RemoteControl,
-    RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
+    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, FlushRest, Inbound, InboundRun, NodeId, PendingReply,
+    Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
     begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, split_attached,
@@ -93,15 +93,26 @@ struct CachedTarget {
     id: ActorId,
     type_tag: u64,
     inbound: Arc<dyn Inbound>,
+    /// Messages for it read since the first of a run of consecutive ones, waiting to go into
+    /// its mailbox together (made on the second message of a run, kept while cached). The
+    /// first message of a run goes to the mailbox directly, so traffic that switches actor at
+    /// every frame, or sends one message per read (an ask), never uses one.
+    run: Option<Box<dyn InboundRun>>,
+    /// A message for it was read since the run was last handed over: the next one joins the run.
+    in_run: bool,
 }
 
-/// What became of one frame.
+/// What became of one frame (or of a run of messages handed over).
 enum Dispatched {
     Done,
     /// A message went into a mailbox.
     Delivered,
-    /// The mailbox is full: await this (true when delivered).
-    Full(std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>),
+    /// The mailbox is full: await `wait` to deliver `count` messages, in order; it yields how
+    /// many were delivered.
+    Full {
+        wait: std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>,
+        count: u64,
+    },
     /// The connection must close, for this reason.
     Close(String),
 }
@@ -589,7 +600,7 @@ impl NodeShared {
                     Run::BadFrame(reason) => return reason,
                     Run::Wait(step) => step,
                 };
-                if matches!(step, Dispatched::Full(_)) {
+                if matches!(step, Dispatched::Full { .. }) {
                     // We are about to wait for the target to make room: it must run elsewhere.
                     woken.release();
                 }
@@ -654,7 +665,7 @@ impl NodeShared {
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
                         troupe_actor::with_codec_context(&transport, peer.id, || {
-                            self.dispatch(
+                            let step = self.dispatch(
                                 &transport,
                                 &peer,
                                 header,
@@ -663,7 +674,16 @@ impl NodeShared {
                                 &reply_queue,
                                 channel,
                                 &mut conn,
-                            )
+                            );
+                            // A message that joined the run of messages before it goes now.
+                            match step {
+                                Dispatched::Done => self.flush_run(&peer, &mut conn),
+                                Dispatched::Delivered => {
+                                    conn.delivered += 1;
+                                    self.flush_run(&peer, &mut conn)
+                                }
+                                step => step,
+                            }
                         })
                     });
                     // A large message is bulk work (its handler may copy or write it again): the
@@ -716,7 +736,18 @@ impl NodeShared {
     ) -> Run {
         // One codec context for the whole run: refs and reply ports in these frames are `peer`'s.
         troupe_actor::with_codec_context(transport, peer.id, || loop {
-            let (header, payload_range, used) = match decoder.decode(&buf[*start..]) {
+            let decoded = decoder.decode(&buf[*start..]);
+            // The run of messages for one actor read so far goes to its mailbox before anything
+            // that is not another message: a control frame (a stop must not overtake the
+            // messages before it), the end of what was read, a malformed frame. When it must
+            // wait for room, this frame stays unread until it has.
+            if !matches!(&decoded, Ok(Some((frame, _))) if frame.header.kind == FrameKind::Message) {
+                match self.flush_run(peer, conn) {
+                    Dispatched::Done => {}
+                    step => return Run::Wait(step),
+                }
+            }
+            let (header, payload_range, used) = match decoded {
                 Ok(None) => return Run::Drained,
                 Ok(Some((frame, used))) => {
                     let offset = *start + (used - frame.payload.len());
@@ -756,14 +787,7 @@ impl NodeShared {
             return Dispatched::Done;
         }
         match header.kind {
-            FrameKind::Message => {
-                let delivery = self.on_message(peer, header, payload, frame, conn);
-                match delivery {
-                    Some(Delivery::Accepted) => Dispatched::Delivered,
-                    Some(Delivery::Full(wait)) => Dispatched::Full(wait),
-                    Some(Delivery::Closed) | None => Dispatched::Done,
-                }
-            }
+            FrameKind::Message => self.on_message(peer, header, payload, frame, conn),
             FrameKind::Reply => {
                 self.complete_reply(transport, peer.id, &peer.name, header, payload, frame);
                 Dispatched::Done
@@ -809,20 +833,20 @@ impl NodeShared {
         match step {
             Dispatched::Done => {}
             Dispatched::Delivered => conn.delivered += 1,
-            Dispatched::Full(wait) => {
-                if wait.await {
-                    conn.delivered += 1;
-                } else {
-                    self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
-                }
+            Dispatched::Full { wait, count } => {
+                let delivered = wait.await;
+                conn.delivered += delivered;
+                self.counters.dead_letters.fetch_add(count.saturating_sub(delivered), Ordering::Relaxed);
             }
             Dispatched::Close(reason) => return Err(reason),
         }
         Ok(())
     }
 
-    /// Delivers one Message frame: `None` when it was not handed to an actor (a duplicate, a
-    /// dead letter, an error), else what the mailbox said.
+    /// Delivers one Message frame. The first message of a run of consecutive messages for one
+    /// actor goes to its mailbox at once; the next ones join the connection's run for that actor
+    /// ([`CachedTarget::run`]), handed over by [`flush_run`](Self::flush_run) when the run ends.
+    /// What a switch to another actor's run had to wait for is returned (`Done` when nothing).
     fn on_message(
         &self,
         peer: &Peer,
@@ -830,7 +854,80 @@ impl NodeShared {
         payload: &[u8],
         frame: Option<&Bytes>,
         conn: &mut ConnState,
-    ) -> Option<Delivery> {
+    ) -> Dispatched {
+        let Some((target, type_tag, body, attached)) = self.read_message(peer, header, payload, frame, conn) else {
+            return Dispatched::Done;
+        };
+        let mut ended = Dispatched::Done;
+        if !matches!(&conn.cache, Some(c) if c.id == target) {
+            ended = self.flush_run(peer, conn);
+            conn.cache = self.exported_local(target).map(|inbound| CachedTarget {
+                id: target,
+                type_tag: inbound.type_tag(),
+                inbound,
+                run: None,
+                in_run: false,
+            });
+        }
+        let Some(cached) = &mut conn.cache else {
+            self.dead_letters(peer, target, 1);
+            return ended;
+        };
+        if !self.check_type(&*cached.inbound, cached.type_tag, &peer.name, (target, type_tag)) {
+            return ended;
+        }
+        let starts_run = !std::mem::replace(&mut cached.in_run, true);
+        if starts_run && matches!(ended, Dispatched::Done) {
+            return match self.deliver_checked(&*cached.inbound, &peer.name, target, body, attached) {
+                Some(Delivery::Accepted) => Dispatched::Delivered,
+                Some(Delivery::Full(wait)) => {
+                    Dispatched::Full { wait: Box::pin(async move { wait.await as u64 }), count: 1 }
+                }
+                Some(Delivery::Closed) => {
+                    self.dead_letters(peer, target, 1);
+                    Dispatched::Done
+                }
+                None => Dispatched::Done,
+            };
+        }
+        let run = cached.run.get_or_insert_with(|| cached.inbound.run());
+        if let Err(error) = run.add(body, attached) {
+            self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %peer.name, %target, %error, "undecodable message dropped");
+        }
+        ended
+    }
+
+    /// Hands the connection's run of messages for its cached actor to that actor's mailbox
+    /// (counted as delivered); returns the wait when the mailbox has no room for all of them.
+    fn flush_run(&self, peer: &Peer, conn: &mut ConnState) -> Dispatched {
+        let Some(cached) = &mut conn.cache else { return Dispatched::Done };
+        cached.in_run = false;
+        let Some(run) = cached.run.as_mut().filter(|run| !run.is_empty()) else { return Dispatched::Done };
+        let flushed = run.flush();
+        conn.delivered += flushed.accepted;
+        match flushed.rest {
+            None => Dispatched::Done,
+            Some(FlushRest::Full { wait, count }) => Dispatched::Full { wait, count },
+            Some(FlushRest::Closed(count)) => {
+                let target = cached.id;
+                self.dead_letters(peer, target, count);
+                Dispatched::Done
+            }
+        }
+    }
+
+    /// Reads a Message frame's envelope and body: `None` when it is not for an actor here (a
+    /// duplicate, injected loss, a malformed frame; counted and logged), else its target, type
+    /// tag, postcard body and attached payloads.
+    fn read_message<'a>(
+        &self,
+        peer: &Peer,
+        header: FrameHeader,
+        payload: &'a [u8],
+        frame: Option<&Bytes>,
+        conn: &mut ConnState,
+    ) -> Option<(ActorId, u64, &'a [u8], Option<Bytes>)> {
         let acked = header.flags & flags::ACK_REQUESTED != 0;
         let channel = header.channel as usize;
         let (env, body) = match Envelope::read(payload, acked) {
@@ -857,31 +954,7 @@ impl NodeShared {
             }
         }
         let (body, attached) = self.split_body(&peer.name, header, body, frame)?;
-        if !matches!(&conn.cache, Some(c) if c.id == target) {
-            conn.cache = self.exported_local(target).map(|inbound| CachedTarget {
-                id: target,
-                type_tag: inbound.type_tag(),
-                inbound,
-            });
-        }
-        let Some(cached) = &conn.cache else {
-            self.dead_letter(peer, target);
-            return None;
-        };
-        let delivery = self.deliver_local(
-            (&*cached.inbound, cached.type_tag),
-            &peer.name,
-            (target, env.type_tag),
-            body,
-            attached,
-        )?;
-        match delivery {
-            Delivery::Closed => {
-                self.dead_letter(peer, target);
-                None
-            }
-            delivery => Some(delivery),
-        }
+        Some((target, env.type_tag, body, attached))
     }
 
     /// A body's postcard part and its attached payloads: sliced from `frame` when the frame has a
@@ -928,11 +1001,38 @@ impl NodeShared {
         body: &[u8],
         attached: Option<Bytes>,
     ) -> Option<Delivery> {
+        if !self.check_type(inbound, inbound_tag, from_name, (target, type_tag)) {
+            return None;
+        }
+        self.deliver_checked(inbound, from_name, target, body, attached)
+    }
+
+    /// False (counted and logged) when a message of type `type_tag` is not what `inbound`, whose
+    /// tag is `inbound_tag`, takes.
+    fn check_type(
+        &self,
+        inbound: &dyn Inbound,
+        inbound_tag: u64,
+        from_name: &str,
+        (target, type_tag): (ActorId, u64),
+    ) -> bool {
         if inbound_tag != type_tag {
             self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %from_name, %target, expected = inbound.type_name(), "message of the wrong type dropped");
-            return None;
+            return false;
         }
+        true
+    }
+
+    /// [`deliver_local`](Self::deliver_local) once the type is known to match.
+    fn deliver_checked(
+        &self,
+        inbound: &dyn Inbound,
+        from_name: &str,
+        target: ActorId,
+        body: &[u8],
+        attached: Option<Bytes>,
+    ) -> Option<Delivery> {
         match inbound.deliver(body, attached) {
             Ok(delivery) => Some(delivery),
             Err(error) => {
@@ -951,11 +1051,11 @@ impl NodeShared {
         self.exported.read().get(&id.serial).cloned()
     }
 
-    /// A message for an actor that is gone (or a ref to an earlier incarnation of this node):
+    /// `count` messages for an actor that is gone (or a ref to an earlier incarnation of this node):
     /// counted, and the sender's node is told so its watchers hear of it and its further sends
     /// fail at once.
-    fn dead_letter(&self, peer: &Peer, target: ActorId) {
-        self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
+    fn dead_letters(&self, peer: &Peer, target: ActorId, count: u64) {
+        self.counters.dead_letters.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
         self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
     }

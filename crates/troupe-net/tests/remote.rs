@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use troupe_actor::{Actor, ActorRef, ActorResult, Context, Down, ExitReason, Message, RemoteMessage, Reply};
+use troupe_actor::{Actor, ActorRef, ActorResult, Context, Down, ExitReason, Message, Props, RemoteMessage, Reply};
 use troupe_net::{Node, NodeConfig, NodeEvent};
 
 const SECRET: &str = "a test secret of enough bytes";
@@ -66,6 +66,77 @@ async fn tell_and_ask_across_nodes() {
         remote.tell(CounterMsg::Add(1)).await.unwrap();
     }
     assert_eq!(remote.ask(CounterMsg::Get).await.unwrap(), 1000);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[derive(Serialize, Deserialize)]
+enum SeqMsg {
+    Next(u64),
+    /// (messages received, all in order)
+    Report(Reply<(u64, bool)>),
+}
+impl Message for SeqMsg {}
+impl RemoteMessage for SeqMsg {
+    const TYPE_NAME: &'static str = "test.Seq";
+}
+
+/// Checks that `Next` numbers arrive as 0, 1, 2 ...; slow enough to fill a small mailbox.
+struct Sequence {
+    received: u64,
+    in_order: bool,
+}
+impl Actor for Sequence {
+    type Msg = SeqMsg;
+    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            SeqMsg::Next(n) => {
+                self.in_order &= n == self.received;
+                self.received += 1;
+                if n % 512 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            SeqMsg::Report(reply) => {
+                reply.send((self.received, self.in_order));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reader hands consecutive messages for one actor to its mailbox together; with mailboxes of
+/// four, most runs do not fit, and switching actor mid-read must wait for the previous one's
+/// room. Every message still arrives once, in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_messages_through_small_remote_mailboxes_arrive_once_in_order() {
+    let (a, b) = pair().await;
+    let mut remotes = Vec::new();
+    for name in ["seq1", "seq2"] {
+        let actor = b.system().spawn(Props::new(Sequence { received: 0, in_order: true }).capacity(4));
+        b.register(name, &actor).unwrap();
+        let remote: ActorRef<SeqMsg> = a.lookup("b", name).await.expect("lookup");
+        remotes.push(remote);
+    }
+    let per_actor = 20_000u64;
+    let mut next = [0u64; 2];
+    // Bursts of varying length to each actor in turn.
+    let mut burst = 1u64;
+    while next.iter().any(|&n| n < per_actor) {
+        for (i, remote) in remotes.iter().enumerate() {
+            let end = (next[i] + burst).min(per_actor);
+            while next[i] < end {
+                remote.tell(SeqMsg::Next(next[i])).await.unwrap();
+                next[i] += 1;
+            }
+        }
+        burst = burst % 97 + 7;
+    }
+    for remote in &remotes {
+        let (received, in_order) = remote.ask(SeqMsg::Report).await.unwrap();
+        assert_eq!(received, per_actor);
+        assert!(in_order, "messages arrived out of order");
+    }
     a.shutdown().await;
     b.shutdown().await;
 }
