@@ -117,10 +117,11 @@ impl<M> Mailbox<M> {
     }
 
     /// Queues as many of `msgs` as there is room for, from the front, under one lock (a reader
-    /// handing over a run of messages for one actor). `Err` when none could be queued; the
+    /// handing over a batch of messages for one actor). `Err` when none could be queued; the
     /// messages not queued stay in `msgs`. When nothing is waiting and all of `msgs` fits, the
     /// two queues trade buffers instead of copying.
     pub(crate) fn push_many(&self, msgs: &mut VecDeque<M>) -> Result<Pushed, Refused> {
+        debug_assert!(!msgs.is_empty(), "an empty batch would wake the actor for nothing");
         let mut shared = self.shared.lock();
         if shared.closed {
             return Err(Refused::Closed);

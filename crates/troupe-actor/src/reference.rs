@@ -141,7 +141,7 @@ impl<M: Message> ActorRef<M> {
     }
 
     /// Sends as many of `msgs` (from the front, in order) as the mailbox has room for, in one
-    /// step: what a network reader does with a run of messages for one local actor. The messages
+    /// step: what a network reader does with a batch of messages for one local actor. The messages
     /// not sent stay in `msgs`; `Err` when none was sent. A remote actor takes them one at a
     /// time.
     pub(crate) fn try_tell_many(&self, msgs: &mut std::collections::VecDeque<M>) -> Result<(), Refused> {

@@ -391,7 +391,7 @@ pub enum Delivery {
     Closed,
 }
 
-/// What [`InboundRun::flush`] did with the messages it held.
+/// What [`InboundBatch::flush`] did with the messages it held.
 pub struct Flushed {
     /// Messages that went into the mailbox.
     pub accepted: u64,
@@ -399,7 +399,7 @@ pub struct Flushed {
     pub rest: Option<FlushRest>,
 }
 
-/// The messages of a run that did not fit in the mailbox at once.
+/// The messages of a batch that did not fit in the mailbox at once.
 pub enum FlushRest {
     /// The mailbox is full: await this to deliver them, in order, with backpressure; it yields
     /// how many were delivered of `count`.
@@ -425,14 +425,14 @@ pub trait Inbound: Send + Sync + 'static {
     fn deliver(&self, body: &[u8], attached: Option<Bytes>) -> Result<Delivery, String>;
     /// The untyped ref, for control requests and watches.
     fn untyped(&self) -> UntypedRef;
-    /// An empty run of messages for this actor: a network reader decodes consecutive messages
-    /// for one actor into it and hands them to the mailbox together ([`InboundRun::flush`]), one
+    /// An empty batch of messages for this actor: a network reader decodes consecutive messages
+    /// for one actor into it and hands them to the mailbox together ([`InboundBatch::flush`]), one
     /// lock and at most one wake-up for the lot.
-    fn run(&self) -> Box<dyn InboundRun>;
+    fn batch(&self) -> Box<dyn InboundBatch>;
 }
 
 /// Messages for one exported actor, decoded and waiting to be handed over together.
-pub trait InboundRun: Send {
+pub trait InboundBatch: Send {
     /// Decodes a body and its attached payloads (inside a codec context) and queues it behind
     /// the others.
     fn add(&mut self, body: &[u8], attached: Option<Bytes>) -> Result<(), String>;
@@ -440,7 +440,7 @@ pub trait InboundRun: Send {
     fn is_empty(&self) -> bool;
     /// Hands the queued messages to the mailbox, in order, as many as fit at once; the rest are
     /// returned as a future that delivers them with backpressure (or counted as dropped when the
-    /// actor is gone). Leaves the run empty.
+    /// actor is gone). Leaves the batch empty.
     fn flush(&mut self) -> Flushed;
 }
 
@@ -480,17 +480,17 @@ impl<M: RemoteMessage> Inbound for Exported<M> {
         self.0.untyped()
     }
 
-    fn run(&self) -> Box<dyn InboundRun> {
-        Box::new(ExportedRun { actor: self.0.clone(), queued: std::collections::VecDeque::new() })
+    fn batch(&self) -> Box<dyn InboundBatch> {
+        Box::new(ExportedBatch { actor: self.0.clone(), queued: std::collections::VecDeque::new() })
     }
 }
 
-struct ExportedRun<M> {
+struct ExportedBatch<M> {
     actor: ActorRef<M>,
     queued: std::collections::VecDeque<M>,
 }
 
-impl<M: RemoteMessage> InboundRun for ExportedRun<M> {
+impl<M: RemoteMessage> InboundBatch for ExportedBatch<M> {
     fn add(&mut self, body: &[u8], attached: Option<Bytes>) -> Result<(), String> {
         self.queued.push_back(decode_body(body, attached)?);
         Ok(())

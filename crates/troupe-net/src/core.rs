@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
 use troupe_actor::{
-    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, FlushRest, Inbound, InboundRun, NodeId, PendingReply,
+    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, FlushRest, Inbound, InboundBatch, NodeId, PendingReply,
     Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
@@ -86,6 +86,46 @@ struct ConnState {
     cache: Option<CachedTarget>,
     /// Messages handed to actors since the counters were last updated.
     delivered: u64,
+    /// Where messages still held when the reader is dropped are delivered from.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for ConnState {
+    /// A reader cancelled (its connection stopped) while it held messages it had read and
+    /// accepted, acknowledged ones included, hands them over on its way out: they are not lost.
+    fn drop(&mut self) {
+        let Some(batch) = self.cache.as_mut().and_then(|cached| cached.batch.as_mut()) else { return };
+        if let Some(FlushRest::Full { wait, .. }) = batch.flush().rest {
+            self.runtime.spawn(wait);
+        }
+    }
+}
+
+/// A wait for mailbox room that, if the reader awaiting it is cancelled, goes on by itself: the
+/// messages it holds were read and accepted (acknowledged ones are never sent again), so they
+/// must still be delivered.
+struct FinishOnDrop {
+    wait: Option<std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::future::Future for FinishOnDrop {
+    type Output = u64;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<u64> {
+        let Some(wait) = self.wait.as_mut() else { return std::task::Poll::Ready(0) };
+        let delivered = std::task::ready!(wait.as_mut().poll(cx));
+        self.wait = None;
+        std::task::Poll::Ready(delivered)
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(wait) = self.wait.take() {
+            self.runtime.spawn(wait);
+        }
+    }
 }
 
 /// An exported actor a connection's reader delivered to last.
@@ -93,16 +133,16 @@ struct CachedTarget {
     id: ActorId,
     type_tag: u64,
     inbound: Arc<dyn Inbound>,
-    /// Messages for it read since the first of a run of consecutive ones, waiting to go into
-    /// its mailbox together (made on the second message of a run, kept while cached). The
-    /// first message of a run goes to the mailbox directly, so traffic that switches actor at
-    /// every frame, or sends one message per read (an ask), never uses one.
-    run: Option<Box<dyn InboundRun>>,
-    /// A message for it was read since the run was last handed over: the next one joins the run.
-    in_run: bool,
+    /// Messages for it read after the first of a series of consecutive ones, waiting to go into
+    /// its mailbox together (made when first needed, kept while cached). The first message of a
+    /// series goes to the mailbox directly, so traffic that switches actor at every frame, or
+    /// sends one message per read (an ask), never uses one.
+    batch: Option<Box<dyn InboundBatch>>,
+    /// A message for it was read since the batch was last handed over: the next one joins it.
+    in_batch: bool,
 }
 
-/// What became of one frame (or of a run of messages handed over).
+/// What became of one frame (or of a batch of messages handed over).
 enum Dispatched {
     Done,
     /// A message went into a mailbox.
@@ -121,7 +161,8 @@ enum Dispatched {
 enum Run {
     /// No whole frame is left in the buffer.
     Drained,
-    /// This frame's outcome needs awaiting (a full mailbox) or closes the connection.
+    /// Something needs awaiting (a full mailbox: the frame's own message, or the batch handed
+    /// over before the frame, which then stays unread) or closes the connection.
     Wait(Dispatched),
     /// A malformed frame: the connection closes for this reason.
     BadFrame(String),
@@ -568,7 +609,7 @@ impl NodeShared {
     ) -> String {
         let Some(transport) = self.transport() else { return "node gone".into() };
         let decoder = FrameDecoder::new(self.settings.max_frame);
-        let mut conn = ConnState { acks: Vec::new(), cache: None, delivered: 0 };
+        let mut conn = ConnState { acks: Vec::new(), cache: None, delivered: 0, runtime: self.runtime.clone() };
         let mut buf = leftover;
         let mut start = 0usize;
         let mut unanswered = 0u32;
@@ -665,7 +706,9 @@ impl NodeShared {
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
                         troupe_actor::with_codec_context(&transport, peer.id, || {
-                            let step = self.dispatch(
+                            // The buffered frames before it were dispatched and their batch handed
+                            // over: this message starts a series, so it goes to the mailbox directly.
+                            self.dispatch(
                                 &transport,
                                 &peer,
                                 header,
@@ -674,16 +717,7 @@ impl NodeShared {
                                 &reply_queue,
                                 channel,
                                 &mut conn,
-                            );
-                            // A message that joined the run of messages before it goes now.
-                            match step {
-                                Dispatched::Done => self.flush_run(&peer, &mut conn),
-                                Dispatched::Delivered => {
-                                    conn.delivered += 1;
-                                    self.flush_run(&peer, &mut conn)
-                                }
-                                step => step,
-                            }
+                            )
                         })
                     });
                     // A large message is bulk work (its handler may copy or write it again): the
@@ -724,7 +758,8 @@ impl NodeShared {
 
     /// Dispatches the whole frames of `buf` from `start` (advanced past each, `frames` counted)
     /// until one needs waiting for ([`Run::Wait`]), the buffer holds no whole frame more, or a
-    /// frame is malformed (counted and logged; the connection must close).
+    /// frame is malformed (counted and logged; the connection must close). The batch of messages
+    /// for one actor is handed over before any frame that is not a message and before returning.
     fn dispatch_run(
         &self,
         decoder: &FrameDecoder,
@@ -737,12 +772,12 @@ impl NodeShared {
         // One codec context for the whole run: refs and reply ports in these frames are `peer`'s.
         troupe_actor::with_codec_context(transport, peer.id, || loop {
             let decoded = decoder.decode(&buf[*start..]);
-            // The run of messages for one actor read so far goes to its mailbox before anything
+            // The batch of messages for one actor read so far goes to its mailbox before anything
             // that is not another message: a control frame (a stop must not overtake the
             // messages before it), the end of what was read, a malformed frame. When it must
             // wait for room, this frame stays unread until it has.
             if !matches!(&decoded, Ok(Some((frame, _))) if frame.header.kind == FrameKind::Message) {
-                match self.flush_run(peer, conn) {
+                match self.flush_batch(peer, conn) {
                     Dispatched::Done => {}
                     step => return Run::Wait(step),
                 }
@@ -834,7 +869,7 @@ impl NodeShared {
             Dispatched::Done => {}
             Dispatched::Delivered => conn.delivered += 1,
             Dispatched::Full { wait, count } => {
-                let delivered = wait.await;
+                let delivered = FinishOnDrop { wait: Some(wait), runtime: self.runtime.clone() }.await;
                 conn.delivered += delivered;
                 self.counters.dead_letters.fetch_add(count.saturating_sub(delivered), Ordering::Relaxed);
             }
@@ -843,10 +878,12 @@ impl NodeShared {
         Ok(())
     }
 
-    /// Delivers one Message frame. The first message of a run of consecutive messages for one
-    /// actor goes to its mailbox at once; the next ones join the connection's run for that actor
-    /// ([`CachedTarget::run`]), handed over by [`flush_run`](Self::flush_run) when the run ends.
-    /// What a switch to another actor's run had to wait for is returned (`Done` when nothing).
+    /// Delivers one Message frame. The first message of a series of consecutive messages for one
+    /// actor goes to its mailbox at once (`Delivered`, or `Full` to wait for room); the next ones
+    /// join the connection's batch for that actor ([`CachedTarget::batch`]), handed over by
+    /// [`flush_batch`](Self::flush_batch) when the series ends. When this message switches to
+    /// another actor, the previous actor's batch is handed over first, and if that must wait,
+    /// the wait is returned and this message starts the new actor's batch.
     fn on_message(
         &self,
         peer: &Peer,
@@ -860,13 +897,13 @@ impl NodeShared {
         };
         let mut ended = Dispatched::Done;
         if !matches!(&conn.cache, Some(c) if c.id == target) {
-            ended = self.flush_run(peer, conn);
+            ended = self.flush_batch(peer, conn);
             conn.cache = self.exported_local(target).map(|inbound| CachedTarget {
                 id: target,
                 type_tag: inbound.type_tag(),
                 inbound,
-                run: None,
-                in_run: false,
+                batch: None,
+                in_batch: false,
             });
         }
         let Some(cached) = &mut conn.cache else {
@@ -876,8 +913,8 @@ impl NodeShared {
         if !self.check_type(&*cached.inbound, cached.type_tag, &peer.name, (target, type_tag)) {
             return ended;
         }
-        let starts_run = !std::mem::replace(&mut cached.in_run, true);
-        if starts_run && matches!(ended, Dispatched::Done) {
+        let starts_batch = !std::mem::replace(&mut cached.in_batch, true);
+        if starts_batch && matches!(ended, Dispatched::Done) {
             return match self.deliver_checked(&*cached.inbound, &peer.name, target, body, attached) {
                 Some(Delivery::Accepted) => Dispatched::Delivered,
                 Some(Delivery::Full(wait)) => {
@@ -890,21 +927,21 @@ impl NodeShared {
                 None => Dispatched::Done,
             };
         }
-        let run = cached.run.get_or_insert_with(|| cached.inbound.run());
-        if let Err(error) = run.add(body, attached) {
+        let batch = cached.batch.get_or_insert_with(|| cached.inbound.batch());
+        if let Err(error) = batch.add(body, attached) {
             self.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(peer = %peer.name, %target, %error, "undecodable message dropped");
         }
         ended
     }
 
-    /// Hands the connection's run of messages for its cached actor to that actor's mailbox
+    /// Hands the connection's batch of messages for its cached actor to that actor's mailbox
     /// (counted as delivered); returns the wait when the mailbox has no room for all of them.
-    fn flush_run(&self, peer: &Peer, conn: &mut ConnState) -> Dispatched {
+    fn flush_batch(&self, peer: &Peer, conn: &mut ConnState) -> Dispatched {
         let Some(cached) = &mut conn.cache else { return Dispatched::Done };
-        cached.in_run = false;
-        let Some(run) = cached.run.as_mut().filter(|run| !run.is_empty()) else { return Dispatched::Done };
-        let flushed = run.flush();
+        cached.in_batch = false;
+        let Some(batch) = cached.batch.as_mut().filter(|batch| !batch.is_empty()) else { return Dispatched::Done };
+        let flushed = batch.flush();
         conn.delivered += flushed.accepted;
         match flushed.rest {
             None => Dispatched::Done,

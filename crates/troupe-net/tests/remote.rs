@@ -106,10 +106,10 @@ impl Actor for Sequence {
 }
 
 /// A reader hands consecutive messages for one actor to its mailbox together; with mailboxes of
-/// four, most runs do not fit, and switching actor mid-read must wait for the previous one's
+/// four, most batches do not fit, and switching actor mid-read must wait for the previous one's
 /// room. Every message still arrives once, in the order sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_of_messages_through_small_remote_mailboxes_arrive_once_in_order() {
+async fn batches_of_messages_through_small_remote_mailboxes_arrive_once_in_order() {
     let (a, b) = pair().await;
     let mut remotes = Vec::new();
     for name in ["seq1", "seq2"] {
@@ -138,6 +138,57 @@ async fn runs_of_messages_through_small_remote_mailboxes_arrive_once_in_order() 
         assert!(in_order, "messages arrived out of order");
     }
     a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Counts `Next` messages, slowly (a few milliseconds each), so its small mailbox stays full and
+/// the reader delivering to it waits for room most of the time.
+struct SlowCounter {
+    received: u64,
+}
+impl Actor for SlowCounter {
+    type Msg = SeqMsg;
+    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            SeqMsg::Next(_) => {
+                self.received += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            SeqMsg::Report(reply) => {
+                reply.send((self.received, true));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reader waiting for room in a full mailbox holds messages it has read and accepted. When
+/// their sender leaves the cluster meanwhile, its connections stop, reader and all: the messages
+/// are still delivered, every one once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left() {
+    let (a, b) = pair().await;
+    let slow = b.system().spawn(Props::new(SlowCounter { received: 0 }).capacity(2));
+    b.register("slow", &slow).unwrap();
+    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
+    const N: u64 = 300;
+    for i in 0..N {
+        remote.tell(SeqMsg::Next(i)).await.unwrap();
+    }
+    // All of it is on b well before the slow actor (2 ms a message) is through.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (received, _) = slow.ask(SeqMsg::Report).await.unwrap();
+        if received == N {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{received} of {N} messages delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(slow.ask(SeqMsg::Report).await.unwrap().0, N, "a message was delivered twice");
     b.shutdown().await;
 }
 
