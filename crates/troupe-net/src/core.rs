@@ -219,6 +219,8 @@ pub(crate) struct NodeShared {
     frame_pool: Mutex<FramePool>,
     /// Indirect probes in flight (see `probe`).
     pub(crate) probes: Mutex<crate::probe::Probes>,
+    /// Which neighbour relayed frames from each origin came through (see `routes`).
+    pub(crate) relay_routes: Mutex<crate::routes::RouteCache>,
 }
 
 /// How a peer went away.
@@ -274,6 +276,7 @@ impl NodeShared {
             role,
             frame_pool: Mutex::new(FramePool::default()),
             probes: Mutex::new(crate::probe::Probes::default()),
+            relay_routes: Mutex::new(crate::routes::RouteCache::default()),
         })
     }
 
@@ -1339,6 +1342,7 @@ impl NodeShared {
             return;
         }
         self.peers.write().remove(&peer.id);
+        self.relay_routes.lock().forget_via(peer.id);
         peer.close_lanes();
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         self.forget_acks_later(peer.id);
@@ -1493,6 +1497,10 @@ impl NodeShared {
 
     /// A relayed frame arrived from `via`: deliver it here or pass it on.
     fn on_relay(&self, via: &Arc<Peer>, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>) {
+        if origin != self.id && origin != via.id {
+            // Frames for `origin` go back this way (see `routes`).
+            self.relay_routes.lock().learn(origin, via.id, Instant::now());
+        }
         if to != self.id {
             self.relay(origin, to, ttl, frame, Some(via.id));
             return;

@@ -28,6 +28,7 @@ mod overlays;
 mod peer;
 mod probe;
 mod queue;
+mod routes;
 mod snapshot;
 mod stats;
 pub mod tls;

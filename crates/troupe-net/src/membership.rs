@@ -345,8 +345,10 @@ impl<M: Membership> Driver<M> {
     fn relay(&mut self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) {
         let Some(shared) = self.shared.upgrade() else { return };
         let connected = |id: &NodeId| shared.peer(*id).is_some();
-        let routed =
-            self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(|n| connected(n) && Some(*n) != from);
+        // The overlay's own route, else the way frames from `to` came in, else a random walk.
+        let usable = |n: &NodeId| connected(n) && Some(*n) != from;
+        let learned = || shared.relay_routes.lock().via(to, Instant::now()).filter(usable);
+        let routed = self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(usable).or_else(learned);
         let next = routed.or_else(|| {
             let candidates: Vec<NodeId> = self
                 .protocol

@@ -206,6 +206,51 @@ async fn relay_reaches_a_node_that_is_not_a_neighbour() {
     }
 }
 
+/// Relayed traffic teaches the nodes it passes the way back to its origin. Static overlay, every
+/// node relaying: o - h, h - x1 .. x4, x1 - t. A frame from o for t reaches h, which has no route
+/// of its own to t and passes it to a random neighbour: one in four walks reaches t (x2 .. x4
+/// have no neighbour but h to pass it on to). Once one ask has got through, t's reply follows
+/// the request's path back (x1 learned o's way from it), teaching h the way to t, so every
+/// later ask gets through. Without learned routes, twenty asks in a row would all get through
+/// with odds of one in a trillion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_traffic_teaches_the_way_back() {
+    let relay = |name: &str, seeds: &[&Node]| {
+        let mut c = config(name, OverlayKind::Static, seeds);
+        c.reach = Reach::Relay;
+        c
+    };
+    let h = Node::start(relay("h", &[])).await.unwrap();
+    let mut spokes = Vec::new();
+    for i in 1..=4 {
+        spokes.push(Node::start(relay(&format!("x{i}"), &[&h])).await.unwrap());
+    }
+    let t = Node::start(relay("t", &[&spokes[0]])).await.unwrap();
+    let o = Node::start(relay("o", &[&h])).await.unwrap();
+    wait_until("the star never formed", || {
+        connected(&o, "h") && connected(&t, "x1") && (1..=4).all(|i| connected(&h, &format!("x{i}")))
+    })
+    .await;
+
+    let counter = t.system().spawn(Counter(0));
+    t.register("counter", &counter).expect("register");
+    let far = o.actor_ref::<CounterMsg>(counter.id());
+    let mut walks = 0;
+    while far.ask_timeout(CounterMsg::Get, Duration::from_millis(500)).await.is_err() {
+        walks += 1;
+        assert!(walks < 40, "no random walk reached t");
+    }
+    for i in 0..20 {
+        far.tell(CounterMsg::Add(1)).await.expect("relayed tell");
+        let total = far.ask_timeout(CounterMsg::Get, Duration::from_secs(2)).await;
+        assert_eq!(total.ok(), Some(i + 1), "ask {i} after the first did not follow the learned route");
+    }
+    assert!(!connected(&o, "t"), "o reached t without the overlay");
+    for node in [o, h, t].into_iter().chain(spokes) {
+        node.shutdown().await;
+    }
+}
+
 /// A node that leaves a full mesh is reported Left by the others and disappears from their views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_is_removed() {
