@@ -853,7 +853,7 @@ impl NodeShared {
             }
             FrameKind::Pong => {
                 // Evidence of life for probes (a partitioned peer's frames never get here).
-                peer.pongs.fetch_add(1, Ordering::Relaxed);
+                peer.pong.notify_waiters();
                 Dispatched::Done
             }
             FrameKind::Close => Dispatched::Close("peer closed the connection".into()),

@@ -32,8 +32,9 @@ pub(crate) struct Peer {
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// Messages received from it (counted per read, for traffic and idleness).
     pub(crate) received: AtomicU64,
-    /// Pongs received from it, on any connection (evidence of life for probes).
-    pub(crate) pongs: AtomicU64,
+    /// Notified (all waiters) when a Pong arrives from it, on any connection: evidence of life
+    /// for probes.
+    pub(crate) pong: tokio::sync::Notify,
     /// Whether the overlay has been told it is connected.
     pub(crate) announced: AtomicBool,
     /// Being closed on purpose: its lanes do not redial.
@@ -72,7 +73,7 @@ impl Peer {
             acks,
             stop: Arc::new(tokio::sync::Notify::new()),
             received: AtomicU64::new(0),
-            pongs: AtomicU64::new(0),
+            pong: tokio::sync::Notify::new(),
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),

@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -67,9 +67,6 @@ const RECHECK: Duration = Duration::from_secs(5);
 
 /// What the asker allows on top of [`PING_WAIT_MAX`] for the round trips to its helpers.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
-
-/// How often a helper looks whether the probed node answered.
-const POLL: Duration = Duration::from_millis(10);
 
 /// The most probes a node answers at once; beyond that (a burst of losses) it answers "not
 /// heard" at once instead of pinging.
@@ -313,19 +310,22 @@ impl NodeShared {
             // overlay) dials one: what it vouches for is that its messages get through.
             return self.settings.reach == Reach::Direct && self.answers_probe_dial(node, addrs).await;
         };
-        let before = peer.pongs.load(Ordering::Relaxed);
-        peer.control_lane().queue.push_frame(FrameKind::Ping, 0, &[]);
-        let deadline = Instant::now() + self.settings.ping_timeout.min(PING_WAIT_MAX);
-        while Instant::now() < deadline {
-            if peer.pongs.load(Ordering::Relaxed) != before {
-                return true;
-            }
-            if peer.is_down() {
-                return false;
-            }
-            tokio::time::sleep(POLL).await;
+        // Listening before the ping and before looking at `down`, so neither a quick pong nor
+        // the peer going down in between is missed.
+        let ponged = peer.pong.notified();
+        let stopped = peer.stop.notified();
+        tokio::pin!(ponged, stopped);
+        ponged.as_mut().enable();
+        stopped.as_mut().enable();
+        if peer.is_down() {
+            return false;
         }
-        false
+        peer.control_lane().queue.push_frame(FrameKind::Ping, 0, &[]);
+        tokio::select! {
+            _ = ponged => true,
+            _ = stopped => false,
+            _ = tokio::time::sleep(self.settings.ping_timeout.min(PING_WAIT_MAX)) => false,
+        }
     }
 
     /// Dials `node` for a probe at the addresses this node knows for it and at `offered` (the
@@ -497,9 +497,9 @@ mod tests {
         assert!(x.peers().is_empty() && y.peers().is_empty(), "a probe dial made a peer");
 
         assert!(x.shared().answers_probe_dial(y.id(), &[closed, at]).await, "the second address answers");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !x.peers().iter().any(|p| p.name == "y" && p.up) {
-            assert!(Instant::now() < deadline, "x never connected to the node it vouched for");
+            assert!(std::time::Instant::now() < deadline, "x never connected to the node it vouched for");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         x.shutdown().await;
