@@ -1455,8 +1455,9 @@ impl NodeShared {
     }
 
     /// Passes a frame for `to` along the overlay: straight to it when connected, else the
-    /// overlay driver picks the next hop (the overlay's route if it knows one, else a random
-    /// neighbour other than `from`, one hop less). False when it cannot go anywhere.
+    /// overlay driver picks the next hop, one hop less (the overlay's route if it knows one, else
+    /// the way frames from `to` came in, else a random neighbour; see `routes`). False when it
+    /// cannot go anywhere.
     pub(crate) fn relay(&self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) -> bool {
         if self.peer(to).is_some() {
             return self.relay_via(to, origin, to, ttl, frame);
@@ -1497,9 +1498,11 @@ impl NodeShared {
 
     /// A relayed frame arrived from `via`: deliver it here or pass it on.
     fn on_relay(&self, via: &Arc<Peer>, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>) {
-        if origin != self.id && origin != via.id {
+        // No frame may travel further than this node would send one.
+        let ttl = ttl.min(self.settings.relay_ttl);
+        if origin != self.id {
             // Frames for `origin` go back this way (see `routes`).
-            self.relay_routes.lock().learn(origin, via.id, Instant::now());
+            self.relay_routes.lock().learn(origin, via.id, ttl, Instant::now());
         }
         if to != self.id {
             self.relay(origin, to, ttl, frame, Some(via.id));
@@ -1664,6 +1667,7 @@ impl NodeShared {
                 peers.remove(&peer.id);
             }
         }
+        self.relay_routes.lock().forget_via(peer.id);
         let Some(shared) = self.me.upgrade() else { return };
         self.runtime.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(1);

@@ -340,25 +340,31 @@ impl<M: Membership> Driver<M> {
         }
     }
 
-    /// Passes a relayed frame on: along the overlay's route when it knows one, else to a random
-    /// neighbour that is neither where it came from nor its origin.
+    /// Passes a relayed frame on: along the overlay's route when it knows one, else the way
+    /// frames from its target came in (see `routes`), else to a random neighbour that is neither
+    /// where it came from nor its origin; at a dead end, back where it came from.
     fn relay(&mut self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) {
         let Some(shared) = self.shared.upgrade() else { return };
         let connected = |id: &NodeId| shared.peer(*id).is_some();
-        // The overlay's own route, else the way frames from `to` came in, else a random walk.
-        let usable = |n: &NodeId| connected(n) && Some(*n) != from;
-        let learned = || shared.relay_routes.lock().via(to, Instant::now()).filter(usable);
-        let routed = self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(usable).or_else(learned);
+        let usable = |n: &NodeId| connected(n) && Some(*n) != from && *n != origin;
+        let learned = {
+            let mut routes = shared.relay_routes.lock();
+            if let Some(from) = from {
+                // Sent back by the neighbour our route points at: the route leads nowhere.
+                routes.returned(to, from);
+            }
+            routes.via(to, Instant::now())
+        };
+        let routed =
+            self.protocol.next_hop(PeerId(to.0)).map(|p| NodeId(p.0)).filter(usable).or(learned.filter(usable));
         let next = routed.or_else(|| {
-            let candidates: Vec<NodeId> = self
-                .protocol
-                .neighbors()
-                .into_iter()
-                .map(|p| NodeId(p.0))
-                .filter(|n| Some(*n) != from && *n != origin && connected(n))
-                .collect();
+            let candidates: Vec<NodeId> =
+                self.protocol.neighbors().into_iter().map(|p| NodeId(p.0)).filter(usable).collect();
             (!candidates.is_empty()).then(|| candidates[rand::random_range(0..candidates.len())])
         });
+        // A dead end returns the frame, so the hop before tries another way (and drops a route
+        // that led here).
+        let next = next.or(from.filter(connected));
         match next {
             Some(next) => {
                 shared.relay_via(next, origin, to, ttl, frame);

@@ -208,11 +208,11 @@ async fn relay_reaches_a_node_that_is_not_a_neighbour() {
 
 /// Relayed traffic teaches the nodes it passes the way back to its origin. Static overlay, every
 /// node relaying: o - h, h - x1 .. x4, x1 - t. A frame from o for t reaches h, which has no route
-/// of its own to t and passes it to a random neighbour: one in four walks reaches t (x2 .. x4
-/// have no neighbour but h to pass it on to). Once one ask has got through, t's reply follows
-/// the request's path back (x1 learned o's way from it), teaching h the way to t, so every
-/// later ask gets through. Without learned routes, twenty asks in a row would all get through
-/// with odds of one in a trillion.
+/// of its own to t and passes it to a random neighbour; x2 .. x4 are dead ends that return it,
+/// and h tries once more with the hops left, so about one walk in two reaches t. Once one ask
+/// has got through, t's reply follows the request's path back (x1 learned o's way from it),
+/// teaching h the way to t, so every later ask gets through. Without learned routes, twenty asks
+/// in a row would all get through with odds of about one in a million.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_traffic_teaches_the_way_back() {
     let relay = |name: &str, seeds: &[&Node]| {
