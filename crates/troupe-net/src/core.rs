@@ -1177,6 +1177,11 @@ impl NodeShared {
                 }
             }
             Control::ProbeReply { request, reachable } => self.on_probe_reply(peer.id, request, reachable),
+            Control::RelayPing { .. } | Control::RelayPong { .. } => {
+                // Only meaningful through the overlay (see `on_relay`).
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, "relay ping or pong on a direct connection; ignored");
+            }
             // Handled by `on_actor_control`.
             Control::Watch { .. }
             | Control::Unwatch { .. }
@@ -1292,13 +1297,18 @@ impl NodeShared {
             return self.send_control(to, control);
         }
         if to != self.id && self.must_relay(to) {
-            let mut payload = Vec::new();
-            let mut frame = Vec::new();
-            let encoded = control.encode(&mut payload).is_ok()
-                && encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_ok();
-            return encoded && self.relay(self.id, to, self.settings.relay_ttl, frame, None);
+            return self.relay_control(to, control);
         }
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
+    }
+
+    /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
+    pub(crate) fn relay_control(&self, to: NodeId, control: &Control) -> bool {
+        let mut payload = Vec::new();
+        let mut frame = Vec::new();
+        let encoded = control.encode(&mut payload).is_ok()
+            && encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_ok();
+        encoded && self.relay(self.id, to, self.settings.relay_ttl, frame, None)
     }
 
     /// Queues a control message on the first lane of `channel` to the peer.
@@ -1562,6 +1572,15 @@ impl NodeShared {
             FrameKind::Control => {
                 let name = self.name_of(origin).unwrap_or_else(|| origin.to_string());
                 let refused = match Control::decode(payload) {
+                    // Probes of a node that lost its connection to us, and their answers.
+                    Ok(Control::RelayPing { request }) => {
+                        self.relay_control(origin, &Control::RelayPong { request });
+                        None
+                    }
+                    Ok(Control::RelayPong { request }) => {
+                        self.on_probe_reply(origin, request, true);
+                        None
+                    }
                     Ok(control) => self.on_actor_control(origin, &name, control).err().map(|c| format!("{c:?}")),
                     Err(error) => Some(error.to_string()),
                 };

@@ -22,6 +22,12 @@
 //!   (HyParView), a helper is usually not connected to the node, so this is the case that
 //!   matters there.
 //!
+//! When an overlay runs, the asker also pings the lost node itself through the overlay
+//! ([`Control::RelayPing`], relayed like any frame for a node it is not connected to; the node
+//! answers [`Control::RelayPong`] the same way, usually back along the ping's path, see
+//! `routes`). A node reachable that way is not lost, even when none of the helpers is connected
+//! to it and none may dial it (helpers set to `reach = "relay"`, with partial views).
+//!
 //! An overlay may release a connection it did not ask for once idle, so a helper's word is not
 //! a promise to keep watching: the asker, while it has no connection of its own to the node,
 //! probes again every [`RECHECK`] until the node is back, reported by someone, or heard by nobody
@@ -197,12 +203,24 @@ impl NodeShared {
             let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
             candidates.choose_multiple(&mut rand::rng(), PROBE_HELPERS).map(|p| Arc::clone(p)).collect()
         };
-        if helpers.is_empty() {
+        let relayed = self.membership.get().is_some();
+        if helpers.is_empty() && !relayed {
             return false;
         }
         let addrs: Vec<String> = addrs.iter().take(PROBE_ADDRS).map(SocketAddr::to_string).collect();
         let (tx, mut answers) = mpsc::unbounded_channel();
-        let mut requests = Vec::with_capacity(helpers.len());
+        let mut requests = Vec::with_capacity(helpers.len() + 1);
+        if relayed {
+            // And the node itself, through the overlay: a node reachable that way is not lost,
+            // even when no helper is connected to it (partial views) or may dial it (helpers
+            // set to reach nodes only through the overlay). Its answer comes from the node.
+            let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+            self.probes.lock().waiting.insert(request, (node, tx.clone()));
+            requests.push(request);
+            if !self.relay_control(node, &Control::RelayPing { request }) {
+                self.probes.lock().waiting.remove(&request);
+            }
+        }
         for helper in &helpers {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
             self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));

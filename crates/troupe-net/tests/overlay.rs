@@ -528,6 +528,50 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     }
 }
 
+/// A node that loses its link to another pings it through the overlay before reporting it: in
+/// a static square a - b - c - d - a where every node reaches others only through the overlay
+/// (`reach = "relay"`), no helper can vouch for b when the link a - b breaks (d, a's only other
+/// peer, is not connected to b and may not dial it), but b answers a's ping relayed through d
+/// and c, so a withholds its notice and d's watch on b's actor holds. Once nobody reaches b, it
+/// is reported after all and the watch fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reachable_through_the_overlay_is_not_reported_lost() {
+    let node = |name: &str, seeds: &[&Node]| {
+        let mut c = fast_failure_detection(config(name, OverlayKind::Static, seeds));
+        c.reach = Reach::Relay;
+        c
+    };
+    let a = Node::start(node("a", &[])).await.unwrap();
+    let b = Node::start(node("b", &[&a])).await.unwrap();
+    let c = Node::start(node("c", &[&b])).await.unwrap();
+    let d = Node::start(node("d", &[&c, &a])).await.unwrap();
+    wait_until("the square never formed", || {
+        connected(&a, "b") && connected(&b, "c") && connected(&c, "d") && connected(&d, "a")
+    })
+    .await;
+    let (_counter, from_d, exit) = counter_watched_from(&b, &d).await;
+    assert!(!connected(&a, "c") && !connected(&b, "d"), "the square has no diagonals");
+
+    a.partition(b.id(), true);
+    b.partition(a.id(), true);
+    wait_until("a never withheld its loss of b", || a.stats().failure_notices_withheld > 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in [&a, &b, &c, &d] {
+        assert_eq!(n.stats().failure_notices_sent, 0, "{} reported a node the overlay still reaches", n.name());
+    }
+    assert!(!exit.is_finished(), "d's watch on b's actor fired while b lives");
+    assert_eq!(from_d.ask(CounterMsg::Get).await.expect("b still answers d"), 0);
+
+    // Now nobody reaches b: it is reported after all (a pings it again every 5 s).
+    b.partition(c.id(), true);
+    c.partition(b.id(), true);
+    let reason = tokio::time::timeout(Duration::from_secs(15), exit).await.expect("d never heard b was lost");
+    assert_eq!(reason.expect("watch"), troupe_actor::ExitReason::NodeDown);
+    for n in [a, b, c, d] {
+        n.shutdown().await;
+    }
+}
+
 /// Six nodes with the configuration `quick` makes, joining through the first, once their
 /// neighbour graph is connected. Small HyParView views can leave racing joins in two components
 /// for good (each node keeps a neighbour, so none promotes): the cluster is built again then, up

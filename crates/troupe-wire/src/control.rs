@@ -169,6 +169,19 @@ pub enum Control {
         /// Its listen addresses (`host:port`).
         addrs: Vec<String>,
     },
+    /// Sent through the overlay (inside a [`Control::Relay`]) to a node the sender lost its
+    /// connection to, before it tells the cluster that node is lost: if the node answers
+    /// [`Control::RelayPong`] the same way, it is alive and reachable through the overlay.
+    /// Protocol version 3; a node of an earlier version cannot decode it and does not answer.
+    RelayPing {
+        /// Request id, echoed in the [`Control::RelayPong`].
+        request: u64,
+    },
+    /// Answer to a [`Control::RelayPing`], sent through the overlay to the ping's origin.
+    RelayPong {
+        /// The request id of the ping.
+        request: u64,
+    },
 }
 
 impl Control {

@@ -47,7 +47,11 @@ pub use handshake::{
 /// - 2: probe connections ([`ConnPurpose::PROBE`]) and [`Control::ProbeAt`]. A node of version 1
 ///   treats a probe connection as any other and cannot decode a `ProbeAt`; the handshake settles
 ///   on the highest version both speak, and a version-2 node adapts (see troupe-net's `probe`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - 3: [`Control::RelayPing`] and [`Control::RelayPong`], which travel through the overlay, end
+///   to end (the nodes on the way pass them on without decoding them). A node of an earlier
+///   version cannot decode the ping and does not answer it, which counts as "not heard", as
+///   before.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest wire protocol version this build accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
