@@ -103,7 +103,8 @@ impl Drop for ConnState {
 
 /// A wait for mailbox room that, if the reader awaiting it is cancelled, goes on by itself: the
 /// messages it holds were read and accepted (acknowledged ones are never sent again), so they
-/// must still be delivered.
+/// must still be delivered. (They may then interleave with messages from the same sender that
+/// arrive over a new connection meanwhile; losing them would be worse.)
 struct FinishOnDrop {
     wait: Option<std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
     runtime: tokio::runtime::Handle,
