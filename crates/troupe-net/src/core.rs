@@ -1305,11 +1305,29 @@ impl NodeShared {
 
     /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
     pub(crate) fn relay_control(&self, to: NodeId, control: &Control) -> bool {
+        self.control_frame(control).is_some_and(|frame| self.relay(self.id, to, self.settings.relay_ttl, frame, None))
+    }
+
+    /// Sends a control message to `to` through the overlay's other nodes, never straight to it,
+    /// even if a peer for it is still about (a probe of a node whose connection was lost: what is
+    /// left of it may be a dead or redialling connection). False when no overlay runs.
+    pub(crate) fn relay_control_around(&self, to: NodeId, control: &Control) -> bool {
+        let Some(frame) = self.control_frame(control) else { return false };
+        if self.membership.get().is_none() {
+            return false;
+        }
+        let ttl = self.settings.relay_ttl;
+        self.tell_membership(DriverInput::Relay { origin: self.id, to, ttl, frame, from: None });
+        true
+    }
+
+    /// A whole Control frame carrying `control` (on the control channel).
+    fn control_frame(&self, control: &Control) -> Option<Vec<u8>> {
         let mut payload = Vec::new();
         let mut frame = Vec::new();
         let encoded = control.encode(&mut payload).is_ok()
             && encode_frame(&mut frame, FrameKind::Control, 0, 0, &payload, self.settings.max_frame).is_ok();
-        encoded && self.relay(self.id, to, self.settings.relay_ttl, frame, None)
+        encoded.then_some(frame)
     }
 
     /// Queues a control message on the first lane of `channel` to the peer.
@@ -1569,13 +1587,19 @@ impl NodeShared {
                 }
             }
             FrameKind::Reply => self.complete_reply(&transport, origin, &via.name, header, payload, None),
-            // Actor control (watch, down, link ...) from a node we reach only through the overlay.
+            // Actor control (watch, down, link ...) from a node we reach only through the overlay,
+            // and pings of a node that lost its connection to us.
             FrameKind::Control => {
                 let name = self.name_of(origin).unwrap_or_else(|| origin.to_string());
                 let refused = match Control::decode(payload) {
-                    // Probes of a node that lost its connection to us, and their answers.
+                    // Answered back the way the ping came (not over a connection to the origin we
+                    // may still have: the ping says the origin lost it), unless we are leaving.
                     Ok(Control::RelayPing { request }) => {
-                        self.relay_control(origin, &Control::RelayPong { request });
+                        if !self.shutting_down.load(Ordering::Acquire) {
+                            if let Some(frame) = self.control_frame(&Control::RelayPong { request }) {
+                                self.relay_via(via.id, self.id, origin, self.settings.relay_ttl, frame);
+                            }
+                        }
                         None
                     }
                     Ok(Control::RelayPong { request }) => {

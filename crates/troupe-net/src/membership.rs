@@ -346,7 +346,9 @@ impl<M: Membership> Driver<M> {
     fn relay(&mut self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) {
         let Some(shared) = self.shared.upgrade() else { return };
         let connected = |id: &NodeId| shared.peer(*id).is_some();
-        let usable = |n: &NodeId| connected(n) && Some(*n) != from && *n != origin;
+        // Not `to` itself either: a frame for it gets here only when the direct way is not to be
+        // taken (not connected, or a probe going around a lost connection).
+        let usable = |n: &NodeId| connected(n) && Some(*n) != from && *n != origin && *n != to;
         let learned = {
             let mut routes = shared.relay_routes.lock();
             if let Some(from) = from {
@@ -364,7 +366,7 @@ impl<M: Membership> Driver<M> {
         });
         // A dead end returns the frame, so the hop before tries another way (and drops a route
         // that led here).
-        let next = next.or(from.filter(connected));
+        let next = next.or(from.filter(|f| connected(f) && *f != to));
         match next {
             Some(next) => {
                 shared.relay_via(next, origin, to, ttl, frame);

@@ -37,8 +37,9 @@
 //! connection for an ordinary one (it makes a peer for it; the handshake alone then counts as the
 //! answer).
 //!
-//! The price is latency: a real loss is reported up to [`PING_WAIT_MAX`] plus half a second later
-//! than without probes.
+//! The price is latency: a real loss is reported [`PING_WAIT_MAX`] plus half a second later than
+//! without probes (a dead node does not answer the ping through the overlay, so the asker waits
+//! out the whole probe).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -90,14 +91,32 @@ const PROBE_READ_MAX: usize = 4096;
 /// Probes in flight on one node.
 #[derive(Default)]
 pub(crate) struct Probes {
-    /// Requests sent, by id: the helper asked and where its answer goes.
-    waiting: HashMap<u64, (NodeId, mpsc::UnboundedSender<bool>)>,
+    /// Requests sent, by id: who answers (a helper, or the lost node itself for a ping through
+    /// the overlay) and where the answer goes.
+    waiting: HashMap<u64, (Answerer, mpsc::UnboundedSender<bool>)>,
     /// Probes being answered now, per asker.
     answering: HashMap<NodeId, usize>,
     /// Lost nodes this node is deciding about (probing, or probing again later), each with
     /// whether it was lost again meanwhile: one decision per node at a time, however often its
     /// connections fail, and a decision that finds the node back looks again if it was.
     deciding: HashMap<NodeId, bool>,
+}
+
+/// Who answers a probe request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answerer {
+    /// A peer asked whether it hears from the node; its loss ends the request unanswered.
+    Helper(NodeId),
+    /// The lost node itself, pinged through the overlay.
+    Node(NodeId),
+}
+
+impl Answerer {
+    fn id(self) -> NodeId {
+        match self {
+            Answerer::Helper(id) | Answerer::Node(id) => id,
+        }
+    }
 }
 
 /// The decision about one lost node under way (see [`NodeShared::loss_to_report`]); ends when
@@ -196,34 +215,31 @@ impl NodeShared {
     }
 
     /// Whether another peer still hears from lost node `node` (listening at `addrs`, for
-    /// helpers that are not connected to it): asks up to [`PROBE_HELPERS`] of them.
+    /// helpers that are not connected to it), or the node answers through the overlay: asks up
+    /// to [`PROBE_HELPERS`] peers and pings the node around the lost connection.
     async fn reached_by_others(self: &Arc<Self>, node: NodeId, addrs: &[SocketAddr]) -> bool {
         let helpers: Vec<Arc<Peer>> = {
             let peers = self.peers.read();
             let candidates: Vec<&Arc<Peer>> = peers.values().filter(|p| p.id != node && p.is_working()).collect();
             candidates.choose_multiple(&mut rand::rng(), PROBE_HELPERS).map(|p| Arc::clone(p)).collect()
         };
-        let relayed = self.membership.get().is_some();
-        if helpers.is_empty() && !relayed {
-            return false;
-        }
         let addrs: Vec<String> = addrs.iter().take(PROBE_ADDRS).map(SocketAddr::to_string).collect();
         let (tx, mut answers) = mpsc::unbounded_channel();
         let mut requests = Vec::with_capacity(helpers.len() + 1);
-        if relayed {
-            // And the node itself, through the overlay: a node reachable that way is not lost,
-            // even when no helper is connected to it (partial views) or may dial it (helpers
-            // set to reach nodes only through the overlay). Its answer comes from the node.
-            let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-            self.probes.lock().waiting.insert(request, (node, tx.clone()));
-            requests.push(request);
-            if !self.relay_control(node, &Control::RelayPing { request }) {
-                self.probes.lock().waiting.remove(&request);
-            }
+        // And the node itself, through the overlay (never over what is left of our own
+        // connection to it): a node reachable that way is not lost, even when no helper is
+        // connected to it (partial views) or may dial it (helpers set to reach nodes only
+        // through the overlay). A dead node does not answer, so a real loss waits out the whole
+        // probe.
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        self.probes.lock().waiting.insert(request, (Answerer::Node(node), tx.clone()));
+        requests.push(request);
+        if !self.relay_control_around(node, &Control::RelayPing { request }) {
+            self.probes.lock().waiting.remove(&request);
         }
         for helper in &helpers {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-            self.probes.lock().waiting.insert(request, (helper.id, tx.clone()));
+            self.probes.lock().waiting.insert(request, (Answerer::Helper(helper.id), tx.clone()));
             requests.push(request);
             // A helper of protocol version 1 knows only the probe without addresses.
             let probe = match helper.version.load(Ordering::Relaxed) {
@@ -235,8 +251,9 @@ impl NodeShared {
             }
         }
         drop(tx);
-        // A helper's answer, or the end of all answers (each one drops its sender; so does a
-        // helper lost meanwhile, see `helper_lost`).
+        // An answer, or the end of all answers (each one drops its sender; so does a helper
+        // lost meanwhile, see `helper_lost`), or the end of the wait (the ping through the
+        // overlay ends only with an answer or with this).
         let wait = PING_WAIT_MAX + ANSWER_MARGIN;
         let reached = tokio::time::timeout(wait, async {
             while let Some(reachable) = answers.recv().await {
@@ -273,7 +290,7 @@ impl NodeShared {
 
     /// Peer `gone` is lost: the probes it was asked to answer get no answer from it.
     pub(crate) fn helper_lost(&self, gone: NodeId) {
-        self.probes.lock().waiting.retain(|_, (helper, _)| *helper != gone);
+        self.probes.lock().waiting.retain(|_, (answerer, _)| *answerer != Answerer::Helper(gone));
     }
 
     /// Peer `asker` asks whether this node hears from `node` (listening at `addrs`, as far as
@@ -300,11 +317,12 @@ impl NodeShared {
         });
     }
 
-    /// An answer to one of this node's probes, from `from`.
+    /// An answer to one of this node's probes, from `from` (a helper's reply, or the lost node's
+    /// pong through the overlay).
     pub(crate) fn on_probe_reply(&self, from: NodeId, request: u64, reachable: bool) {
         let mut probes = self.probes.lock();
         match probes.waiting.get(&request) {
-            Some((helper, _)) if *helper == from => {
+            Some((answerer, _)) if answerer.id() == from => {
                 if let Some((_, answer)) = probes.waiting.remove(&request) {
                     let _ = answer.send(reachable);
                 }

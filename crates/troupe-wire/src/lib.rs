@@ -49,8 +49,8 @@ pub use handshake::{
 ///   on the highest version both speak, and a version-2 node adapts (see troupe-net's `probe`).
 /// - 3: [`Control::RelayPing`] and [`Control::RelayPong`], which travel through the overlay, end
 ///   to end (the nodes on the way pass them on without decoding them). A node of an earlier
-///   version cannot decode the ping and does not answer it, which counts as "not heard", as
-///   before.
+///   version cannot decode the ping (it logs and counts a bad frame) and does not answer it,
+///   which counts as "not heard", as before.
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest wire protocol version this build accepts.
