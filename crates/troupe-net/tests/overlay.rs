@@ -449,6 +449,23 @@ async fn triangle() -> (Node, Node, Node) {
     (a, b, c)
 }
 
+/// Cuts the link between `x` and `y`, both ways (see `Node::partition`).
+fn cut(x: &Node, y: &Node) {
+    x.partition(y.id(), true);
+    y.partition(x.id(), true);
+}
+
+/// After `asker` lost a node that others still reach: waits until it has withheld its failure
+/// notice, then half a second more, and checks that none of `nodes` reported any node.
+async fn expect_loss_withheld(asker: &Node, nodes: &[&Node]) {
+    let what = format!("{} never withheld its loss", asker.name());
+    wait_until(&what, || asker.stats().failure_notices_withheld > 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in nodes {
+        assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node others still reach", node.name());
+    }
+}
+
 /// One broken link does not get a live node reported lost: b loses its connection to c, asks a
 /// (an indirect probe), a still hears from c, so b withholds its failure notice, and d, which
 /// reaches c only through a (relayed), keeps its watch on c's actor.
@@ -462,13 +479,8 @@ async fn a_broken_link_does_not_get_a_live_node_reported_lost() {
     let (_counter, from_d, exit) = counter_watched_from(&c, &d).await;
     assert!(!connected(&d, "c"), "d must reach c only through the overlay");
 
-    b.partition(c.id(), true);
-    c.partition(b.id(), true);
-    wait_until("b never probed its loss of c", || b.stats().failure_notices_withheld > 0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for node in [&a, &b, &c, &d] {
-        assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node others still reach", node.name());
-    }
+    cut(&b, &c);
+    expect_loss_withheld(&b, &[&a, &b, &c, &d]).await;
     assert!(connected(&a, "c"), "a gave up a node it still reaches");
     assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
     assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d"), 0);
@@ -505,22 +517,16 @@ async fn a_helper_without_a_connection_dials_the_lost_node_for_the_probe() {
     let (_counter, from_d, exit) = counter_watched_from(&c, &d).await;
     assert!(!connected(&a, "c") && !connected(&d, "c"), "a and d must reach c only through b");
 
-    b.partition(c.id(), true);
-    c.partition(b.id(), true);
-    wait_until("b never probed its loss of c", || b.stats().failure_notices_withheld > 0).await;
+    cut(&b, &c);
+    expect_loss_withheld(&b, &[&a, &b, &d]).await;
     wait_until("a never connected to the node it vouched for", || connected(&a, "c")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for node in [&a, &b, &d] {
-        assert_eq!(node.stats().failure_notices_sent, 0, "{} reported a node a still reaches", node.name());
-    }
     assert!(!exit.is_finished(), "d's watch on c's actor fired while c lives");
     assert_eq!(from_d.ask(CounterMsg::Get).await.expect("c still answers d, through a"), 0);
     assert!(!connected(&d, "c"), "d reached c without the overlay");
 
     // Now nobody reaches c: its loss is reported after all (by a, which loses the connection it
     // made, or by b, probing again), and d's watch fires.
-    a.partition(c.id(), true);
-    c.partition(a.id(), true);
+    cut(&a, &c);
     let reason = tokio::time::timeout(Duration::from_secs(15), exit).await.expect("d never heard c was lost");
     assert_eq!(reason.expect("watch"), troupe_actor::ExitReason::NodeDown);
     for node in [a, b, c, d] {
@@ -552,19 +558,13 @@ async fn a_node_reachable_through_the_overlay_is_not_reported_lost() {
     let (_counter, from_d, exit) = counter_watched_from(&b, &d).await;
     assert!(!connected(&a, "c") && !connected(&b, "d"), "the square has no diagonals");
 
-    a.partition(b.id(), true);
-    b.partition(a.id(), true);
-    wait_until("a never withheld its loss of b", || a.stats().failure_notices_withheld > 0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for n in [&a, &b, &c, &d] {
-        assert_eq!(n.stats().failure_notices_sent, 0, "{} reported a node the overlay still reaches", n.name());
-    }
+    cut(&a, &b);
+    expect_loss_withheld(&a, &[&a, &b, &c, &d]).await;
     assert!(!exit.is_finished(), "d's watch on b's actor fired while b lives");
     assert_eq!(from_d.ask(CounterMsg::Get).await.expect("b still answers d"), 0);
 
     // Now nobody reaches b: it is reported after all (a pings it again every 5 s).
-    b.partition(c.id(), true);
-    c.partition(b.id(), true);
+    cut(&b, &c);
     let reason = tokio::time::timeout(Duration::from_secs(15), exit).await.expect("d never heard b was lost");
     assert_eq!(reason.expect("watch"), troupe_actor::ExitReason::NodeDown);
     for n in [a, b, c, d] {
@@ -628,8 +628,7 @@ async fn hyparview_does_not_report_the_ends_of_a_broken_link() {
     // The connections the watches opened go once idle, so the other nodes are connected to the
     // two ends only where the overlay wants it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    x.partition(y.id(), true);
-    y.partition(x.id(), true);
+    cut(&x, &y);
     wait_until("neither end probed its loss of the other", || {
         x.stats().failure_notices_withheld + y.stats().failure_notices_withheld > 0
     })
