@@ -1207,9 +1207,8 @@ impl NodeShared {
                         let watcher = from;
                         actor.untyped().on_exit(move |reason| {
                             if let Some(shared) = me.upgrade() {
-                                // Behind the messages the actor sent before it ended.
                                 let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
-                                shared.send_behind_messages(watcher, id, &down);
+                                shared.send_actor_control(watcher, &down);
                             }
                         });
                     }
@@ -1304,15 +1303,13 @@ impl NodeShared {
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
     }
 
-    /// Queues a control message for node `to` on the lane that messages for actor `key` take by
-    /// default (the default channel, partition key from the actor), so it arrives after every
-    /// message sent that way before it: the reader hands those to the mailbox first. With the
-    /// default channel's usual single connection, that is every message sent to the node without
-    /// a channel or partition key of its own. A node reached only through the overlay gets it
-    /// the way actor control goes.
-    fn send_behind_messages(&self, to: NodeId, key: ActorId, control: &Control) -> bool {
-        let Some(peer) = self.peer(to) else { return self.send_actor_control(to, control) };
-        let (channel, lane) = peer.pick(1, default_key(key));
+    /// Queues a control message about actor `target` on the lane its messages take by default
+    /// (the default channel, partition key from the actor), so it arrives after every message
+    /// sent to the actor that way before it; the reader hands those to the mailbox first. A
+    /// node reached only through the overlay gets it the way actor control goes.
+    fn send_behind_messages(&self, target: ActorId, control: &Control) -> bool {
+        let Some(peer) = self.peer(target.node) else { return self.send_actor_control(target.node, control) };
+        let (channel, lane) = peer.pick(1, default_key(target));
         let mut payload = Vec::new();
         control.encode(&mut payload).is_ok()
             && peer.lane((channel, lane)).queue.push_frame(FrameKind::Control, channel as u16, &payload)
@@ -1931,7 +1928,7 @@ impl Transport for NodeShared {
         let sent = match control {
             // After the messages sent to the actor before it, as a local stop is: on the lane
             // those go on (the default channel, keyed by the actor), behind them.
-            RemoteControl::Stop => self.send_behind_messages(target.node, target, &message),
+            RemoteControl::Stop => self.send_behind_messages(target, &message),
             _ => self.send_actor_control(target.node, &message),
         };
         if !sent && control == RemoteControl::Watch {
@@ -1942,7 +1939,7 @@ impl Transport for NodeShared {
 
     fn report_exit(&self, to: NodeId, actor: ActorId, reason: &ExitReason) {
         // Not sent when the node is gone: it has nobody left to tell.
-        self.send_behind_messages(to, actor, &Control::Down { target: wire_id(actor), reason: wire_exit(reason) });
+        self.send_actor_control(to, &Control::Down { target: wire_id(actor), reason: wire_exit(reason) });
     }
 
     fn export(&self, actor: Arc<dyn Inbound>) {

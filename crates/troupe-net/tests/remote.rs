@@ -233,61 +233,6 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
     b.shutdown().await;
 }
 
-#[derive(Serialize, Deserialize)]
-enum FinisherMsg {
-    /// Send this many messages to the counter, then stop.
-    Finish(u64, ActorRef<SeqMsg>),
-}
-impl Message for FinisherMsg {}
-impl RemoteMessage for FinisherMsg {
-    const TYPE_NAME: &'static str = "test.Finisher";
-}
-
-/// Sends its results to another node's actor, then stops itself.
-struct Finisher;
-impl Actor for Finisher {
-    type Msg = FinisherMsg;
-    async fn handle(&mut self, msg: FinisherMsg, ctx: &mut Context<Self>) -> ActorResult {
-        let FinisherMsg::Finish(n, to) = msg;
-        for i in 0..n {
-            to.tell(SeqMsg::Next(i)).await?;
-        }
-        ctx.stop();
-        Ok(())
-    }
-}
-
-/// The Down for an actor that stopped comes after the messages it sent before it stopped: a
-/// watcher that hears of the exit has had the actor's last messages handed over already.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
-    let (a, b) = pair().await;
-    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = a.system().spawn(SharedCounter(handled.clone()));
-    a.register("results", &counter).unwrap();
-    let results: ActorRef<SeqMsg> = b.lookup("a", "results").await.expect("lookup");
-    for round in 0..3 {
-        let finisher = b.system().spawn(Finisher);
-        let name = format!("finisher{round}");
-        b.register(&name, &finisher).unwrap();
-        let remote: ActorRef<FinisherMsg> = a.lookup("b", &name).await.expect("lookup");
-        let watched = remote.untyped();
-        let exit = tokio::spawn(async move { watched.wait_for_exit().await });
-        // Let the watch reach b first (it goes on the control connection, the tell does not).
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        const N: u64 = 20_000;
-        let before = handled.load(std::sync::atomic::Ordering::Relaxed);
-        remote.tell(FinisherMsg::Finish(N, results.clone())).await.unwrap();
-        let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("no Down").unwrap();
-        assert_eq!(reason, ExitReason::Normal);
-        // Handed over to the counter's mailbox: it has them once it answers.
-        let (total, _) = counter.ask(SeqMsg::Report).await.unwrap();
-        assert_eq!(total - before, N, "the Down overtook the actor's messages (round {round})");
-    }
-    a.shutdown().await;
-    b.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_travel_inside_messages() {
     let (a, b) = pair().await;
