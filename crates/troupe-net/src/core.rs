@@ -1303,18 +1303,6 @@ impl NodeShared {
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
     }
 
-    /// Queues a control message about actor `target` on the lane its messages take by default
-    /// (the default channel, partition key from the actor), so it arrives after every message
-    /// sent to the actor that way before it; the reader hands those to the mailbox first. A
-    /// node reached only through the overlay gets it the way actor control goes.
-    fn send_behind_messages(&self, target: ActorId, control: &Control) -> bool {
-        let Some(peer) = self.peer(target.node) else { return self.send_actor_control(target.node, control) };
-        let (channel, lane) = peer.pick(1, default_key(target));
-        let mut payload = Vec::new();
-        control.encode(&mut payload).is_ok()
-            && peer.lane((channel, lane)).queue.push_frame(FrameKind::Control, channel as u16, &payload)
-    }
-
     /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
     pub(crate) fn relay_control(&self, to: NodeId, control: &Control) -> bool {
         self.control_frame(control).is_some_and(|frame| self.relay(self.id, to, self.settings.relay_ttl, frame, None))
@@ -1925,13 +1913,7 @@ impl Transport for NodeShared {
             RemoteControl::Link { from } => Control::Link { target: wire, from: wire_id(from) },
             RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
-        let sent = match control {
-            // After the messages sent to the actor before it, as a local stop is: on the lane
-            // those go on (the default channel, keyed by the actor), behind them.
-            RemoteControl::Stop => self.send_behind_messages(target, &message),
-            _ => self.send_actor_control(target.node, &message),
-        };
-        if !sent && control == RemoteControl::Watch {
+        if !self.send_actor_control(target.node, &message) && control == RemoteControl::Watch {
             // Nobody to ask: the node is gone (or was never reached).
             self.proxy(target).exited(ExitReason::NodeDown);
         }

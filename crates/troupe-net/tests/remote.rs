@@ -192,47 +192,6 @@ async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left()
     b.shutdown().await;
 }
 
-/// Counts `Next` messages into a shared counter.
-struct SharedCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
-impl Actor for SharedCounter {
-    type Msg = SeqMsg;
-    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
-        match msg {
-            SeqMsg::Next(_) => {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            SeqMsg::Report(reply) => {
-                reply.send((self.0.load(std::sync::atomic::Ordering::Relaxed), true));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A remote stop comes after the messages sent before it, as a local one does: the actor handles
-/// every message it was sent before the stop, then stops.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
-    let (a, b) = pair().await;
-    for round in 0..3 {
-        let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let actor = b.system().spawn(SharedCounter(handled.clone()));
-        let name = format!("counter{round}");
-        b.register(&name, &actor).unwrap();
-        let remote: ActorRef<SeqMsg> = a.lookup("b", &name).await.expect("lookup");
-        const N: u64 = 20_000;
-        for i in 0..N {
-            remote.tell(SeqMsg::Next(i)).await.unwrap();
-        }
-        remote.stop();
-        let exit = tokio::time::timeout(Duration::from_secs(10), actor.wait_for_exit()).await.expect("never stopped");
-        assert_eq!(exit, ExitReason::Normal);
-        assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), N, "the stop overtook messages (round {round})");
-    }
-    a.shutdown().await;
-    b.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_travel_inside_messages() {
     let (a, b) = pair().await;
