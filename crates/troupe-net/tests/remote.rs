@@ -192,6 +192,109 @@ async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left()
     b.shutdown().await;
 }
 
+/// Counts `Next` messages into a shared counter.
+struct SharedCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+impl Actor for SharedCounter {
+    type Msg = SeqMsg;
+    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            SeqMsg::Next(_) => {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            SeqMsg::Report(reply) => {
+                reply.send((self.0.load(std::sync::atomic::Ordering::Relaxed), true));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A remote stop comes after the messages sent before it, as a local one does: the actor handles
+/// every message it was sent before the stop, then stops. Not yet: the stop goes on the control
+/// connection and overtakes messages on the default channel's (11,175 of 20,000 handled). Sending
+/// it on the messages' lane fixed this but reordered it against watches and links on the control
+/// connection and could hang behind a full mailbox, so it was reverted; a fence (the stop waits
+/// for the count of messages sent before it) is the way to do it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a remote stop overtakes messages sent before it on another connection"]
+async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
+    let (a, b) = pair().await;
+    for round in 0..3 {
+        let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let actor = b.system().spawn(SharedCounter(handled.clone()));
+        let name = format!("counter{round}");
+        b.register(&name, &actor).unwrap();
+        let remote: ActorRef<SeqMsg> = a.lookup("b", &name).await.expect("lookup");
+        const N: u64 = 20_000;
+        for i in 0..N {
+            remote.tell(SeqMsg::Next(i)).await.unwrap();
+        }
+        remote.stop();
+        let exit = tokio::time::timeout(Duration::from_secs(10), actor.wait_for_exit()).await.expect("never stopped");
+        assert_eq!(exit, ExitReason::Normal);
+        assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), N, "the stop overtook messages (round {round})");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[derive(Serialize, Deserialize)]
+enum FinisherMsg {
+    /// Send this many messages to the counter, then stop.
+    Finish(u64, ActorRef<SeqMsg>),
+}
+impl Message for FinisherMsg {}
+impl RemoteMessage for FinisherMsg {
+    const TYPE_NAME: &'static str = "test.Finisher";
+}
+
+/// Sends its results to another node's actor, then stops itself.
+struct Finisher;
+impl Actor for Finisher {
+    type Msg = FinisherMsg;
+    async fn handle(&mut self, msg: FinisherMsg, ctx: &mut Context<Self>) -> ActorResult {
+        let FinisherMsg::Finish(n, to) = msg;
+        for i in 0..n {
+            to.tell(SeqMsg::Next(i)).await?;
+        }
+        ctx.stop();
+        Ok(())
+    }
+}
+
+/// The Down for an actor that stopped comes after the messages it sent before it stopped: a
+/// watcher that hears of the exit has had the actor's last messages handed over already. Not yet,
+/// for the same reason as the stop above (0 of 20,000 had arrived when the Down did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a Down overtakes the ended actor's last messages on another connection"]
+async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
+    let (a, b) = pair().await;
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = a.system().spawn(SharedCounter(handled.clone()));
+    a.register("results", &counter).unwrap();
+    let results: ActorRef<SeqMsg> = b.lookup("a", "results").await.expect("lookup");
+    for round in 0..3 {
+        let finisher = b.system().spawn(Finisher);
+        let name = format!("finisher{round}");
+        b.register(&name, &finisher).unwrap();
+        let remote: ActorRef<FinisherMsg> = a.lookup("b", &name).await.expect("lookup");
+        let watched = remote.untyped();
+        let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+        // Let the watch reach b first (it goes on the control connection, the tell does not).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        const N: u64 = 20_000;
+        let before = handled.load(std::sync::atomic::Ordering::Relaxed);
+        remote.tell(FinisherMsg::Finish(N, results.clone())).await.unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("no Down").unwrap();
+        assert_eq!(reason, ExitReason::Normal);
+        // Handed over to the counter's mailbox: it has them once it answers.
+        let (total, _) = counter.ask(SeqMsg::Report).await.unwrap();
+        assert_eq!(total - before, N, "the Down overtook the actor's messages (round {round})");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_travel_inside_messages() {
     let (a, b) = pair().await;
