@@ -238,6 +238,9 @@ impl<M: Message> ActorRef<M> {
 
     /// Asks the actor to stop once it has handled the messages already in its mailbox. New
     /// messages are refused from now on.
+    ///
+    /// For a remote actor, the messages this node sent it before (on the default channel, with
+    /// no partition key of their own) are handled first too.
     pub fn stop(&self) {
         self.untyped().stop();
     }

@@ -73,6 +73,10 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
+/// The longest a remote stop waits for the messages sent before it (see
+/// `NodeShared::stop_after`).
+const MARKER_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
@@ -1178,6 +1182,7 @@ impl NodeShared {
                 }
             }
             Control::ProbeReply { request, reachable } => self.on_probe_reply(peer.id, request, reachable),
+            Control::Marker { marker } => peer.note_marker(marker),
             Control::RelayPing { .. } | Control::RelayPong { .. } => {
                 // Only meaningful through the overlay (see `on_relay`).
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -1188,6 +1193,7 @@ impl NodeShared {
             | Control::Unwatch { .. }
             | Control::Down { .. }
             | Control::Stop { .. }
+            | Control::StopAfter { .. }
             | Control::Kill { .. }
             | Control::Link { .. }
             | Control::Unlink { .. } => {}
@@ -1243,6 +1249,7 @@ impl NodeShared {
                     actor.untyped().stop();
                 }
             }
+            Control::StopAfter { target, marker } => self.stop_after(from, actor_id(&target), marker),
             Control::Kill { target } => {
                 if let Some(actor) = self.exported_local(actor_id(&target)) {
                     actor.untyped().kill();
@@ -1301,6 +1308,59 @@ impl NodeShared {
             return self.relay_control(to, control);
         }
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
+    }
+
+    /// Asks a remote actor to stop after the messages this node sent it before: a
+    /// [`Control::Marker`] goes behind them on the lane they take by default (the default channel,
+    /// keyed by the actor), and [`Control::StopAfter`] on the control connection, like every
+    /// other actor signal, so signals keep their order. A node of protocol version 3 or older,
+    /// or one reached only through the overlay, gets the plain stop.
+    fn send_stop(&self, target: ActorId) -> bool {
+        let stop = Control::Stop { target: wire_id(target) };
+        let Some(peer) = self.peer(target.node).filter(|p| p.version.load(Ordering::Relaxed) >= 4) else {
+            return self.send_actor_control(target.node, &stop);
+        };
+        let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let lane = peer.pick(1, default_key(target));
+        let mut payload = Vec::new();
+        let marked = Control::Marker { marker }.encode(&mut payload).is_ok()
+            && peer.lane(lane).queue.push_frame(FrameKind::Control, lane.0 as u16, &payload);
+        if !marked {
+            return self.send_actor_control(target.node, &stop);
+        }
+        self.send_control(target.node, &Control::StopAfter { target: wire_id(target), marker })
+    }
+
+    /// Stops local actor `target` once a reader of node `from`'s connections got to marker
+    /// `marker` (every message `from` sent it before the stop is then in its mailbox), or after
+    /// [`MARKER_WAIT`] without it (the marker was lost with its connection, or the lane is held
+    /// up by another actor's full mailbox), or when `from` goes away.
+    fn stop_after(&self, from: NodeId, target: ActorId, marker: u64) {
+        let Some(actor) = self.exported_local(target) else { return };
+        let peer = match self.peer(from) {
+            Some(peer) if !peer.take_marker(marker) => peer,
+            _ => return actor.untyped().stop(),
+        };
+        self.runtime.spawn(async move {
+            let deadline = tokio::time::sleep(MARKER_WAIT);
+            tokio::pin!(deadline);
+            loop {
+                let seen = peer.marker_seen.notified();
+                let gone = peer.stop.notified();
+                tokio::pin!(seen, gone);
+                seen.as_mut().enable();
+                gone.as_mut().enable();
+                if peer.take_marker(marker) || peer.is_down() {
+                    break;
+                }
+                tokio::select! {
+                    _ = seen => {}
+                    _ = gone => break,
+                    _ = &mut deadline => break,
+                }
+            }
+            actor.untyped().stop();
+        });
     }
 
     /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
@@ -1913,7 +1973,11 @@ impl Transport for NodeShared {
             RemoteControl::Link { from } => Control::Link { target: wire, from: wire_id(from) },
             RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
-        if !self.send_actor_control(target.node, &message) && control == RemoteControl::Watch {
+        let sent = match control {
+            RemoteControl::Stop => self.send_stop(target),
+            _ => self.send_actor_control(target.node, &message),
+        };
+        if !sent && control == RemoteControl::Watch {
             // Nobody to ask: the node is gone (or was never reached).
             self.proxy(target).exited(ExitReason::NodeDown);
         }

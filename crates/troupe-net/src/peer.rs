@@ -41,7 +41,16 @@ pub(crate) struct Peer {
     pub(crate) releasing: AtomicBool,
     /// The wire protocol version negotiated on its latest connection.
     pub(crate) version: std::sync::atomic::AtomicU16,
+    /// Markers its connections' readers got to (see `Control::Marker`), newest last, at most
+    /// [`MARKERS_KEPT`]; a stop waiting for one takes it.
+    markers: parking_lot::Mutex<std::collections::VecDeque<u64>>,
+    /// Notified (all waiters) when a marker arrives.
+    pub(crate) marker_seen: tokio::sync::Notify,
 }
+
+/// How many markers a peer keeps that no stop has taken yet (one whose stop was lost, or gave up
+/// waiting, is forgotten eventually).
+const MARKERS_KEPT: usize = 1024;
 
 impl Peer {
     pub(crate) fn new(
@@ -77,6 +86,8 @@ impl Peer {
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
+            markers: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            marker_seen: tokio::sync::Notify::new(),
         }
     }
 
@@ -127,6 +138,30 @@ impl Peer {
 
     pub(crate) fn control_lane(&self) -> &Lane {
         &self.lanes[0][0]
+    }
+
+    /// A reader got to marker `marker` from this peer.
+    pub(crate) fn note_marker(&self, marker: u64) {
+        {
+            let mut markers = self.markers.lock();
+            if markers.len() >= MARKERS_KEPT {
+                markers.pop_front();
+            }
+            markers.push_back(marker);
+        }
+        self.marker_seen.notify_waiters();
+    }
+
+    /// Takes marker `marker` if a reader got to it.
+    pub(crate) fn take_marker(&self, marker: u64) -> bool {
+        let mut markers = self.markers.lock();
+        match markers.iter().position(|&m| m == marker) {
+            Some(at) => {
+                markers.remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Shuts every lane queue (senders see the peer as unreachable).

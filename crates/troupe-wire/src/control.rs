@@ -182,6 +182,23 @@ pub enum Control {
         /// The request id of the ping.
         request: u64,
     },
+    /// Sent on the connection a target actor's messages take: the receiver notes it once its
+    /// reader gets to it, every message before it handed to its mailbox (see
+    /// [`Control::StopAfter`]). Protocol version 4.
+    Marker {
+        /// The marker's number (unique per sending node).
+        marker: u64,
+    },
+    /// Stop `target` in an orderly way once the receiver has seen [`Control::Marker`] `marker`,
+    /// which travels behind the messages sent to `target` before the stop (or after a while
+    /// without it, should it be lost with its connection). Protocol version 4; a node of an
+    /// earlier version gets [`Control::Stop`].
+    StopAfter {
+        /// The actor to stop.
+        target: WireActorId,
+        /// The marker to wait for.
+        marker: u64,
+    },
 }
 
 impl Control {

@@ -51,7 +51,9 @@ pub use handshake::{
 ///   to end (the nodes on the way pass them on without decoding them). A node of an earlier
 ///   version cannot decode the ping (it logs and counts a bad frame) and does not answer it,
 ///   which counts as "not heard", as before.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// - 4: [`Control::Marker`] and [`Control::StopAfter`]: a remote stop waits for the messages
+///   sent before it. A version-4 node sends a version-3 node the plain [`Control::Stop`].
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest wire protocol version this build accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
