@@ -73,9 +73,12 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
-/// The longest a remote stop waits for the messages sent before it (see
-/// `NodeShared::stop_after`).
+/// How long a remote stop waits for the messages sent before it while none arrives from their
+/// sender (see `NodeShared::stop_after`).
 const MARKER_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest a remote stop waits for the messages sent before it, however busy the lane.
+const MARKER_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
@@ -653,7 +656,7 @@ impl NodeShared {
                     // We are about to wait for the target to make room: it must run elsewhere.
                     woken.release();
                 }
-                if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
+                if let Err(reason) = self.finish_dispatch(step, &peer, &mut conn).await {
                     return reason;
                 }
             }
@@ -731,7 +734,7 @@ impl NodeShared {
                     // A large message is bulk work (its handler may copy or write it again): the
                     // workers take it, in parallel with this thread's next read.
                     woken.release();
-                    if let Err(reason) = self.finish_dispatch(step, &mut conn).await {
+                    if let Err(reason) = self.finish_dispatch(step, &peer, &mut conn).await {
                         return reason;
                     }
                     continue;
@@ -872,11 +875,12 @@ impl NodeShared {
 
     /// Waits out a delivery into a full mailbox (backpressure reaches the connection), counts
     /// it; `Err` says why the connection must close.
-    async fn finish_dispatch(&self, step: Dispatched, conn: &mut ConnState) -> Result<(), String> {
+    async fn finish_dispatch(&self, step: Dispatched, peer: &Peer, conn: &mut ConnState) -> Result<(), String> {
         match step {
             Dispatched::Done => {}
             Dispatched::Delivered => conn.delivered += 1,
             Dispatched::Full { wait, count } => {
+                let _waiting = peer.waiting_for_room();
                 let delivered = FinishOnDrop { wait: Some(wait), runtime: self.runtime.clone() }.await;
                 conn.delivered += delivered;
                 self.counters.dead_letters.fetch_add(count.saturating_sub(delivered), Ordering::Relaxed);
@@ -1320,8 +1324,13 @@ impl NodeShared {
         let Some(peer) = self.peer(target.node).filter(|p| p.version.load(Ordering::Relaxed) >= 4) else {
             return self.send_actor_control(target.node, &stop);
         };
-        let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
         let lane = peer.pick(1, default_key(target));
+        if peer.lane(lane).queue.messages() == 0 {
+            // Nothing was ever sent on that lane (its connection may not even be open): nothing
+            // to wait for.
+            return self.send_control(target.node, &stop);
+        }
+        let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
         let mut payload = Vec::new();
         let marked = Control::Marker { marker }.encode(&mut payload).is_ok()
             && peer.lane(lane).queue.push_frame(FrameKind::Control, lane.0 as u16, &payload);
@@ -1332,9 +1341,10 @@ impl NodeShared {
     }
 
     /// Stops local actor `target` once a reader of node `from`'s connections got to marker
-    /// `marker` (every message `from` sent it before the stop is then in its mailbox), or after
-    /// [`MARKER_WAIT`] without it (the marker was lost with its connection, or the lane is held
-    /// up by another actor's full mailbox), or when `from` goes away.
+    /// `marker` (every message `from` sent it before the stop is then in its mailbox), or when
+    /// `from` goes away, or once no message from `from` has arrived for [`MARKER_WAIT`] (the
+    /// marker was lost with its connection) or [`MARKER_WAIT_MAX`] have passed: a lane that is
+    /// still delivering (the actor working through a backlog) is waited for.
     fn stop_after(&self, from: NodeId, target: ActorId, marker: u64) {
         let Some(actor) = self.exported_local(target) else { return };
         let peer = match self.peer(from) {
@@ -1342,8 +1352,9 @@ impl NodeShared {
             _ => return actor.untyped().stop(),
         };
         self.runtime.spawn(async move {
-            let deadline = tokio::time::sleep(MARKER_WAIT);
-            tokio::pin!(deadline);
+            let started = tokio::time::Instant::now();
+            let mut received = peer.received.load(Ordering::Relaxed);
+            let mut deadline = started + MARKER_WAIT;
             loop {
                 let seen = peer.marker_seen.notified();
                 let gone = peer.stop.notified();
@@ -1356,7 +1367,17 @@ impl NodeShared {
                 tokio::select! {
                     _ = seen => {}
                     _ = gone => break,
-                    _ = &mut deadline => break,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        // Held up, not lost: a reader is waiting for mailbox room, or messages
+                        // keep arriving.
+                        let now_received = peer.received.load(Ordering::Relaxed);
+                        let held_up = peer.is_waiting_for_room() || now_received != received;
+                        if !held_up || deadline - started >= MARKER_WAIT_MAX {
+                            break;
+                        }
+                        received = now_received;
+                        deadline += MARKER_WAIT;
+                    }
                 }
             }
             actor.untyped().stop();

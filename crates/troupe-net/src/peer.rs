@@ -46,6 +46,17 @@ pub(crate) struct Peer {
     markers: parking_lot::Mutex<std::collections::VecDeque<u64>>,
     /// Notified (all waiters) when a marker arrives.
     pub(crate) marker_seen: tokio::sync::Notify,
+    /// Readers of its connections waiting for room in a full mailbox now.
+    readers_waiting: AtomicU64,
+}
+
+/// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
+pub(crate) struct WaitingForRoom<'a>(&'a Peer);
+
+impl Drop for WaitingForRoom<'_> {
+    fn drop(&mut self) {
+        self.0.readers_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How many markers a peer keeps that no stop has taken yet (one whose stop was lost, or gave up
@@ -88,6 +99,7 @@ impl Peer {
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
             markers: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             marker_seen: tokio::sync::Notify::new(),
+            readers_waiting: AtomicU64::new(0),
         }
     }
 
@@ -138,6 +150,17 @@ impl Peer {
 
     pub(crate) fn control_lane(&self) -> &Lane {
         &self.lanes[0][0]
+    }
+
+    /// Counts a reader's wait for mailbox room until the guard is dropped.
+    pub(crate) fn waiting_for_room(&self) -> WaitingForRoom<'_> {
+        self.readers_waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingForRoom(self)
+    }
+
+    /// Whether a reader of its connections is waiting for room in a full mailbox.
+    pub(crate) fn is_waiting_for_room(&self) -> bool {
+        self.readers_waiting.load(Ordering::Relaxed) > 0
     }
 
     /// A reader got to marker `marker` from this peer.

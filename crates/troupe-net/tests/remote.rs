@@ -230,12 +230,36 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
             remote.tell(SeqMsg::Next(i)).await.unwrap();
         }
         remote.stop();
+        assert!(remote.tell(SeqMsg::Next(N)).await.is_err(), "a message sent after the stop was accepted");
         let exit = tokio::time::timeout(Duration::from_secs(10), actor.wait_for_exit()).await.expect("never stopped");
         assert_eq!(exit, ExitReason::Normal);
         let seen = tokio::time::timeout(Duration::from_secs(10), watch).await.expect("no Down").unwrap();
         assert_eq!(seen, ExitReason::Normal, "the watcher on a");
         assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), N, "the stop overtook messages (round {round})");
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A stop behind a backlog that takes longer than a stop waits for a silent lane still comes
+/// after all of it: the lane keeps delivering, so the stop keeps waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_stop_waits_out_a_long_backlog() {
+    let (a, b) = pair().await;
+    let actor = b.system().spawn(Props::new(SlowCounter { received: 0 }).capacity(2));
+    b.register("slow", &actor).unwrap();
+    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
+    // About 2 ms each: some 6 s of work, more than the 5 s a stop waits without progress.
+    const N: u64 = 2_700;
+    for i in 0..N {
+        remote.tell(SeqMsg::Next(i)).await.unwrap();
+    }
+    let report = actor.clone();
+    remote.stop();
+    let exit = tokio::time::timeout(Duration::from_secs(30), actor.wait_for_exit()).await.expect("never stopped");
+    assert_eq!(exit, ExitReason::Normal);
+    assert_eq!(b.stats().dead_letters, 0, "messages sent before the stop were refused");
+    drop(report);
     a.shutdown().await;
     b.shutdown().await;
 }
