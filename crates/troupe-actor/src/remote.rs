@@ -544,9 +544,6 @@ pub struct RemoteProxy {
     watch_requested: AtomicBool,
     /// Set with the exit: sends to a known-dead actor fail at once.
     gone: AtomicBool,
-    /// Set when this node asked the actor to stop (or killed it): further sends from here are
-    /// refused, as a local actor's mailbox refuses them once it is asked to stop.
-    stop_requested: AtomicBool,
 }
 
 impl RemoteProxy {
@@ -558,7 +555,6 @@ impl RemoteProxy {
             life: Mutex::new(Lifecycle::default()),
             watch_requested: AtomicBool::new(false),
             gone: AtomicBool::new(false),
-            stop_requested: AtomicBool::new(false),
         })
     }
 
@@ -628,14 +624,8 @@ impl CellControl for RemoteProxy {
 
     fn send_system(&self, msg: SystemMsg) -> bool {
         match msg {
-            SystemMsg::Stop => {
-                self.stop_requested.store(true, Ordering::Release);
-                self.transport.control(self.id, RemoteControl::Stop)
-            }
-            SystemMsg::Kill => {
-                self.stop_requested.store(true, Ordering::Release);
-                self.transport.control(self.id, RemoteControl::Kill)
-            }
+            SystemMsg::Stop => self.transport.control(self.id, RemoteControl::Stop),
+            SystemMsg::Kill => self.transport.control(self.id, RemoteControl::Kill),
             // Exits of linked local actors travel through `link_ended`; other system messages
             // mean nothing to a remote actor.
             _ => return false,
@@ -692,7 +682,7 @@ impl<M: RemoteMessage> RemoteTarget<M> {
 impl<M> RemoteTarget<M> {
     /// Hands `msg` to the transport without waiting.
     pub(crate) fn try_send(&self, msg: &M) -> Result<(), Refusal> {
-        if self.proxy.has_exited() || self.proxy.stop_requested.load(Ordering::Acquire) {
+        if self.proxy.has_exited() {
             return Err(Refusal::Failed(SendFailure::NotRunning));
         }
         let transport = &self.proxy.transport;

@@ -230,7 +230,6 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
             remote.tell(SeqMsg::Next(i)).await.unwrap();
         }
         remote.stop();
-        assert!(remote.tell(SeqMsg::Next(N)).await.is_err(), "a message sent after the stop was accepted");
         let exit = tokio::time::timeout(Duration::from_secs(10), actor.wait_for_exit()).await.expect("never stopped");
         assert_eq!(exit, ExitReason::Normal);
         let seen = tokio::time::timeout(Duration::from_secs(10), watch).await.expect("no Down").unwrap();
