@@ -240,7 +240,8 @@ impl<M: Message> ActorRef<M> {
     /// messages are refused from now on.
     ///
     /// For a remote actor, the messages this node sent it before (on the default channel, with
-    /// no partition key of their own) are handled first too.
+    /// no partition key of their own) are handled first too, and new messages are refused once
+    /// its node applies the stop.
     pub fn stop(&self) {
         self.untyped().stop();
     }
