@@ -67,8 +67,8 @@ pub use payload::{Payload, ATTACH_MIN};
 pub use props::{Props, Restart};
 pub use reference::{ActorRef, Tell, UntypedRef};
 pub use remote::{
-    decode_body, inbound, type_tag, with_codec_context, BodyEncoder, Delivery, FlushRest, Flushed, Inbound,
-    InboundBatch, PendingReply, Refusal, RemoteControl, RemoteMessage, RemoteProxy, ReplyOutcome, SendOptions,
+    decode_body, inbound, type_tag, with_codec_context, BodyEncoder, DeliverLater, Delivery, FlushRest, Flushed,
+    Inbound, InboundBatch, PendingReply, Refusal, RemoteControl, RemoteMessage, RemoteProxy, ReplyOutcome, SendOptions,
     Transport,
 };
 pub use reply::Reply;

@@ -385,10 +385,33 @@ pub(crate) fn reply_context() -> Option<(Arc<dyn Transport>, NodeId)> {
 pub enum Delivery {
     /// In the mailbox.
     Accepted,
-    /// The mailbox is full: await this to deliver with backpressure (true when delivered).
-    Full(Pin<Box<dyn Future<Output = bool> + Send>>),
+    /// The mailbox is full: await this to deliver with backpressure (it yields 1 when
+    /// delivered, 0 when the actor stopped meanwhile).
+    Full(DeliverLater),
     /// The actor no longer accepts messages.
     Closed,
+}
+
+/// Messages that did not fit in a full mailbox, being delivered with backpressure, in order;
+/// yields how many were delivered (fewer when the actor stopped meanwhile).
+pub type DeliverLater = Pin<Box<dyn Future<Output = u64> + Send>>;
+
+/// Delivers `messages` to `actor` in order, waiting for room (see [`DeliverLater`]).
+fn deliver_later<M: Message, I>(actor: ActorRef<M>, messages: I) -> DeliverLater
+where
+    I: IntoIterator<Item = M> + Send + 'static,
+    I::IntoIter: Send,
+{
+    Box::pin(async move {
+        let mut delivered = 0;
+        for message in messages {
+            if actor.tell(message).await.is_err() {
+                break;
+            }
+            delivered += 1;
+        }
+        delivered
+    })
 }
 
 /// What [`InboundBatch::flush`] did with the messages it held.
@@ -405,7 +428,7 @@ pub enum FlushRest {
     /// how many were delivered of `count`.
     Full {
         /// Delivers the rest.
-        wait: Pin<Box<dyn Future<Output = u64> + Send>>,
+        wait: DeliverLater,
         /// How many messages it holds.
         count: u64,
     },
@@ -468,10 +491,7 @@ impl<M: RemoteMessage> Inbound for Exported<M> {
         let message: M = decode_body(body, attached)?;
         Ok(match self.0.try_tell(message) {
             Ok(()) => Delivery::Accepted,
-            Err(TrySendError::Full { message, .. }) => {
-                let actor = self.0.clone();
-                Delivery::Full(Box::pin(async move { actor.tell(message).await.is_ok() }))
-            }
+            Err(TrySendError::Full { message, .. }) => Delivery::Full(deliver_later(self.0.clone(), [message])),
             Err(_) => Delivery::Closed,
         })
     }
@@ -514,18 +534,7 @@ impl<M: RemoteMessage> InboundBatch for ExportedBatch<M> {
             }
             _ if count == 0 => None,
             _ => {
-                let rest = std::mem::take(&mut self.queued);
-                let actor = self.actor.clone();
-                let wait = Box::pin(async move {
-                    let mut delivered = 0;
-                    for message in rest {
-                        if actor.tell(message).await.is_err() {
-                            break;
-                        }
-                        delivered += 1;
-                    }
-                    delivered
-                });
+                let wait = deliver_later(self.actor.clone(), std::mem::take(&mut self.queued));
                 Some(FlushRest::Full { wait, count })
             }
         };

@@ -14,8 +14,8 @@ use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
 use troupe_actor::{
-    ActorId, ActorSystem, BodyEncoder, Delivery, ExitReason, FlushRest, Inbound, InboundBatch, NodeId, PendingReply,
-    Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
+    ActorId, ActorSystem, BodyEncoder, DeliverLater, Delivery, ExitReason, FlushRest, Inbound, InboundBatch, NodeId,
+    PendingReply, Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
     begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, split_attached,
@@ -113,7 +113,7 @@ impl Drop for ConnState {
 /// must still be delivered. (They may then interleave with messages from the same sender that
 /// arrive over a new connection meanwhile; losing them would be worse.)
 struct FinishOnDrop {
-    wait: Option<std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
+    wait: Option<DeliverLater>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -158,7 +158,7 @@ enum Dispatched {
     /// The mailbox is full: await `wait` to deliver `count` messages, in order; it yields how
     /// many were delivered.
     Full {
-        wait: std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>>,
+        wait: DeliverLater,
         count: u64,
     },
     /// The connection must close, for this reason.
@@ -929,9 +929,7 @@ impl NodeShared {
         if starts_batch && matches!(ended, Dispatched::Done) {
             return match self.deliver_checked(&*cached.inbound, &peer.name, target, body, attached) {
                 Some(Delivery::Accepted) => Dispatched::Delivered,
-                Some(Delivery::Full(wait)) => {
-                    Dispatched::Full { wait: Box::pin(async move { wait.await as u64 }), count: 1 }
-                }
+                Some(Delivery::Full(wait)) => Dispatched::Full { wait, count: 1 },
                 Some(Delivery::Closed) => {
                     self.dead_letters(peer, target, 1);
                     Dispatched::Done
