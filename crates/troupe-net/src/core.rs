@@ -1317,23 +1317,19 @@ impl NodeShared {
     /// keyed by the actor), and [`Control::StopAfter`] on the control connection, like every
     /// other actor signal, so signals keep their order. A node of protocol version 3 or older,
     /// or one reached only through the overlay, gets the plain stop.
-    fn send_stop(&self, target: ActorId) -> bool {
-        let stop = Control::Stop { target: wire_id(target) };
+    fn send_stop(&self, target: ActorId, stop: &Control) -> bool {
         let Some(peer) = self.peer(target.node).filter(|p| p.version.load(Ordering::Relaxed) >= 4) else {
-            return self.send_actor_control(target.node, &stop);
+            return self.send_actor_control(target.node, stop);
         };
         let lane = peer.pick(1, default_key(target));
         if peer.lane(lane).queue.messages() == 0 {
             // Nothing was ever sent on that lane (its connection may not even be open): nothing
             // to wait for.
-            return self.send_control(target.node, &stop);
+            return self.send_control(target.node, stop);
         }
         let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let mut payload = Vec::new();
-        let marked = Control::Marker { marker }.encode(&mut payload).is_ok()
-            && peer.lane(lane).queue.push_frame(FrameKind::Control, lane.0 as u16, &payload);
-        if !marked {
-            return self.send_actor_control(target.node, &stop);
+        if !peer.push_control(lane, &Control::Marker { marker }) {
+            return self.send_actor_control(target.node, stop);
         }
         self.send_control(target.node, &Control::StopAfter { target: wire_id(target), marker })
     }
@@ -1411,10 +1407,7 @@ impl NodeShared {
 
     /// Queues a control message on the first lane of `channel` to the peer.
     pub(crate) fn send_control_on(&self, to: NodeId, channel: u16, control: &Control) -> bool {
-        let Some(peer) = self.peer(to) else { return false };
-        let mut payload = Vec::new();
-        let lane = peer.lane(((channel as usize).min(peer.lanes.len() - 1), 0));
-        control.encode(&mut payload).is_ok() && lane.queue.push_frame(FrameKind::Control, channel, &payload)
+        self.peer(to).is_some_and(|peer| peer.push_control(((channel as usize).min(peer.lanes.len() - 1), 0), control))
     }
 
     /// Re-queues acknowledged messages that were not acknowledged in time.
@@ -1993,7 +1986,7 @@ impl Transport for NodeShared {
             RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
         let sent = match control {
-            RemoteControl::Stop => self.send_stop(target),
+            RemoteControl::Stop => self.send_stop(target, &message),
             _ => self.send_actor_control(target.node, &message),
         };
         if !sent && control == RemoteControl::Watch {

@@ -152,6 +152,14 @@ impl Peer {
         &self.lanes[0][0]
     }
 
+    /// Queues a control message on lane `(channel, index)`, ignoring the bound. False when it
+    /// does not encode or the lane is closed.
+    pub(crate) fn push_control(&self, (channel, index): (usize, usize), control: &troupe_wire::Control) -> bool {
+        let mut payload = Vec::new();
+        control.encode(&mut payload).is_ok()
+            && self.lane((channel, index)).queue.push_frame(troupe_wire::FrameKind::Control, channel as u16, &payload)
+    }
+
     /// Counts a reader's wait for mailbox room until the guard is dropped.
     pub(crate) fn waiting_for_room(&self) -> WaitingForRoom<'_> {
         self.readers_waiting.fetch_add(1, Ordering::Relaxed);
