@@ -226,29 +226,31 @@ impl NodeShared {
         let addrs: Vec<String> = addrs.iter().take(PROBE_ADDRS).map(SocketAddr::to_string).collect();
         let (tx, mut answers) = mpsc::unbounded_channel();
         let mut requests = Vec::with_capacity(helpers.len() + 1);
-        // And the node itself, through the overlay (never over what is left of our own
-        // connection to it): a node reachable that way is not lost, even when no helper is
-        // connected to it (partial views) or may dial it (helpers set to reach nodes only
-        // through the overlay). A dead node does not answer, so a real loss waits out the whole
-        // probe.
-        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        self.probes.lock().waiting.insert(request, (Answerer::Node(node), tx.clone()));
-        requests.push(request);
-        if !self.relay_control_around(node, &Control::RelayPing { request }) {
-            self.probes.lock().waiting.remove(&request);
-        }
-        for helper in &helpers {
+        // Registers a request `answerer` answers, sent by `send`; when it cannot go, no answer
+        // is coming and the entry goes again.
+        let mut ask = |answerer: Answerer, send: &dyn Fn(u64) -> bool| {
             let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-            self.probes.lock().waiting.insert(request, (Answerer::Helper(helper.id), tx.clone()));
+            self.probes.lock().waiting.insert(request, (answerer, tx.clone()));
             requests.push(request);
-            // A helper of protocol version 1 knows only the probe without addresses.
-            let probe = match helper.version.load(Ordering::Relaxed) {
-                1 => Control::Probe { request, node: node.0 },
-                _ => Control::ProbeAt { request, node: node.0, addrs: addrs.clone() },
-            };
-            if !self.send_control(helper.id, &probe) {
-                self.probes.lock().waiting.remove(&request); // gone meanwhile: no answer coming
+            if !send(request) {
+                self.probes.lock().waiting.remove(&request);
             }
+        };
+        // The node itself, through the overlay (never over what is left of our own connection
+        // to it): a node reachable that way is not lost, even when no helper is connected to it
+        // (partial views) or may dial it (helpers set to reach nodes only through the overlay).
+        // A dead node does not answer, so a real loss waits out the whole probe.
+        ask(Answerer::Node(node), &|request| self.relay_control_around(node, &Control::RelayPing { request }));
+        for helper in &helpers {
+            // A helper of protocol version 1 knows only the probe without addresses.
+            let version = helper.version.load(Ordering::Relaxed);
+            ask(Answerer::Helper(helper.id), &|request| {
+                let probe = match version {
+                    1 => Control::Probe { request, node: node.0 },
+                    _ => Control::ProbeAt { request, node: node.0, addrs: addrs.clone() },
+                };
+                self.send_control(helper.id, &probe)
+            });
         }
         drop(tx);
         // An answer, or the end of all answers (each one drops its sender; so does a helper
