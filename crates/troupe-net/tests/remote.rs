@@ -1,5 +1,7 @@
 //! Two and three nodes in one process over real loopback TCP: tell, ask, watch, refs in messages.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -81,24 +83,37 @@ impl RemoteMessage for SeqMsg {
     const TYPE_NAME: &'static str = "test.Seq";
 }
 
-/// Checks that `Next` numbers arrive as 0, 1, 2 ...; slow enough to fill a small mailbox.
+/// Counts `Next` messages (into a counter the test can also read directly) and checks that their
+/// numbers arrive as 0, 1, 2 ...; with a pace, it pauses after every so many (to keep a small
+/// mailbox full, so the reader delivering to it waits for room).
 struct Sequence {
-    received: u64,
+    received: Arc<AtomicU64>,
     in_order: bool,
+    /// Pause this long after every this many messages.
+    pace: Option<(u64, Duration)>,
 }
+
+impl Sequence {
+    fn new(pace: Option<(u64, Duration)>) -> Self {
+        Sequence { received: Arc::new(AtomicU64::new(0)), in_order: true, pace }
+    }
+}
+
 impl Actor for Sequence {
     type Msg = SeqMsg;
     async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
         match msg {
             SeqMsg::Next(n) => {
-                self.in_order &= n == self.received;
-                self.received += 1;
-                if n % 512 == 0 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                let received = self.received.fetch_add(1, Ordering::Relaxed);
+                self.in_order &= n == received;
+                if let Some((every, pause)) = self.pace {
+                    if (received + 1) % every == 0 {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }
             SeqMsg::Report(reply) => {
-                reply.send((self.received, self.in_order));
+                reply.send((self.received.load(Ordering::Relaxed), self.in_order));
             }
         }
         Ok(())
@@ -113,7 +128,7 @@ async fn batches_of_messages_through_small_remote_mailboxes_arrive_once_in_order
     let (a, b) = pair().await;
     let mut remotes = Vec::new();
     for name in ["seq1", "seq2"] {
-        let actor = b.system().spawn(Props::new(Sequence { received: 0, in_order: true }).capacity(4));
+        let actor = b.system().spawn(Props::new(Sequence::new(Some((512, Duration::from_millis(1))))).capacity(4));
         b.register(name, &actor).unwrap();
         let remote: ActorRef<SeqMsg> = a.lookup("b", name).await.expect("lookup");
         remotes.push(remote);
@@ -141,34 +156,13 @@ async fn batches_of_messages_through_small_remote_mailboxes_arrive_once_in_order
     b.shutdown().await;
 }
 
-/// Counts `Next` messages, slowly (a few milliseconds each), so its small mailbox stays full and
-/// the reader delivering to it waits for room most of the time.
-struct SlowCounter {
-    received: u64,
-}
-impl Actor for SlowCounter {
-    type Msg = SeqMsg;
-    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
-        match msg {
-            SeqMsg::Next(_) => {
-                self.received += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            SeqMsg::Report(reply) => {
-                reply.send((self.received, true));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A reader waiting for room in a full mailbox holds messages it has read and accepted. When
 /// their sender leaves the cluster meanwhile, its connections stop, reader and all: the messages
 /// are still delivered, every one once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left() {
     let (a, b) = pair().await;
-    let slow = b.system().spawn(Props::new(SlowCounter { received: 0 }).capacity(2));
+    let slow = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
     b.register("slow", &slow).unwrap();
     let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
     const N: u64 = 300;
@@ -192,23 +186,6 @@ async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left()
     b.shutdown().await;
 }
 
-/// Counts `Next` messages into a shared counter.
-struct SharedCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
-impl Actor for SharedCounter {
-    type Msg = SeqMsg;
-    async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
-        match msg {
-            SeqMsg::Next(_) => {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            SeqMsg::Report(reply) => {
-                reply.send((self.0.load(std::sync::atomic::Ordering::Relaxed), true));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A remote stop comes after the messages sent before it, as a local one does: the actor handles
 /// every message it was sent before the stop, then stops. (The stop travels on the control
 /// connection; a marker behind the messages on theirs tells the receiver when to apply it.
@@ -217,8 +194,9 @@ impl Actor for SharedCounter {
 async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
     let (a, b) = pair().await;
     for round in 0..3 {
-        let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let actor = b.system().spawn(SharedCounter(handled.clone()));
+        let sequence = Sequence::new(None);
+        let handled = sequence.received.clone();
+        let actor = b.system().spawn(sequence);
         let name = format!("counter{round}");
         b.register(&name, &actor).unwrap();
         let remote: ActorRef<SeqMsg> = a.lookup("b", &name).await.expect("lookup");
@@ -234,7 +212,7 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
         assert_eq!(exit, ExitReason::Normal);
         let seen = tokio::time::timeout(Duration::from_secs(10), watch).await.expect("no Down").unwrap();
         assert_eq!(seen, ExitReason::Normal, "the watcher on a");
-        assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), N, "the stop overtook messages (round {round})");
+        assert_eq!(handled.load(Ordering::Relaxed), N, "the stop overtook messages (round {round})");
     }
     a.shutdown().await;
     b.shutdown().await;
@@ -245,7 +223,7 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_stop_waits_out_a_long_backlog() {
     let (a, b) = pair().await;
-    let actor = b.system().spawn(Props::new(SlowCounter { received: 0 }).capacity(2));
+    let actor = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
     b.register("slow", &actor).unwrap();
     let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
     // About 2 ms each: some 6 s of work, more than the 5 s a stop waits without progress.
@@ -295,8 +273,9 @@ impl Actor for Finisher {
 #[ignore = "known gap: a Down overtakes the ended actor's last messages on another connection"]
 async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
     let (a, b) = pair().await;
-    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = a.system().spawn(SharedCounter(handled.clone()));
+    let sequence = Sequence::new(None);
+    let handled = sequence.received.clone();
+    let counter = a.system().spawn(sequence);
     a.register("results", &counter).unwrap();
     let results: ActorRef<SeqMsg> = b.lookup("a", "results").await.expect("lookup");
     for round in 0..3 {
@@ -309,7 +288,7 @@ async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
         // Let the watch reach b first (it goes on the control connection, the tell does not).
         tokio::time::sleep(Duration::from_millis(100)).await;
         const N: u64 = 20_000;
-        let before = handled.load(std::sync::atomic::Ordering::Relaxed);
+        let before = handled.load(Ordering::Relaxed);
         remote.tell(FinisherMsg::Finish(N, results.clone())).await.unwrap();
         let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("no Down").unwrap();
         assert_eq!(reason, ExitReason::Normal);
