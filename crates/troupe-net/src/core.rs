@@ -20,7 +20,7 @@ use troupe_actor::{
 use troupe_wire::{
     begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, split_attached,
     write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind, HandshakeConfig,
-    NodeInfo, ReplyHeader, ReplyStatus, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
+    NodeInfo, ReplyHeader, ReplyStatus, Signal, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
 };
 
 use crate::acks::AckState;
@@ -1195,7 +1195,7 @@ impl NodeShared {
             | Control::Unwatch { .. }
             | Control::Down { .. }
             | Control::Stop { .. }
-            | Control::StopAfter { .. }
+            | Control::After { .. }
             | Control::Kill { .. }
             | Control::Link { .. }
             | Control::Unlink { .. } => {}
@@ -1251,7 +1251,7 @@ impl NodeShared {
                     actor.untyped().stop();
                 }
             }
-            Control::StopAfter { target, marker } => self.stop_after(from, actor_id(&target), marker),
+            Control::After { marker, signal } => self.after_marker(from, name, marker, signal),
             Control::Kill { target } => {
                 if let Some(actor) = self.exported_local(actor_id(&target)) {
                     actor.untyped().kill();
@@ -1312,39 +1312,41 @@ impl NodeShared {
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
     }
 
-    /// Asks a remote actor to stop after the messages this node sent it before: a
-    /// [`Control::Marker`] goes behind them on the lane they take by default (the default channel,
-    /// keyed by the actor), and [`Control::StopAfter`] on the control connection, like every
-    /// other actor signal, so signals keep their order. A node of protocol version 3 or older,
-    /// or one reached only through the overlay, gets the plain stop.
-    fn send_stop(&self, target: ActorId, stop: &Control) -> bool {
+    /// Sends actor signal `signal` about `target` so that it takes effect after the messages
+    /// this node sent `target` before it: a [`Control::Marker`] goes behind them on the lane they
+    /// take by default (the default channel, keyed by the actor), and [`Control::After`] on the
+    /// control connection, like every other actor signal, so signals keep their order. A node of
+    /// protocol version 3 or older, or one reached only through the overlay, gets the signal
+    /// itself.
+    fn send_after_messages(&self, target: ActorId, signal: Signal) -> bool {
         let Some(peer) = self.peer(target.node).filter(|p| p.version.load(Ordering::Relaxed) >= 4) else {
-            return self.send_actor_control(target.node, stop);
+            return self.send_actor_control(target.node, &signal.into_control());
         };
         let lane = peer.pick(1, default_key(target));
         if peer.lane(lane).queue.messages() == 0 {
             // Nothing was ever sent on that lane (its connection may not even be open): nothing
             // to wait for.
-            return self.send_control(target.node, stop);
+            return self.send_control(target.node, &signal.into_control());
         }
         let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
         if !peer.push_control(lane, &Control::Marker { marker }) {
-            return self.send_actor_control(target.node, stop);
+            return self.send_actor_control(target.node, &signal.into_control());
         }
-        self.send_control(target.node, &Control::StopAfter { target: wire_id(target), marker })
+        self.send_control(target.node, &Control::After { marker, signal })
     }
 
-    /// Stops local actor `target` once a reader of node `from`'s connections got to marker
-    /// `marker` (every message `from` sent it before the stop is then in its mailbox), or when
-    /// `from` goes away, or once no message from `from` has arrived for [`MARKER_WAIT`] (the
-    /// marker was lost with its connection) or [`MARKER_WAIT_MAX`] have passed: a lane that is
-    /// still delivering (the actor working through a backlog) is waited for.
-    fn stop_after(&self, from: NodeId, target: ActorId, marker: u64) {
-        let Some(actor) = self.exported_local(target) else { return };
+    /// Applies actor signal `signal` from node `from` once a reader of `from`'s connections got
+    /// to marker `marker` (every message `from` sent before the signal is then in its mailbox),
+    /// or when `from` goes away, or once no message from `from` has arrived for [`MARKER_WAIT`]
+    /// (the marker was lost with its connection) or [`MARKER_WAIT_MAX`] have passed: a lane that
+    /// is still delivering (the actor working through a backlog) is waited for.
+    fn after_marker(&self, from: NodeId, name: &str, marker: u64, signal: Signal) {
         let peer = match self.peer(from) {
             Some(peer) if !peer.take_marker(marker) => peer,
-            _ => return actor.untyped().stop(),
+            _ => return self.apply_signal(from, name, signal),
         };
+        let Some(me) = self.me.upgrade() else { return };
+        let name = name.to_string();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
             let mut received = peer.received.load(Ordering::Relaxed);
@@ -1374,8 +1376,14 @@ impl NodeShared {
                     }
                 }
             }
-            actor.untyped().stop();
+            me.apply_signal(from, &name, signal);
         });
+    }
+
+    /// Applies an actor signal that waited for its marker.
+    fn apply_signal(&self, from: NodeId, name: &str, signal: Signal) {
+        // Every signal is an actor control message.
+        let _ = self.on_actor_control(from, name, signal.into_control());
     }
 
     /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
@@ -1985,9 +1993,9 @@ impl Transport for NodeShared {
             RemoteControl::Link { from } => Control::Link { target: wire, from: wire_id(from) },
             RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
-        let sent = match control {
-            RemoteControl::Stop => self.send_stop(target, &message),
-            _ => self.send_actor_control(target.node, &message),
+        let sent = match message {
+            Control::Stop { target: wire } => self.send_after_messages(target, Signal::Stop { target: wire }),
+            message => self.send_actor_control(target.node, &message),
         };
         if !sent && control == RemoteControl::Watch {
             // Nobody to ask: the node is gone (or was never reached).

@@ -184,21 +184,41 @@ pub enum Control {
     },
     /// Sent on the connection a target actor's messages take: the receiver notes it once its
     /// reader gets to it, every message before it handed to its mailbox (see
-    /// [`Control::StopAfter`]). Protocol version 4.
+    /// [`Control::After`]). Protocol version 4.
     Marker {
         /// The marker's number (unique per sending node).
         marker: u64,
     },
-    /// Stop `target` in an orderly way once the receiver has seen [`Control::Marker`] `marker`,
-    /// which travels behind the messages sent to `target` before the stop (or after a while
+    /// An actor signal that takes effect once the receiver has seen [`Control::Marker`]
+    /// `marker`, which travels behind the messages sent before the signal (or after a while
     /// without it, should it be lost with its connection). Protocol version 4; a node of an
-    /// earlier version gets [`Control::Stop`].
-    StopAfter {
-        /// The actor to stop.
-        target: WireActorId,
+    /// earlier version gets the signal itself.
+    After {
         /// The marker to wait for.
         marker: u64,
+        /// What then takes effect.
+        signal: Signal,
     },
+}
+
+/// An actor signal that can wait for a [`Control::Marker`] ([`Control::After`]). Not a nested
+/// [`Control`], so a frame cannot nest signals to any depth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Signal {
+    /// [`Control::Stop`].
+    Stop {
+        /// The actor to stop.
+        target: WireActorId,
+    },
+}
+
+impl Signal {
+    /// The control message that carries this signal without waiting.
+    pub fn into_control(self) -> Control {
+        match self {
+            Signal::Stop { target } => Control::Stop { target },
+        }
+    }
 }
 
 impl Control {

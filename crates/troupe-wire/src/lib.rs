@@ -27,7 +27,7 @@ pub mod envelope;
 pub mod frame;
 pub mod handshake;
 
-pub use control::{decode_acks, encode_acks, Control, WireActorId, WireExit, MAX_ACKS};
+pub use control::{decode_acks, encode_acks, Control, Signal, WireActorId, WireExit, MAX_ACKS};
 pub use envelope::{
     split_attached, write_attached_trailer, Envelope, ReplyHeader, ReplyStatus, ATTACHED_TRAILER_LEN, ENVELOPE_LEN,
     REPLY_HEADER_LEN, SEQ_LEN,
@@ -51,8 +51,8 @@ pub use handshake::{
 ///   to end (the nodes on the way pass them on without decoding them). A node of an earlier
 ///   version cannot decode the ping (it logs and counts a bad frame) and does not answer it,
 ///   which counts as "not heard", as before.
-/// - 4: [`Control::Marker`] and [`Control::StopAfter`]: a remote stop waits for the messages
-///   sent before it. A version-4 node sends a version-3 node the plain [`Control::Stop`].
+/// - 4: [`Control::Marker`] and [`Control::After`]: a remote stop waits for the messages sent
+///   before it. A version-4 node sends a version-3 node the plain [`Control::Stop`].
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest wire protocol version this build accepts.

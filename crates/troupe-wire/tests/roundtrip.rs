@@ -98,6 +98,11 @@ fn control() -> impl Strategy<Value = Control> {
         (any::<u64>(), any::<u64>(), proptest::collection::vec(".{0,24}", 0..3))
             .prop_map(|(request, node, addrs)| Control::ProbeAt { request, node, addrs }),
         (any::<u64>(), any::<bool>()).prop_map(|(request, reachable)| Control::ProbeReply { request, reachable }),
+        any::<u64>().prop_map(|request| Control::RelayPing { request }),
+        any::<u64>().prop_map(|request| Control::RelayPong { request }),
+        any::<u64>().prop_map(|marker| Control::Marker { marker }),
+        (any::<u64>(), wire_actor_id())
+            .prop_map(|(marker, target)| Control::After { marker, signal: Signal::Stop { target } }),
     ]
 }
 
