@@ -74,7 +74,7 @@ const BIG_FRAME: usize = 64 * 1024;
 const BIG_READ: usize = 256 * 1024;
 
 /// How long a remote stop waits for the messages sent before it while none arrives from their
-/// sender (see `NodeShared::stop_after`).
+/// sender (see `NodeShared::after_marker`).
 const MARKER_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest a remote stop waits for the messages sent before it, however busy the lane.
