@@ -156,19 +156,26 @@ async fn batches_of_messages_through_small_remote_mailboxes_arrive_once_in_order
     b.shutdown().await;
 }
 
+/// A `Sequence` on `b` that takes about 2 ms a message, with a mailbox of two (so the reader
+/// delivering to it waits for room), after `a` sent it `n` messages; (its local ref, `a`'s ref).
+async fn slow_sequence_sent(a: &Node, b: &Node, n: u64) -> (ActorRef<SeqMsg>, ActorRef<SeqMsg>) {
+    let slow = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
+    b.register("slow", &slow).unwrap();
+    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
+    for i in 0..n {
+        remote.tell(SeqMsg::Next(i)).await.unwrap();
+    }
+    (slow, remote)
+}
+
 /// A reader waiting for room in a full mailbox holds messages it has read and accepted. When
 /// their sender leaves the cluster meanwhile, its connections stop, reader and all: the messages
 /// are still delivered, every one once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_a_waiting_reader_holds_are_delivered_after_their_sender_left() {
     let (a, b) = pair().await;
-    let slow = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
-    b.register("slow", &slow).unwrap();
-    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
     const N: u64 = 300;
-    for i in 0..N {
-        remote.tell(SeqMsg::Next(i)).await.unwrap();
-    }
+    let (slow, _) = slow_sequence_sent(&a, &b, N).await;
     // All of it is on b well before the slow actor (2 ms a message) is through.
     tokio::time::sleep(Duration::from_millis(100)).await;
     a.shutdown().await;
@@ -223,20 +230,13 @@ async fn a_remote_stop_comes_after_the_messages_sent_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_stop_waits_out_a_long_backlog() {
     let (a, b) = pair().await;
-    let actor = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
-    b.register("slow", &actor).unwrap();
-    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
     // About 2 ms each: some 6 s of work, more than the 5 s a stop waits without progress.
     const N: u64 = 2_700;
-    for i in 0..N {
-        remote.tell(SeqMsg::Next(i)).await.unwrap();
-    }
-    let report = actor.clone();
+    let (actor, remote) = slow_sequence_sent(&a, &b, N).await;
     remote.stop();
     let exit = tokio::time::timeout(Duration::from_secs(30), actor.wait_for_exit()).await.expect("never stopped");
     assert_eq!(exit, ExitReason::Normal);
     assert_eq!(b.stats().dead_letters, 0, "messages sent before the stop were refused");
-    drop(report);
     a.shutdown().await;
     b.shutdown().await;
 }
