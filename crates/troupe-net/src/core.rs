@@ -73,11 +73,11 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
-/// How long a remote stop waits for the messages sent before it while none arrives from their
-/// sender (see `NodeShared::after_marker`).
+/// How long a remote signal (a stop, a Down) waits for the messages sent before it while none
+/// arrives from their sender (see `NodeShared::after_markers`).
 const MARKER_WAIT: Duration = Duration::from_secs(5);
 
-/// The longest a remote stop waits for the messages sent before it, however busy the lane.
+/// The longest a remote signal waits for the messages sent before it, however busy the lanes.
 const MARKER_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
@@ -1196,6 +1196,7 @@ impl NodeShared {
             | Control::Down { .. }
             | Control::Stop { .. }
             | Control::After { .. }
+            | Control::AfterAll { .. }
             | Control::Kill { .. }
             | Control::Link { .. }
             | Control::Unlink { .. } => {}
@@ -1215,8 +1216,8 @@ impl NodeShared {
                         let watcher = from;
                         actor.untyped().on_exit(move |reason| {
                             if let Some(shared) = me.upgrade() {
-                                let down = Control::Down { target: wire_id(id), reason: wire_exit(reason) };
-                                shared.send_actor_control(watcher, &down);
+                                let down = Signal::Down { target: wire_id(id), reason: wire_exit(reason) };
+                                shared.send_after_messages(watcher, down);
                             }
                         });
                     }
@@ -1251,7 +1252,8 @@ impl NodeShared {
                     actor.untyped().stop();
                 }
             }
-            Control::After { marker, signal } => self.after_marker(from, name, marker, signal),
+            Control::After { marker, signal } => self.after_markers(from, name, vec![marker], signal),
+            Control::AfterAll { markers, signal } => self.after_markers(from, name, markers, signal),
             Control::Kill { target } => {
                 if let Some(actor) = self.exported_local(actor_id(&target)) {
                     actor.untyped().kill();
@@ -1312,40 +1314,48 @@ impl NodeShared {
         self.peer_on_demand(to).is_some() && self.send_control(to, control)
     }
 
-    /// Sends actor signal `signal` about `target` so that it takes effect after the messages
-    /// this node sent `target` before it: a [`Control::Marker`] goes behind them on the lane they
-    /// take by default (the default channel, keyed by the actor), and [`Control::After`] on the
-    /// control connection, like every other actor signal, so signals keep their order. A node of
-    /// protocol version 3 or older, or one reached only through the overlay, gets the signal
-    /// itself.
-    fn send_after_messages(&self, target: ActorId, signal: Signal) -> bool {
-        let Some(peer) = self.peer(target.node).filter(|p| p.version.load(Ordering::Relaxed) >= 4) else {
-            return self.send_actor_control(target.node, &signal.into_control());
+    /// Sends actor signal `signal` to node `to` so that it takes effect after the messages this
+    /// node sent there before it: a [`Control::Marker`] goes behind them on every connection of
+    /// the default channel that carried any (a message takes the one its target's key picks, or
+    /// its explicit partition key's), and [`Control::AfterAll`] on the control connection, like
+    /// every other actor signal, so signals keep their order. A node of protocol version 4 or
+    /// older, or one reached only through the overlay, gets the signal itself.
+    fn send_after_messages(&self, to: NodeId, signal: Signal) -> bool {
+        let Some(peer) = self.peer(to).filter(|p| p.version.load(Ordering::Relaxed) >= 5) else {
+            return self.send_actor_control(to, &signal.into_control());
         };
-        let lane = peer.pick(1, default_key(target));
-        if peer.lane(lane).queue.messages() == 0 {
-            // Nothing was ever sent on that lane (its connection may not even be open): nothing
-            // to wait for.
-            return self.send_control(target.node, &signal.into_control());
+        let mut markers = Vec::new();
+        // Lanes that never carried a message (their connection may not even be open) have
+        // nothing to wait for.
+        let used =
+            (0..peer.lanes.get(1).map_or(0, Vec::len)).filter(|&index| peer.lane((1, index)).queue.messages() > 0);
+        for index in used {
+            let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
+            if !peer.push_control((1, index), &Control::Marker { marker }) {
+                return self.send_actor_control(to, &signal.into_control());
+            }
+            markers.push(marker);
         }
-        let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
-        if !peer.push_control(lane, &Control::Marker { marker }) {
-            return self.send_actor_control(target.node, &signal.into_control());
+        if markers.is_empty() {
+            return self.send_control(to, &signal.into_control());
         }
-        self.send_control(target.node, &Control::After { marker, signal })
+        self.send_control(to, &Control::AfterAll { markers, signal })
     }
 
-    /// Applies actor signal `signal` from node `from` once a reader of `from`'s connections got
-    /// to marker `marker` (every message `from` sent before the signal is then in its mailbox),
-    /// or when `from` goes away, or once no message from `from` has arrived for [`MARKER_WAIT`]
-    /// (the marker was lost with its connection) or [`MARKER_WAIT_MAX`] have passed: a lane that
-    /// is still delivering (the actor working through a backlog) is waited for.
-    fn after_marker(&self, from: NodeId, name: &str, marker: u64, signal: Signal) {
+    /// Applies actor signal `signal` from node `from` once readers of `from`'s connections got
+    /// to every one of `markers` (every message `from` sent before the signal is then in its
+    /// mailbox), or when `from` goes away, or once no message from `from` has arrived for
+    /// [`MARKER_WAIT`] (a marker was lost with its connection) or [`MARKER_WAIT_MAX`] have
+    /// passed: a lane that is still delivering (an actor working through a backlog) is waited
+    /// for.
+    fn after_markers(&self, from: NodeId, name: &str, mut markers: Vec<u64>, signal: Signal) {
         let peer = match self.peer(from) {
-            Some(peer) if !peer.take_marker(marker) => peer,
+            Some(peer) if !peer.take_markers(&mut markers) => peer,
             _ => return self.apply_signal(from, name, signal),
         };
         let Some(me) = self.me.upgrade() else { return };
+        let key = self.next_request.fetch_add(1, Ordering::Relaxed);
+        peer.hold(key, signal);
         let name = name.to_string();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
@@ -1357,7 +1367,7 @@ impl NodeShared {
                 tokio::pin!(seen, gone);
                 seen.as_mut().enable();
                 gone.as_mut().enable();
-                if peer.take_marker(marker) || peer.is_down() {
+                if peer.take_markers(&mut markers) || peer.is_down() {
                     break;
                 }
                 tokio::select! {
@@ -1376,7 +1386,10 @@ impl NodeShared {
                     }
                 }
             }
-            me.apply_signal(from, &name, signal);
+            // Unless the peer's departure applied it first.
+            if let Some(signal) = peer.release(key) {
+                me.apply_signal(from, &name, signal);
+            }
         });
     }
 
@@ -1456,6 +1469,10 @@ impl NodeShared {
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
+        // What it signalled before it went (an actor's exit, say) comes before its departure.
+        for signal in peer.release_all() {
+            self.apply_signal(peer.id, &peer.name, signal);
+        }
         self.node_gone(peer.id);
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
         self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
@@ -1994,7 +2011,7 @@ impl Transport for NodeShared {
             RemoteControl::Unlink { from } => Control::Unlink { target: wire, from: wire_id(from) },
         };
         let sent = match message {
-            Control::Stop { target: wire } => self.send_after_messages(target, Signal::Stop { target: wire }),
+            Control::Stop { target: wire } => self.send_after_messages(target.node, Signal::Stop { target: wire }),
             message => self.send_actor_control(target.node, &message),
         };
         if !sent && control == RemoteControl::Watch {
@@ -2005,7 +2022,7 @@ impl Transport for NodeShared {
 
     fn report_exit(&self, to: NodeId, actor: ActorId, reason: &ExitReason) {
         // Not sent when the node is gone: it has nobody left to tell.
-        self.send_actor_control(to, &Control::Down { target: wire_id(actor), reason: wire_exit(reason) });
+        self.send_after_messages(to, Signal::Down { target: wire_id(actor), reason: wire_exit(reason) });
     }
 
     fn export(&self, actor: Arc<dyn Inbound>) {

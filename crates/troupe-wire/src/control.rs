@@ -199,6 +199,17 @@ pub enum Control {
         /// What then takes effect.
         signal: Signal,
     },
+    /// An actor signal that takes effect once the receiver has seen every one of `markers`:
+    /// one [`Control::Marker`] behind the messages sent before the signal on each connection of
+    /// the default channel that carried any (or after a while without them, should some be lost
+    /// with their connection). Protocol version 5; a node of an earlier version gets the signal
+    /// itself.
+    AfterAll {
+        /// The markers to wait for.
+        markers: Vec<u64>,
+        /// What then takes effect.
+        signal: Signal,
+    },
 }
 
 /// An actor signal that can wait for a [`Control::Marker`] ([`Control::After`]). Not a nested
@@ -210,6 +221,13 @@ pub enum Signal {
         /// The actor to stop.
         target: WireActorId,
     },
+    /// [`Control::Down`]. Protocol version 5.
+    Down {
+        /// The actor that ended.
+        target: WireActorId,
+        /// Why.
+        reason: WireExit,
+    },
 }
 
 impl Signal {
@@ -217,6 +235,7 @@ impl Signal {
     pub fn into_control(self) -> Control {
         match self {
             Signal::Stop { target } => Control::Stop { target },
+            Signal::Down { target, reason } => Control::Down { target, reason },
         }
     }
 }

@@ -53,7 +53,10 @@ pub use handshake::{
 ///   which counts as "not heard", as before.
 /// - 4: [`Control::Marker`] and [`Control::After`]: a remote stop waits for the messages sent
 ///   before it. A version-4 node sends a version-3 node the plain [`Control::Stop`].
-pub const PROTOCOL_VERSION: u16 = 4;
+/// - 5: [`Control::AfterAll`] and [`Signal::Down`]: a stop, and a Down, wait for the messages
+///   sent before them on every connection of the default channel. A version-5 node sends older
+///   nodes the plain signal, and still applies a version-4 node's [`Control::After`].
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest wire protocol version this build accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -60,6 +60,13 @@ fn wire_actor_id() -> impl Strategy<Value = WireActorId> {
     (any::<u64>(), any::<u64>()).prop_map(|(node, serial)| WireActorId { node, serial })
 }
 
+fn signal() -> impl Strategy<Value = Signal> {
+    prop_oneof![
+        wire_actor_id().prop_map(|target| Signal::Stop { target }),
+        (wire_actor_id(), wire_exit()).prop_map(|(target, reason)| Signal::Down { target, reason }),
+    ]
+}
+
 fn wire_exit() -> impl Strategy<Value = WireExit> {
     prop_oneof![
         Just(WireExit::Normal),
@@ -103,6 +110,8 @@ fn control() -> impl Strategy<Value = Control> {
         any::<u64>().prop_map(|marker| Control::Marker { marker }),
         (any::<u64>(), wire_actor_id())
             .prop_map(|(marker, target)| Control::After { marker, signal: Signal::Stop { target } }),
+        (proptest::collection::vec(any::<u64>(), 0..5), signal())
+            .prop_map(|(markers, signal)| Control::AfterAll { markers, signal }),
     ]
 }
 
