@@ -27,6 +27,7 @@ use crate::acks::AckState;
 use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
+use crate::fence::Admitted;
 use crate::framebuf::FrameBuf;
 use crate::framepool::FramePool;
 use crate::idmap::{id_map, IdMap};
@@ -74,7 +75,7 @@ const BIG_FRAME: usize = 64 * 1024;
 const BIG_READ: usize = 256 * 1024;
 
 /// How long a remote signal (a stop, a Down) waits for the messages sent before it while none
-/// arrives from their sender (see `NodeShared::after_markers`).
+/// arrives from their sender (see `NodeShared::wait_for_markers`).
 const MARKER_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest a remote signal waits for the messages sent before it, however busy the lanes.
@@ -1140,7 +1141,7 @@ impl NodeShared {
     }
 
     fn on_control(&self, peer: &Arc<Peer>, control: Control) {
-        let control = match self.on_actor_control(peer.id, &peer.name, control) {
+        let control = match self.admit_signal(peer, control) {
             Ok(()) => return,
             Err(other) => other,
         };
@@ -1184,7 +1185,7 @@ impl NodeShared {
                 }
             }
             Control::ProbeReply { request, reachable } => self.on_probe_reply(peer.id, request, reachable),
-            Control::Marker { marker } => peer.note_marker(marker),
+            Control::Marker { marker } => peer.fence.note_marker(marker),
             Control::RelayPing { .. } | Control::RelayPong { .. } => {
                 // Only meaningful through the overlay (see `on_relay`).
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -1252,8 +1253,11 @@ impl NodeShared {
                     actor.untyped().stop();
                 }
             }
-            Control::After { marker, signal } => self.after_markers(from, name, vec![marker], signal),
-            Control::AfterAll { markers, signal } => self.after_markers(from, name, markers, signal),
+            // Relayed: no connection of ours carried the messages before it (a direct one goes
+            // through `admit_signal`).
+            Control::After { signal, .. } | Control::AfterAll { signal, .. } => {
+                return self.on_actor_control(from, name, signal.into_control())
+            }
             Control::Kill { target } => {
                 if let Some(actor) = self.exported_local(actor_id(&target)) {
                     actor.untyped().kill();
@@ -1318,85 +1322,163 @@ impl NodeShared {
     /// node sent there before it: a [`Control::Marker`] goes behind them on every connection of
     /// the default channel that carried any (a message takes the one its target's key picks, or
     /// its explicit partition key's), and [`Control::AfterAll`] on the control connection, like
-    /// every other actor signal, so signals keep their order. A node of protocol version 4 or
-    /// older, or one reached only through the overlay, gets the signal itself.
+    /// every other actor signal, so signals keep their order. Messages on named channels are not
+    /// waited for. A node of protocol version 4 gets [`Control::After`] with one marker where its
+    /// target's messages go (a stop; a Down it could not decode); older nodes, and nodes reached
+    /// only through the overlay, get the signal itself.
     fn send_after_messages(&self, to: NodeId, signal: Signal) -> bool {
-        let Some(peer) = self.peer(to).filter(|p| p.version.load(Ordering::Relaxed) >= 5) else {
-            return self.send_actor_control(to, &signal.into_control());
+        let version = |p: &Arc<Peer>| p.version.load(Ordering::Relaxed);
+        let peer = match self.peer(to) {
+            Some(peer) if version(&peer) >= 5 => peer,
+            Some(peer) if version(&peer) == 4 => {
+                if let Signal::Stop { target } = &signal {
+                    let lane = peer.pick(1, default_key(actor_id(target)));
+                    return self.send_marked(&peer, [lane].into_iter(), signal);
+                }
+                return self.send_actor_control(to, &signal.into_control());
+            }
+            _ => return self.send_actor_control(to, &signal.into_control()),
         };
+        let lanes = peer.lanes.get(1).map_or(0, Vec::len);
+        self.send_marked(&peer, (0..lanes).map(|index| (1, index)), signal)
+    }
+
+    /// [`send_after_messages`](Self::send_after_messages) to `peer`, with a marker on each of
+    /// `lanes` that carried messages.
+    fn send_marked(&self, peer: &Arc<Peer>, lanes: impl Iterator<Item = (usize, usize)>, signal: Signal) -> bool {
         let mut markers = Vec::new();
         // Lanes that never carried a message (their connection may not even be open) have
         // nothing to wait for.
-        let used =
-            (0..peer.lanes.get(1).map_or(0, Vec::len)).filter(|&index| peer.lane((1, index)).queue.messages() > 0);
-        for index in used {
+        for lane in lanes.filter(|&lane| peer.lane(lane).queue.messages() > 0) {
             let marker = self.next_request.fetch_add(1, Ordering::Relaxed);
-            if !peer.push_control((1, index), &Control::Marker { marker }) {
-                return self.send_actor_control(to, &signal.into_control());
+            if !peer.push_control(lane, &Control::Marker { marker }) {
+                return self.send_actor_control(peer.id, &signal.into_control());
             }
             markers.push(marker);
         }
-        if markers.is_empty() {
-            return self.send_control(to, &signal.into_control());
-        }
-        self.send_control(to, &Control::AfterAll { markers, signal })
+        // On the control lane of the same peer the markers went to (a new one for the node
+        // would never see them).
+        let plain = signal.clone().into_control();
+        let control = match markers.as_slice() {
+            [] => signal.into_control(),
+            [marker] if peer.version.load(Ordering::Relaxed) == 4 => Control::After { marker: *marker, signal },
+            _ => Control::AfterAll { markers, signal },
+        };
+        peer.push_control((0, 0), &control) || self.send_actor_control(peer.id, &plain)
     }
 
-    /// Applies actor signal `signal` from node `from` once readers of `from`'s connections got
-    /// to every one of `markers` (every message `from` sent before the signal is then in its
-    /// mailbox), or when `from` goes away, or once no message from `from` has arrived for
-    /// [`MARKER_WAIT`] (a marker was lost with its connection) or [`MARKER_WAIT_MAX`] have
-    /// passed: a lane that is still delivering (an actor working through a backlog) is waited
-    /// for.
-    fn after_markers(&self, from: NodeId, name: &str, mut markers: Vec<u64>, signal: Signal) {
-        let peer = match self.peer(from) {
-            Some(peer) if !peer.take_markers(&mut markers) => peer,
-            _ => return self.apply_signal(from, name, signal),
-        };
-        let Some(me) = self.me.upgrade() else { return };
-        let key = self.next_request.fetch_add(1, Ordering::Relaxed);
-        peer.hold(key, signal);
-        let name = name.to_string();
-        self.runtime.spawn(async move {
-            let started = tokio::time::Instant::now();
-            let mut received = peer.received.load(Ordering::Relaxed);
-            let mut deadline = started + MARKER_WAIT;
-            loop {
-                let seen = peer.marker_seen.notified();
-                let gone = peer.stop.notified();
-                tokio::pin!(seen, gone);
-                seen.as_mut().enable();
-                gone.as_mut().enable();
-                if peer.take_markers(&mut markers) || peer.is_down() {
-                    break;
+    /// Takes in an actor signal (or any control message about actors) that arrived on a
+    /// connection with `peer`: applied in arrival order, each once the messages `peer` sent
+    /// before it are in (see [`SignalFence`](crate::fence::SignalFence)). Hands any other
+    /// message back.
+    fn admit_signal(&self, peer: &Arc<Peer>, control: Control) -> Result<(), Control> {
+        let (markers, control) = match control {
+            Control::After { marker, signal } => (vec![marker], signal.into_control()),
+            Control::AfterAll { markers, signal } => {
+                if markers.len() > crate::fence::MAX_MARKERS {
+                    // More connections than a channel can have: wait for none of them.
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.settings.name, peer = %peer.name, markers = markers.len(), "signal waiting for too many markers; applied at once");
+                    (Vec::new(), signal.into_control())
+                } else {
+                    (markers, signal.into_control())
                 }
-                tokio::select! {
-                    _ = seen => {}
-                    _ = gone => break,
-                    _ = tokio::time::sleep_until(deadline) => {
-                        // Held up, not lost: a reader is waiting for mailbox room, or messages
-                        // keep arriving.
-                        let now_received = peer.received.load(Ordering::Relaxed);
-                        let held_up = peer.is_waiting_for_room() || now_received != received;
-                        if !held_up || deadline - started >= MARKER_WAIT_MAX {
-                            break;
-                        }
+            }
+            Control::Watch { .. }
+            | Control::Unwatch { .. }
+            | Control::Down { .. }
+            | Control::Stop { .. }
+            | Control::Kill { .. }
+            | Control::Link { .. }
+            | Control::Unlink { .. } => (Vec::new(), control),
+            other => return Err(other),
+        };
+        let _applying = peer.fence.applying();
+        match peer.fence.admit(markers, control) {
+            Admitted::ApplyNow(control) => self.apply_signal(peer, control),
+            Admitted::Held { start_task: true } => {
+                if let Some(me) = self.me.upgrade() {
+                    self.runtime.spawn(me.wait_for_markers(peer.clone()));
+                }
+            }
+            Admitted::Held { start_task: false } => {}
+        }
+        Ok(())
+    }
+
+    /// Applies the signals `peer`'s fence holds as their markers come in: the first in line
+    /// once readers of `peer`'s connections got to all of its markers (every message `peer`
+    /// sent before it is then in its mailbox), or once no message from `peer` has arrived for
+    /// [`MARKER_WAIT`] (a marker was lost with its connection), or after [`MARKER_WAIT_MAX`]
+    /// (a lane that is still delivering, an actor working through a backlog, is waited for).
+    /// When `peer` goes away, everything held takes effect at once. Ends when nothing is held.
+    async fn wait_for_markers(self: Arc<Self>, peer: Arc<Peer>) {
+        let mut front = None;
+        let mut started = tokio::time::Instant::now();
+        let mut received = peer.received.load(Ordering::Relaxed);
+        let mut deadline = started + MARKER_WAIT;
+        loop {
+            let seen = peer.fence.marker_seen.notified();
+            let gone = peer.stop.notified();
+            tokio::pin!(seen, gone);
+            seen.as_mut().enable();
+            gone.as_mut().enable();
+            if peer.is_down() {
+                return self.drain_signals(&peer);
+            }
+            {
+                let _applying = peer.fence.applying();
+                let ready = peer.fence.take_ready();
+                for control in ready.controls {
+                    self.apply_signal(&peer, control);
+                }
+                if peer.fence.task_done() {
+                    return;
+                }
+                if ready.front != front {
+                    front = ready.front;
+                    started = tokio::time::Instant::now();
+                    received = peer.received.load(Ordering::Relaxed);
+                    deadline = started + MARKER_WAIT;
+                }
+            }
+            tokio::select! {
+                _ = seen => {}
+                _ = gone => return self.drain_signals(&peer),
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Held up, not lost: a reader is waiting for mailbox room, or messages
+                    // keep arriving.
+                    let now_received = peer.received.load(Ordering::Relaxed);
+                    let held_up = peer.is_waiting_for_room() || now_received != received;
+                    if held_up && deadline - started < MARKER_WAIT_MAX {
                         received = now_received;
                         deadline += MARKER_WAIT;
+                        continue;
+                    }
+                    let _applying = peer.fence.applying();
+                    if let Some(control) = peer.fence.take_front() {
+                        self.apply_signal(&peer, control);
                     }
                 }
             }
-            // Unless the peer's departure applied it first.
-            if let Some(signal) = peer.release(key) {
-                me.apply_signal(from, &name, signal);
-            }
-        });
+        }
     }
 
-    /// Applies an actor signal that waited for its marker.
-    fn apply_signal(&self, from: NodeId, name: &str, signal: Signal) {
-        // Every signal is an actor control message.
-        let _ = self.on_actor_control(from, name, signal.into_control());
+    /// Applies, in order, every signal `peer`'s fence still holds: it went away (or its
+    /// connections were released), and what it signalled before comes before what follows.
+    fn drain_signals(&self, peer: &Arc<Peer>) {
+        let _applying = peer.fence.applying();
+        for control in peer.fence.drain() {
+            self.apply_signal(peer, control);
+        }
+        peer.fence.task_done();
+    }
+
+    /// Applies an actor signal from `peer`.
+    fn apply_signal(&self, peer: &Peer, control: Control) {
+        if let Err(other) = self.on_actor_control(peer.id, &peer.name, control) {
+            tracing::debug!(peer = %peer.name, ?other, "not an actor signal");
+        }
     }
 
     /// Sends a control message to `to` through the overlay (see [`relay`](Self::relay)).
@@ -1470,9 +1552,7 @@ impl NodeShared {
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
-        for signal in peer.release_all() {
-            self.apply_signal(peer.id, &peer.name, signal);
-        }
+        self.drain_signals(peer);
         self.node_gone(peer.id);
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
         self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));

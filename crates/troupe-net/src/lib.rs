@@ -19,6 +19,7 @@ mod conn;
 mod core;
 pub mod emulation;
 mod fault;
+mod fence;
 mod framebuf;
 mod framepool;
 mod idmap;

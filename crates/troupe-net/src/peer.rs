@@ -41,16 +41,10 @@ pub(crate) struct Peer {
     pub(crate) releasing: AtomicBool,
     /// The wire protocol version negotiated on its latest connection.
     pub(crate) version: std::sync::atomic::AtomicU16,
-    /// Markers its connections' readers got to (see `Control::Marker`), newest last, at most
-    /// [`MARKERS_KEPT`]; a signal waiting for one takes it.
-    markers: parking_lot::Mutex<std::collections::VecDeque<u64>>,
-    /// Notified (all waiters) when a marker arrives.
-    pub(crate) marker_seen: tokio::sync::Notify,
+    /// Its actor signals, applied in arrival order once the messages before them are in.
+    pub(crate) fence: crate::fence::SignalFence,
     /// Readers of its connections waiting for room in a full mailbox now.
     readers_waiting: AtomicU64,
-    /// Actor signals from it waiting for their markers, by a key of the waiting node's own: what
-    /// is still held when it goes away takes effect before its departure does.
-    held: parking_lot::Mutex<std::collections::HashMap<u64, troupe_wire::Signal>>,
 }
 
 /// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
@@ -61,10 +55,6 @@ impl Drop for WaitingForRoom<'_> {
         self.0.readers_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
-
-/// How many markers a peer keeps that no signal has taken yet (one whose signal was lost, or gave
-/// up waiting, is forgotten eventually).
-const MARKERS_KEPT: usize = 1024;
 
 impl Peer {
     pub(crate) fn new(
@@ -100,10 +90,8 @@ impl Peer {
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
-            markers: parking_lot::Mutex::new(std::collections::VecDeque::new()),
-            marker_seen: tokio::sync::Notify::new(),
+            fence: crate::fence::SignalFence::default(),
             readers_waiting: AtomicU64::new(0),
-            held: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -173,48 +161,6 @@ impl Peer {
     /// Whether a reader of its connections is waiting for room in a full mailbox.
     pub(crate) fn is_waiting_for_room(&self) -> bool {
         self.readers_waiting.load(Ordering::Relaxed) > 0
-    }
-
-    /// A reader got to marker `marker` from this peer.
-    pub(crate) fn note_marker(&self, marker: u64) {
-        {
-            let mut markers = self.markers.lock();
-            if markers.len() >= MARKERS_KEPT {
-                markers.pop_front();
-            }
-            markers.push_back(marker);
-        }
-        self.marker_seen.notify_waiters();
-    }
-
-    /// Takes those of `waiting` that a reader got to out of both lists; true when none is left
-    /// to wait for.
-    pub(crate) fn take_markers(&self, waiting: &mut Vec<u64>) -> bool {
-        let mut seen = self.markers.lock();
-        waiting.retain(|marker| match seen.iter().position(|m| m == marker) {
-            Some(at) => {
-                seen.remove(at);
-                false
-            }
-            None => true,
-        });
-        waiting.is_empty()
-    }
-
-    /// Holds signal `signal` from it under `key` until [`release`](Self::release) or
-    /// [`release_all`](Self::release_all) takes it.
-    pub(crate) fn hold(&self, key: u64, signal: troupe_wire::Signal) {
-        self.held.lock().insert(key, signal);
-    }
-
-    /// The signal held under `key`, unless something took it already.
-    pub(crate) fn release(&self, key: u64) -> Option<troupe_wire::Signal> {
-        self.held.lock().remove(&key)
-    }
-
-    /// Every signal still held, in no particular order.
-    pub(crate) fn release_all(&self) -> Vec<troupe_wire::Signal> {
-        self.held.lock().drain().map(|(_, signal)| signal).collect()
     }
 
     /// Shuts every lane queue (senders see the peer as unreachable).

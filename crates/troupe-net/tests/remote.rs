@@ -245,8 +245,11 @@ async fn a_remote_stop_waits_out_a_long_backlog() {
 
 #[derive(Serialize, Deserialize)]
 enum FinisherMsg {
-    /// Send this many messages to each of the counters, in turn, then stop.
+    /// Send this many messages to each of the counters, in turn, the i-th with partition key i
+    /// (so that each takes a connection of its own when there are enough), then stop.
     Finish(u64, Vec<ActorRef<SeqMsg>>),
+    /// Nothing (a message that becomes a dead letter once the finisher is gone).
+    Nothing,
 }
 impl Message for FinisherMsg {}
 impl RemoteMessage for FinisherMsg {
@@ -258,7 +261,10 @@ struct Finisher;
 impl Actor for Finisher {
     type Msg = FinisherMsg;
     async fn handle(&mut self, msg: FinisherMsg, ctx: &mut Context<Self>) -> ActorResult {
-        let FinisherMsg::Finish(n, counters) = msg;
+        let FinisherMsg::Finish(n, counters) = msg else { return Ok(()) };
+        // Options do not travel with a ref: they are the sender's choice.
+        let counters: Vec<_> =
+            (0..).zip(counters).map(|(key, c)| c.with_options(SendOptions::new().partition_key(key))).collect();
         for i in 0..n {
             for counter in &counters {
                 counter.tell(SeqMsg::Next(i)).await?;
@@ -293,10 +299,10 @@ async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
         let counter = a.system().spawn(sequence);
         a.register(&format!("results{key}"), &counter).unwrap();
         let remote: ActorRef<SeqMsg> = b.lookup("a", &format!("results{key}")).await.expect("lookup");
-        remotes.push(remote.with_options(SendOptions::new().partition_key(key)));
+        remotes.push(remote);
         counters.push((counter, handled));
     }
-    for round in 0..3 {
+    for round in 0..6 {
         let finisher = b.system().spawn(Finisher);
         let name = format!("finisher{round}");
         b.register(&name, &finisher).unwrap();
@@ -341,6 +347,40 @@ async fn an_actor_that_ends_as_its_node_leaves_is_reported_with_its_own_reason()
     let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("no Down").unwrap();
     assert_eq!(reason, ExitReason::Normal);
     a.shutdown().await;
+}
+
+/// Messages that reach a node after their target ended are dead letters, and that node tells
+/// the sender's node the target is not there. That report must not overtake the Down that says
+/// how the target really ended, which waits for the target's last messages: the watcher hears
+/// of the real reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_report_does_not_overtake_the_real_down() {
+    let (a, b) = pair().await;
+    // A slow counter with a mailbox of two on a: the finisher's last messages take a while to
+    // be delivered, and its Down waits for them.
+    let slow = a.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(1))))).capacity(2));
+    a.register("slow", &slow).unwrap();
+    let results: ActorRef<SeqMsg> = b.lookup("a", "slow").await.expect("lookup");
+    let finisher = b.system().spawn(Finisher);
+    b.register("finisher", &finisher).unwrap();
+    let remote: ActorRef<FinisherMsg> = a.lookup("b", "finisher").await.expect("lookup");
+    let watched = remote.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    remote.tell(FinisherMsg::Finish(300, vec![results])).await.unwrap();
+    // Keep telling the finisher: once it is gone, b reports each of these as a dead letter.
+    let pester = tokio::spawn(async move {
+        while remote.tell(FinisherMsg::Nothing).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("no Down").unwrap();
+    assert_eq!(reason, ExitReason::Normal);
+    let (received, _) = slow.ask(SeqMsg::Report).await.unwrap();
+    assert_eq!(received, 300);
+    pester.await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
