@@ -1368,8 +1368,9 @@ impl NodeShared {
     }
 
     /// Takes in an actor signal (or any control message about actors) that arrived on a
-    /// connection with `peer`: applied in arrival order, each once the messages `peer` sent
-    /// before it are in (see [`SignalFence`](crate::fence::SignalFence)). Hands any other
+    /// connection with `peer`: applied once the messages `peer` sent before it are in, and after
+    /// the signals about the same actor that arrived before it (see
+    /// [`SignalFence`](crate::fence::SignalFence)). A kill takes effect at once. Hands any other
     /// message back.
     fn admit_signal(&self, peer: &Arc<Peer>, control: Control) -> Result<(), Control> {
         let (markers, control) = match control {
@@ -1384,17 +1385,23 @@ impl NodeShared {
                     (markers, signal.into_control())
                 }
             }
-            Control::Watch { .. }
-            | Control::Unwatch { .. }
-            | Control::Down { .. }
-            | Control::Stop { .. }
-            | Control::Kill { .. }
-            | Control::Link { .. }
-            | Control::Unlink { .. } => (Vec::new(), control),
-            other => return Err(other),
+            kill @ Control::Kill { .. } => {
+                self.apply_signal(peer, kill);
+                return Ok(());
+            }
+            other => (Vec::new(), other),
+        };
+        let about = match &control {
+            Control::Watch { target }
+            | Control::Unwatch { target }
+            | Control::Down { target, .. }
+            | Control::Stop { target }
+            | Control::Link { target, .. }
+            | Control::Unlink { target, .. } => target.clone(),
+            _ => return Err(control),
         };
         let _applying = peer.fence.applying();
-        match peer.fence.admit(markers, control) {
+        match peer.fence.admit(about, markers, control, Instant::now()) {
             Admitted::ApplyNow(control) => self.apply_signal(peer, control),
             Admitted::Held { start_task: true } => {
                 if let Some(me) = self.me.upgrade() {
@@ -1406,17 +1413,15 @@ impl NodeShared {
         Ok(())
     }
 
-    /// Applies the signals `peer`'s fence holds as their markers come in: the first in line
-    /// once readers of `peer`'s connections got to all of its markers (every message `peer`
-    /// sent before it is then in its mailbox), or once no message from `peer` has arrived for
-    /// [`MARKER_WAIT`] (a marker was lost with its connection), or after [`MARKER_WAIT_MAX`]
-    /// (a lane that is still delivering, an actor working through a backlog, is waited for).
-    /// When `peer` goes away, everything held takes effect at once. Ends when nothing is held.
+    /// Applies the signals `peer`'s fence holds as their markers come in. A signal gives up on
+    /// its markers (they were lost with their connection) once [`MARKER_WAIT`] has passed since
+    /// it arrived without a message from `peer` arriving, nor a reader of its connections waiting
+    /// for mailbox room, for that long; and in any case after [`MARKER_WAIT_MAX`] (an actor
+    /// working through a long backlog is waited for that long). When `peer` goes away,
+    /// everything held takes effect at once. Ends when nothing is held.
     async fn wait_for_markers(self: Arc<Self>, peer: Arc<Peer>) {
-        let mut front = None;
-        let mut started = tokio::time::Instant::now();
         let mut received = peer.received.load(Ordering::Relaxed);
-        let mut deadline = started + MARKER_WAIT;
+        let mut progress_at = Instant::now();
         loop {
             let seen = peer.fence.marker_seen.notified();
             let gone = peer.stop.notified();
@@ -1424,60 +1429,80 @@ impl NodeShared {
             seen.as_mut().enable();
             gone.as_mut().enable();
             if peer.is_down() {
-                return self.drain_signals(&peer);
+                return self.drain_signals(&peer, true);
             }
             {
                 let _applying = peer.fence.applying();
-                let ready = peer.fence.take_ready();
-                for control in ready.controls {
+                for control in peer.fence.take_ready() {
                     self.apply_signal(&peer, control);
                 }
                 if peer.fence.task_done() {
                     return;
                 }
-                if ready.front != front {
-                    front = ready.front;
-                    started = tokio::time::Instant::now();
-                    received = peer.received.load(Ordering::Relaxed);
-                    deadline = started + MARKER_WAIT;
-                }
             }
+            // The next check: when the oldest waiting signal's time is up, or, if it is held up
+            // by traffic, a while after the last progress.
+            let now = Instant::now();
+            let deadline = match peer.fence.oldest_waiting() {
+                Some(oldest) => (oldest + MARKER_WAIT).max(progress_at + MARKER_WAIT).min(oldest + MARKER_WAIT_MAX),
+                None => now + MARKER_WAIT,
+            };
             tokio::select! {
                 _ = seen => {}
-                _ = gone => return self.drain_signals(&peer),
-                _ = tokio::time::sleep_until(deadline) => {
-                    // Held up, not lost: a reader is waiting for mailbox room, or messages
-                    // keep arriving.
+                _ = gone => return self.drain_signals(&peer, true),
+                _ = tokio::time::sleep_until(deadline.max(now).into()) => {
+                    // Held up, not lost: a reader is waiting for mailbox room, or messages keep
+                    // arriving.
+                    let now = Instant::now();
                     let now_received = peer.received.load(Ordering::Relaxed);
-                    let held_up = peer.is_waiting_for_room() || now_received != received;
-                    if held_up && deadline - started < MARKER_WAIT_MAX {
+                    if peer.is_waiting_for_room() || now_received != received {
                         received = now_received;
-                        deadline += MARKER_WAIT;
-                        continue;
+                        progress_at = now;
                     }
-                    let _applying = peer.fence.applying();
-                    if let Some(control) = peer.fence.take_front() {
-                        self.apply_signal(&peer, control);
+                    // Without progress for a while, signals that waited that long give up; in
+                    // any case, those that waited the longest allowed.
+                    let waited = if progress_at + MARKER_WAIT <= now { MARKER_WAIT } else { MARKER_WAIT_MAX };
+                    if let Some(cutoff) = now.checked_sub(waited) {
+                        let _applying = peer.fence.applying();
+                        peer.fence.give_up(cutoff);
                     }
                 }
             }
         }
     }
 
-    /// Applies, in order, every signal `peer`'s fence still holds: it went away (or its
-    /// connections were released), and what it signalled before comes before what follows.
-    fn drain_signals(&self, peer: &Arc<Peer>) {
+    /// Applies, in arrival order, every signal `peer`'s fence still holds: `peer` went away (and
+    /// nothing is held from it from now on, with `closed`) or was given up for lost. What it
+    /// signalled before comes before what follows. A watch from a node that went away is
+    /// dropped, and so is a link to an actor that is not here: both would only answer the node
+    /// that is gone (and dial it again).
+    fn drain_signals(&self, peer: &Arc<Peer>, closed: bool) {
         let _applying = peer.fence.applying();
-        for control in peer.fence.drain() {
-            self.apply_signal(peer, control);
+        for control in peer.fence.take_all(closed) {
+            let answers_only = match &control {
+                Control::Watch { .. } => true,
+                Control::Link { target, .. } => self.exported_local(actor_id(target)).is_none(),
+                _ => false,
+            };
+            if !answers_only {
+                self.apply_signal(peer, control);
+            }
         }
         peer.fence.task_done();
     }
 
-    /// Applies an actor signal from `peer`.
+    /// Applies an actor signal from `peer`. A panic in what it runs (a watcher's exit callback)
+    /// is caught and logged: the signals after it still take effect.
     fn apply_signal(&self, peer: &Peer, control: Control) {
-        if let Err(other) = self.on_actor_control(peer.id, &peer.name, control) {
-            tracing::debug!(peer = %peer.name, ?other, "not an actor signal");
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.on_actor_control(peer.id, &peer.name, control)
+        }));
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(other)) => tracing::debug!(peer = %peer.name, ?other, "not an actor signal"),
+            Err(_) => {
+                tracing::error!(node = %self.settings.name, peer = %peer.name, "applying an actor signal panicked")
+            }
         }
     }
 
@@ -1552,7 +1577,7 @@ impl NodeShared {
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
-        self.drain_signals(peer);
+        self.drain_signals(peer, true);
         self.node_gone(peer.id);
         let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
         self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
@@ -1610,6 +1635,9 @@ impl NodeShared {
             return;
         }
         tracing::debug!(node = %self.settings.name, lost = %id, "failure notice");
+        if let Some(peer) = self.peer(id) {
+            self.drain_signals(&peer, false);
+        }
         self.node_gone(id);
     }
 

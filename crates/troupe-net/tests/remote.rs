@@ -243,6 +243,20 @@ async fn a_remote_stop_waits_out_a_long_backlog() {
     b.shutdown().await;
 }
 
+/// A kill does not wait: not for the messages before it, nor behind a stop that waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_kill_does_not_wait_behind_a_stop() {
+    let (a, b) = pair().await;
+    // Some 6 s of work in the slow actor's backlog (as above).
+    let (actor, remote) = slow_sequence_sent(&a, &b, 2_700).await;
+    remote.stop();
+    remote.kill();
+    let exit = tokio::time::timeout(Duration::from_secs(2), actor.wait_for_exit()).await.expect("the kill waited");
+    assert_eq!(exit, ExitReason::Killed);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[derive(Serialize, Deserialize)]
 enum FinisherMsg {
     /// Send this many messages to each of the counters, in turn, the i-th with partition key i
