@@ -172,7 +172,13 @@ pub(crate) fn notify_watcher(id: ActorId, watcher: Watcher, reason: &ExitReason)
         Watcher::Signal(tx) => {
             let _ = tx.send(reason.clone());
         }
-        Watcher::Callback(f) => f(reason),
+        Watcher::Callback(f) => {
+            // A user's callback: its panic must not keep the other watchers from hearing of the
+            // exit, nor unwind through whoever noticed it (a worker, a connection's reader).
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(reason))).is_err() {
+                tracing::error!(actor = %id, "an exit callback panicked");
+            }
+        }
     }
 }
 

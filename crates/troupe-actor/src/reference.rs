@@ -390,7 +390,8 @@ impl UntypedRef {
     }
 
     /// Calls `f` once when the actor has stopped for good (at once if it already has). `f` runs
-    /// on whatever thread notices the exit, so it must be quick.
+    /// on whatever thread notices the exit, so it must be quick; a panic in it is caught and
+    /// logged.
     pub fn on_exit(&self, f: impl FnOnce(&ExitReason) + Send + 'static) {
         self.0.add_watcher(Watcher::Callback(Box::new(f)));
     }

@@ -450,3 +450,26 @@ fn block_on_answers_an_ask_on_the_calling_thread_while_the_workers_sleep() {
     assert_eq!(answers, 1_000);
     system.shutdown_blocking();
 }
+
+/// An exit callback that panics does not keep the others (or a waiter) from hearing of the exit,
+/// and the thread that noticed the exit carries on.
+#[test]
+fn a_panicking_exit_callback_does_not_silence_the_others() {
+    let system = system();
+    system.block_on(async {
+        let echo = system.spawn(Echo);
+        let heard = Arc::new(AtomicU64::new(0));
+        echo.untyped().on_exit(|_| panic!("a callback that fails"));
+        let counted = heard.clone();
+        echo.untyped().on_exit(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        echo.stop();
+        assert_eq!(echo.wait_for_exit().await, ExitReason::Normal);
+        assert_eq!(heard.load(Ordering::SeqCst), 1);
+        // The workers still run actors.
+        let other = system.spawn(Echo);
+        assert_eq!(other.ask(|r| EchoMsg::Now(3, r)).await, Ok(3));
+        system.shutdown().await;
+    });
+}

@@ -27,7 +27,7 @@ use crate::acks::AckState;
 use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
-use crate::fence::Admitted;
+use crate::fence::{self, About, Admitted};
 use crate::framebuf::FrameBuf;
 use crate::framepool::FramePool;
 use crate::idmap::{id_map, IdMap};
@@ -73,13 +73,6 @@ const INLINE_FRAMES: u64 = 4;
 const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
-
-/// How long a remote signal (a stop, a Down) waits for the messages sent before it while none
-/// arrives from their sender (see `NodeShared::wait_for_markers`).
-const MARKER_WAIT: Duration = Duration::from_secs(5);
-
-/// The longest a remote signal waits for the messages sent before it, however busy the lanes.
-const MARKER_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
@@ -1395,13 +1388,14 @@ impl NodeShared {
             Control::Watch { target }
             | Control::Unwatch { target }
             | Control::Down { target, .. }
-            | Control::Stop { target }
-            | Control::Link { target, .. }
-            | Control::Unlink { target, .. } => target.clone(),
+            | Control::Stop { target } => About(target.clone(), None),
+            Control::Link { target, from } | Control::Unlink { target, from } => {
+                About(target.clone(), Some(from.clone()))
+            }
             _ => return Err(control),
         };
         let _applying = peer.fence.applying();
-        match peer.fence.admit(about, markers, control, Instant::now()) {
+        match peer.fence.admit(about, markers, control, tokio::time::Instant::now()) {
             Admitted::ApplyNow(control) => self.apply_signal(peer, control),
             Admitted::Held { start_task: true } => {
                 if let Some(me) = self.me.upgrade() {
@@ -1413,13 +1407,16 @@ impl NodeShared {
         Ok(())
     }
 
-    /// Applies the signals `peer`'s fence holds as their markers come in. A signal gives up on
-    /// its markers (they were lost with their connection) once [`MARKER_WAIT`] has passed since
-    /// it arrived without a message from `peer` arriving, nor a reader of its connections waiting
-    /// for mailbox room, for that long; and in any case after [`MARKER_WAIT_MAX`] (an actor
-    /// working through a long backlog is waited for that long). When `peer` goes away,
-    /// everything held takes effect at once. Ends when nothing is held.
+    /// Applies the signals `peer`'s fence holds as their markers come in, and gives up on
+    /// markers lost with their connection (see [`fence::give_up_before`]): a signal waits
+    /// [`MARKER_WAIT`] from its arrival and from the last progress (a message from `peer`, a
+    /// reader of its connections waiting for mailbox room), and at most [`MARKER_WAIT_MAX`].
+    /// When `peer` goes away, everything held takes effect at once. Ends when nothing is held.
+    ///
+    /// [`MARKER_WAIT`]: fence::MARKER_WAIT
+    /// [`MARKER_WAIT_MAX`]: fence::MARKER_WAIT_MAX
     async fn wait_for_markers(self: Arc<Self>, peer: Arc<Peer>) {
+        use tokio::time::Instant;
         let mut received = peer.received.load(Ordering::Relaxed);
         let mut progress_at = Instant::now();
         loop {
@@ -1431,8 +1428,17 @@ impl NodeShared {
             if peer.is_down() {
                 return self.drain_signals(&peer, true);
             }
+            let now = Instant::now();
+            let now_received = peer.received.load(Ordering::Relaxed);
+            if now_received != received || peer.is_waiting_for_room() {
+                received = now_received;
+                progress_at = now;
+            }
             {
                 let _applying = peer.fence.applying();
+                if let Some(cutoff) = fence::give_up_before(now, progress_at) {
+                    peer.fence.give_up(cutoff);
+                }
                 for control in peer.fence.take_ready() {
                     self.apply_signal(&peer, control);
                 }
@@ -1440,55 +1446,37 @@ impl NodeShared {
                     return;
                 }
             }
-            // The next check: when the oldest waiting signal's time is up, or, if it is held up
-            // by traffic, a while after the last progress.
-            let now = Instant::now();
-            let deadline = match peer.fence.oldest_waiting() {
-                Some(oldest) => (oldest + MARKER_WAIT).max(progress_at + MARKER_WAIT).min(oldest + MARKER_WAIT_MAX),
-                None => now + MARKER_WAIT,
+            let check = match peer.fence.oldest_waiting() {
+                Some(oldest) => fence::next_check(oldest, progress_at),
+                // Held only behind signals that wait: a marker wakes this task.
+                None => now + fence::MARKER_WAIT,
             };
             tokio::select! {
                 _ = seen => {}
                 _ = gone => return self.drain_signals(&peer, true),
-                _ = tokio::time::sleep_until(deadline.max(now).into()) => {
-                    // Held up, not lost: a reader is waiting for mailbox room, or messages keep
-                    // arriving.
-                    let now = Instant::now();
-                    let now_received = peer.received.load(Ordering::Relaxed);
-                    if peer.is_waiting_for_room() || now_received != received {
-                        received = now_received;
-                        progress_at = now;
-                    }
-                    // Without progress for a while, signals that waited that long give up; in
-                    // any case, those that waited the longest allowed.
-                    let waited = if progress_at + MARKER_WAIT <= now { MARKER_WAIT } else { MARKER_WAIT_MAX };
-                    if let Some(cutoff) = now.checked_sub(waited) {
-                        let _applying = peer.fence.applying();
-                        peer.fence.give_up(cutoff);
-                    }
-                }
+                _ = tokio::time::sleep_until(check.max(now)) => {}
             }
         }
     }
 
-    /// Applies, in arrival order, every signal `peer`'s fence still holds: `peer` went away (and
-    /// nothing is held from it from now on, with `closed`) or was given up for lost. What it
-    /// signalled before comes before what follows. A watch from a node that went away is
-    /// dropped, and so is a link to an actor that is not here: both would only answer the node
-    /// that is gone (and dial it again).
+    /// Applies, in arrival order, every signal `peer`'s fence still holds: `peer` was given up
+    /// for lost, or (`closed`) went away, and nothing is held from it any more. What it
+    /// signalled before comes before what follows. From a node that went away, a watch is
+    /// dropped, and so is a link to an actor that is not here: their only effect would be an
+    /// answer to the node that is gone (dialling it again).
     fn drain_signals(&self, peer: &Arc<Peer>, closed: bool) {
         let _applying = peer.fence.applying();
         for control in peer.fence.take_all(closed) {
-            let answers_only = match &control {
-                Control::Watch { .. } => true,
-                Control::Link { target, .. } => self.exported_local(actor_id(target)).is_none(),
-                _ => false,
-            };
+            let answers_only = closed
+                && match &control {
+                    Control::Watch { .. } => true,
+                    Control::Link { target, .. } => self.exported_local(actor_id(target)).is_none(),
+                    _ => false,
+                };
             if !answers_only {
                 self.apply_signal(peer, control);
             }
         }
-        peer.fence.task_done();
     }
 
     /// Applies an actor signal from `peer`. A panic in what it runs (a watcher's exit callback)

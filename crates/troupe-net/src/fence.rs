@@ -18,11 +18,34 @@
 //! [`Control::AfterAll`]: troupe_wire::Control::AfterAll
 //! [`Control::Marker`]: troupe_wire::Control::Marker
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
+use tokio::time::Instant;
 use troupe_wire::{Control, WireActorId};
+
+/// How long a signal waits for its markers while no message arrives from their sender and no
+/// reader of its connections waits for mailbox room: after that, they were lost with their
+/// connection (see [`give_up_before`]).
+pub(crate) const MARKER_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest a signal waits for its markers, however busy the connections.
+pub(crate) const MARKER_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// When the waiting task looks again if no marker comes: when the oldest waiting signal
+/// (admitted at `oldest`) has waited [`MARKER_WAIT`] since then and since the last progress
+/// (`progress_at`), but no later than when it has waited [`MARKER_WAIT_MAX`].
+pub(crate) fn next_check(oldest: Instant, progress_at: Instant) -> Instant {
+    (oldest + MARKER_WAIT).max(progress_at + MARKER_WAIT).min(oldest + MARKER_WAIT_MAX)
+}
+
+/// At `now`, with the last progress at `progress_at`: signals admitted at or before the result
+/// give up on their markers (see [`SignalFence::give_up`]).
+pub(crate) fn give_up_before(now: Instant, progress_at: Instant) -> Option<Instant> {
+    let waited = if progress_at + MARKER_WAIT <= now { MARKER_WAIT } else { MARKER_WAIT_MAX };
+    now.checked_sub(waited)
+}
 
 /// How many markers a fence keeps that no held signal waits for yet (a marker can arrive before
 /// the signal that waits for it; one whose signal was lost or gave up is forgotten eventually).
@@ -53,8 +76,15 @@ struct FenceState {
     seen_set: HashSet<u64>,
     /// For each marker a held signal waits for, that signal's number.
     awaited: HashMap<u64, u64>,
-    /// Signals held, in arrival order (increasing numbers).
-    held: VecDeque<Held>,
+    /// Signals held, by number (numbers increase in arrival order).
+    held: BTreeMap<u64, Held>,
+    /// The numbers of the held signals that still wait for markers.
+    waiting: BTreeSet<u64>,
+    /// For each actor some held signal is about, those signals' numbers in arrival order: only
+    /// the first of each can take effect.
+    lines: HashMap<WireActorId, VecDeque<u64>>,
+    /// Held signals that may have become ready (their markers are in, or one before them left).
+    candidates: Vec<u64>,
     next_number: u64,
     /// Whether a task waits for the held signals' markers.
     waiting_task: bool,
@@ -63,13 +93,22 @@ struct FenceState {
 }
 
 struct Held {
-    number: u64,
-    /// The actor it is about: it waits behind earlier signals about the same actor.
-    about: WireActorId,
+    /// The actors it is about: it waits behind earlier signals about any of them.
+    about: About,
     /// The markers it still waits for.
     markers: Vec<u64>,
     admitted: Instant,
     control: Control,
+}
+
+/// The actors a signal is about: its target, and for a link or an unlink the linking actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct About(pub(crate) WireActorId, pub(crate) Option<WireActorId>);
+
+impl About {
+    fn actors(&self) -> impl Iterator<Item = &WireActorId> {
+        std::iter::once(&self.0).chain(self.1.as_ref())
+    }
 }
 
 /// What [`SignalFence::admit`] decided.
@@ -94,11 +133,16 @@ impl SignalFence {
     pub(crate) fn note_marker(&self, marker: u64) {
         let mut state = self.state.lock();
         if let Some(number) = state.awaited.remove(&marker) {
-            if let Ok(at) = state.held.binary_search_by_key(&number, |held| held.number) {
-                state.held[at].markers.retain(|&m| m != marker);
+            let done = state.held.get_mut(&number).is_some_and(|held| {
+                held.markers.retain(|&m| m != marker);
+                held.markers.is_empty()
+            });
+            if done {
+                state.waiting.remove(&number);
+                state.candidates.push(number);
+                drop(state);
+                self.marker_seen.notify_waiters();
             }
-            drop(state);
-            self.marker_seen.notify_waiters();
             return;
         }
         if state.drained || !state.seen_set.insert(marker) {
@@ -115,10 +159,11 @@ impl SignalFence {
         }
     }
 
-    /// Takes in `control`, a signal about actor `about`, to take effect once the readers got to
-    /// every one of `markers` and after every held signal about the same actor. Call under
-    /// [`applying`](Self::applying), and apply an [`Admitted::ApplyNow`] before letting go of it.
-    pub(crate) fn admit(&self, about: WireActorId, mut markers: Vec<u64>, control: Control, now: Instant) -> Admitted {
+    /// Takes in `control`, a signal about the actors `about`, to take effect once the readers got
+    /// to every one of `markers` and after every held signal about any of the same actors. Call
+    /// under [`applying`](Self::applying), and apply an [`Admitted::ApplyNow`] before letting go
+    /// of it.
+    pub(crate) fn admit(&self, about: About, mut markers: Vec<u64>, control: Control, now: Instant) -> Admitted {
         let mut state = self.state.lock();
         if state.drained {
             return Admitted::ApplyNow(control);
@@ -126,7 +171,7 @@ impl SignalFence {
         markers.sort_unstable();
         markers.dedup();
         markers.retain(|marker| !state.seen_set.remove(marker));
-        if markers.is_empty() && !state.held.iter().any(|held| held.about == about) {
+        if markers.is_empty() && !about.actors().any(|actor| state.lines.contains_key(actor)) {
             return Admitted::ApplyNow(control);
         }
         let number = state.next_number;
@@ -134,48 +179,73 @@ impl SignalFence {
         for &marker in &markers {
             state.awaited.insert(marker, number);
         }
-        state.held.push_back(Held { number, about, markers, admitted: now, control });
+        if !markers.is_empty() {
+            state.waiting.insert(number);
+        }
+        for actor in about.actors() {
+            state.lines.entry(actor.clone()).or_default().push_back(number);
+        }
+        state.held.insert(number, Held { about, markers, admitted: now, control });
         let start_task = !std::mem::replace(&mut state.waiting_task, true);
         Admitted::Held { start_task }
     }
 
-    /// The held signals that can take effect now, in arrival order: all their markers are in,
-    /// and no earlier signal about the same actor is still held. Apply them under
+    /// The held signals that can take effect now: all their markers are in, and no earlier
+    /// signal about any of their actors is still held. Apply them, in this order, under
     /// [`applying`](Self::applying).
     pub(crate) fn take_ready(&self) -> Vec<Control> {
         let mut state = self.state.lock();
-        let mut blocked: Vec<WireActorId> = Vec::new();
+        let FenceState { held, lines, candidates, .. } = &mut *state;
         let mut ready = Vec::new();
-        let mut kept = VecDeque::with_capacity(state.held.len());
-        for held in state.held.drain(..) {
-            if held.markers.is_empty() && !blocked.contains(&held.about) {
-                ready.push(held.control);
-            } else {
-                if !blocked.contains(&held.about) {
-                    blocked.push(held.about.clone());
-                }
-                kept.push_back(held);
+        while let Some(number) = candidates.pop() {
+            let Some(signal) = held.get(&number) else { continue };
+            let first_in_line =
+                signal.about.actors().all(|actor| lines.get(actor).and_then(|l| l.front()) == Some(&number));
+            if !signal.markers.is_empty() || !first_in_line {
+                continue;
             }
+            let Some(signal) = held.remove(&number) else { continue };
+            for actor in signal.about.actors() {
+                if let Some(line) = lines.get_mut(actor) {
+                    line.pop_front();
+                    match line.front() {
+                        Some(&next) => candidates.push(next),
+                        None => {
+                            lines.remove(actor);
+                        }
+                    }
+                }
+            }
+            ready.push(signal.control);
         }
-        state.held = kept;
         ready
     }
 
     /// When the oldest signal still waiting for markers was admitted.
     pub(crate) fn oldest_waiting(&self) -> Option<Instant> {
-        self.state.lock().held.iter().find(|held| !held.markers.is_empty()).map(|held| held.admitted)
+        let state = self.state.lock();
+        state.waiting.first().and_then(|number| state.held.get(number)).map(|held| held.admitted)
     }
 
     /// Stops waiting for the markers of the signals admitted at or before `before` (they were
     /// lost with their connection, or the signal waited long enough); they are then ready once
-    /// no earlier signal about their actor is held.
+    /// no earlier signal about their actors is held.
     pub(crate) fn give_up(&self, before: Instant) {
         let mut state = self.state.lock();
-        let FenceState { held, awaited, .. } = &mut *state;
-        for held in held.iter_mut().take_while(|held| held.admitted <= before) {
-            for marker in held.markers.drain(..) {
+        let FenceState { held, waiting, awaited, candidates, .. } = &mut *state;
+        while let Some(&number) = waiting.first() {
+            let Some(signal) = held.get_mut(&number) else {
+                waiting.pop_first();
+                continue;
+            };
+            if signal.admitted > before {
+                break;
+            }
+            for marker in signal.markers.drain(..) {
                 awaited.remove(&marker);
             }
+            waiting.pop_first();
+            candidates.push(number);
         }
     }
 
@@ -196,11 +266,14 @@ impl SignalFence {
         let mut state = self.state.lock();
         state.drained |= close;
         state.awaited.clear();
+        state.waiting.clear();
+        state.lines.clear();
+        state.candidates.clear();
         if close {
             state.seen.clear();
             state.seen_set.clear();
         }
-        state.held.drain(..).map(|held| held.control).collect()
+        std::mem::take(&mut state.held).into_values().map(|held| held.control).collect()
     }
 }
 
@@ -218,8 +291,12 @@ mod tests {
         Control::Down { target: actor(serial), reason }
     }
 
+    fn about(serial: u64) -> About {
+        About(actor(serial), None)
+    }
+
     fn admit(fence: &SignalFence, serial: u64, markers: Vec<u64>, reason: WireExit) -> Admitted {
-        fence.admit(actor(serial), markers, down(serial, reason), Instant::now())
+        fence.admit(about(serial), markers, down(serial, reason), Instant::now())
     }
 
     fn applied_now(admitted: Admitted) -> Control {
@@ -265,9 +342,9 @@ mod tests {
     fn signals_given_up_on_take_effect_in_order() {
         let fence = SignalFence::default();
         let start = Instant::now();
-        fence.admit(actor(1), vec![1], down(1, WireExit::Normal), start);
-        fence.admit(actor(1), vec![], down(1, WireExit::NoActor), start);
-        fence.admit(actor(2), vec![2], down(2, WireExit::Normal), start + Duration::from_secs(3));
+        fence.admit(about(1), vec![1], down(1, WireExit::Normal), start);
+        fence.admit(about(1), vec![], down(1, WireExit::NoActor), start);
+        fence.admit(about(2), vec![2], down(2, WireExit::Normal), start + Duration::from_secs(3));
         assert!(fence.take_ready().is_empty());
         assert_eq!(fence.oldest_waiting(), Some(start));
         fence.give_up(start + Duration::from_secs(1));
@@ -297,6 +374,53 @@ mod tests {
         assert_eq!(fence.take_all(false), [down(1, WireExit::Normal)]);
         assert!(fence.task_done());
         assert!(matches!(admit(&fence, 2, vec![2], WireExit::Normal), Admitted::Held { start_task: true }));
+    }
+
+    #[test]
+    fn a_signal_gives_up_after_a_quiet_wait_or_the_longest_one() {
+        let t0 = Instant::now() + MARKER_WAIT_MAX;
+        let secs = Duration::from_secs;
+        // No progress since it arrived: it gives up MARKER_WAIT after arriving.
+        assert_eq!(next_check(t0, t0 - secs(1)), t0 + MARKER_WAIT);
+        assert_eq!(give_up_before(t0 + MARKER_WAIT, t0 - secs(1)), Some(t0));
+        // Progress 3 s after it arrived: it waits MARKER_WAIT from then, no less.
+        assert_eq!(next_check(t0, t0 + secs(3)), t0 + secs(3) + MARKER_WAIT);
+        assert!(give_up_before(t0 + MARKER_WAIT, t0 + secs(3)).is_some_and(|cutoff| cutoff < t0));
+        assert_eq!(give_up_before(t0 + secs(3) + MARKER_WAIT, t0 + secs(3)), Some(t0 + secs(3)));
+        // Progress all along: it gives up after MARKER_WAIT_MAX.
+        let late = t0 + MARKER_WAIT_MAX;
+        assert_eq!(next_check(t0, late - secs(1)), late);
+        assert_eq!(give_up_before(late, late - secs(1)), Some(t0));
+    }
+
+    #[test]
+    fn signals_about_either_actor_of_a_link_wait_behind_it() {
+        let fence = SignalFence::default();
+        let link = Control::Link { target: actor(1), from: actor(2) };
+        assert!(matches!(
+            fence.admit(About(actor(1), Some(actor(2))), vec![1], link.clone(), Instant::now()),
+            Admitted::Held { .. }
+        ));
+        assert!(matches!(admit(&fence, 2, vec![], WireExit::Normal), Admitted::Held { .. }));
+        assert!(fence.take_ready().is_empty());
+        fence.note_marker(1);
+        assert_eq!(fence.take_ready(), [link, down(2, WireExit::Normal)]);
+        assert!(fence.task_done());
+    }
+
+    #[test]
+    fn claimed_markers_leave_the_seen_ones_in_time() {
+        let fence = SignalFence::default();
+        for marker in 0..(2 * MARKERS_KEPT as u64) {
+            fence.note_marker(marker);
+            // Claimed at once by a signal that was waiting for it.
+            applied_now(admit(&fence, marker, vec![marker], WireExit::Normal));
+        }
+        fence.note_marker(u64::MAX);
+        let state = fence.state.lock();
+        assert_eq!(state.seen_set.len(), 1);
+        // Compacted once the claimed ones made it twice the bound.
+        assert_eq!(state.seen.len(), 1);
     }
 
     #[test]
