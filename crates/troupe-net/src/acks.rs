@@ -78,6 +78,48 @@ impl Outstanding {
     }
 }
 
+/// A reserved sequence number, given up when dropped unless [`filled`](Reserved::fill).
+pub(crate) struct Reserved<'a> {
+    acks: &'a AckState,
+    seq: u64,
+    filled: bool,
+}
+
+impl<'a> Reserved<'a> {
+    pub(crate) fn new(acks: &'a AckState, seq: u64) -> Self {
+        Reserved { acks, seq, filled: false }
+    }
+
+    /// Keeps `frame` for retransmission under the number.
+    pub(crate) fn fill(mut self, frame: FrameBuf) {
+        self.acks.fill(self.seq, frame);
+        self.filled = true;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.acks.abandon(self.seq);
+        }
+    }
+}
+
+/// How far above the lowest number not yet delivered a sender's numbers may run: its
+/// unacknowledged frames are bounded in bytes (see [`Outstanding`]), far below this many.
+const AHEAD_MAX: u64 = 1 << 22;
+
+/// What [`AckState::first_time`] says of an arriving number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Not seen before: deliver it.
+    First,
+    /// Delivered before: drop it (and acknowledge it again).
+    Duplicate,
+    /// Further ahead than any honest sender gets: drop it, unrecorded.
+    OutOfWindow,
+}
+
 /// The receiver's side: which sequence numbers of one sender were delivered.
 #[derive(Debug)]
 struct Delivered {
@@ -93,13 +135,16 @@ impl Default for Delivered {
 }
 
 impl Delivered {
-    /// Records `seq`; false when it was delivered before (a duplicate).
-    fn first_time(&mut self, seq: u64) -> bool {
+    /// Records `seq`, unless it was delivered before or is out of the window.
+    fn arrival(&mut self, seq: u64) -> Arrival {
+        if seq.checked_sub(self.next).is_some_and(|ahead| ahead >= AHEAD_MAX) {
+            return Arrival::OutOfWindow;
+        }
         if seq < self.next || !self.above.insert(seq) {
-            return false;
+            return Arrival::Duplicate;
         }
         self.collapse();
-        true
+        Arrival::First
     }
 
     /// Forgets every number below `floor`: the sender will never send them again.
@@ -113,8 +158,10 @@ impl Delivered {
 
     fn collapse(&mut self) {
         while self.above.first() == Some(&self.next) {
+            // The very last number stays in `above`: `next` cannot go past it.
+            let Some(next) = self.next.checked_add(1) else { break };
             self.above.pop_first();
-            self.next += 1;
+            self.next = next;
         }
     }
 }
@@ -187,13 +234,18 @@ impl AckState {
         }
     }
 
-    /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
-    /// queued now.
-    pub(crate) fn due(&self, now: Instant, after: Duration) -> Vec<((usize, usize), FrameBuf)> {
+    /// Frames last queued before `now - after` on lanes that are `idle`, in sequence order, with
+    /// their lanes; marks them queued now.
+    pub(crate) fn due(
+        &self,
+        now: Instant,
+        after: Duration,
+        mut idle: impl FnMut((usize, usize)) -> bool,
+    ) -> Vec<((usize, usize), FrameBuf)> {
         let mut outstanding = self.outstanding.lock();
         let mut due = Vec::new();
         for u in outstanding.frames.values_mut() {
-            if !u.frame.is_empty() && now.duration_since(u.sent) >= after {
+            if !u.frame.is_empty() && now.duration_since(u.sent) >= after && idle(u.lane) {
                 u.sent = now;
                 due.push((u.lane, u.frame.clone()));
             }
@@ -212,9 +264,15 @@ impl AckState {
         self.outstanding.lock().frames.len()
     }
 
-    /// Records an arriving number; false for a duplicate.
+    /// Records an arriving number (see [`Arrival`]).
+    pub(crate) fn arrival(&self, seq: u64) -> Arrival {
+        self.delivered.lock().arrival(seq)
+    }
+
+    /// Records an arriving number; false for a duplicate or one out of the window.
+    #[cfg(test)]
     pub(crate) fn first_time(&self, seq: u64) -> bool {
-        self.delivered.lock().first_time(seq)
+        self.arrival(seq) == Arrival::First
     }
 
     /// The sender's floor arrived.
@@ -285,8 +343,11 @@ mod tests {
         state.fill(b, six());
         assert_eq!(state.reserve((1, 0)), None, "12 bytes unacked, limit 10");
         let now = Instant::now();
-        assert_eq!(state.due(now, Duration::from_secs(1)).len(), 0);
-        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1)).len(), 2);
+        let idle = |_| true;
+        assert_eq!(state.due(now, Duration::from_secs(1), idle).len(), 0);
+        // Not into a lane whose queue still holds frames.
+        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1), |_| false).len(), 0);
+        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1), idle).len(), 2);
         assert_eq!(state.new_floor(), None, "floor is still 1");
         state.acked(&[a, 99]);
         assert_eq!(state.unacked(), 1);
@@ -309,5 +370,31 @@ mod tests {
         receiver.advance_to(2);
         assert_eq!(receiver.remembered(), 0);
         assert!(!receiver.first_time(500));
+    }
+
+    #[test]
+    fn a_reservation_dropped_unfilled_is_given_up() {
+        let state = AckState::new(1 << 20);
+        let seq = state.reserve((1, 0)).unwrap();
+        drop(Reserved::new(&state, seq));
+        assert_eq!(state.unacked(), 0);
+        let seq = state.reserve((1, 0)).unwrap();
+        let mut frame = FrameBuf::default();
+        frame.inline().extend_from_slice(&[1, 2, 3]);
+        Reserved::new(&state, seq).fill(frame);
+        assert_eq!(state.unacked(), 1);
+    }
+
+    #[test]
+    fn numbers_far_ahead_are_refused_unrecorded() {
+        let receiver = AckState::new(1 << 20);
+        assert_eq!(receiver.arrival(1 + AHEAD_MAX), Arrival::OutOfWindow);
+        assert_eq!(receiver.arrival(u64::MAX), Arrival::OutOfWindow);
+        assert_eq!(receiver.remembered(), 0);
+        assert_eq!(receiver.arrival(AHEAD_MAX), Arrival::First);
+        // A floor at the very top, and the top number itself: no overflow.
+        receiver.advance_to(u64::MAX);
+        assert_eq!(receiver.arrival(u64::MAX), Arrival::First);
+        assert_eq!(receiver.arrival(u64::MAX), Arrival::Duplicate);
     }
 }

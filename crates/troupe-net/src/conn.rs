@@ -3,6 +3,7 @@
 //! in `core`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +36,12 @@ impl WriteHalf {
             WriteHalf::Tcp(socket) => {
                 let mut buf = FrameBuf::default();
                 buf.inline().extend_from_slice(bytes);
-                buf.write_tcp(socket).await.map(drop)
+                buf.write_tcp(socket, &AtomicU64::new(0)).await.map(drop)
             }
-            WriteHalf::Stream(stream) => stream.write_all(bytes).await,
+            WriteHalf::Stream(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
         }
     }
 
@@ -245,10 +249,66 @@ async fn drain(
             Taken::Frames => {}
         }
         let result = match writer {
-            WriteHalf::Tcp(socket) => buf.write_tcp(socket).await,
-            WriteHalf::Stream(stream) => buf.write_to(stream).await,
+            WriteHalf::Tcp(socket) => buf.write_tcp(socket, &queue.moved).await,
+            // A stream may keep what it accepted (TLS keeps the records that did not fit in a
+            // full socket) until flushed: with nothing after them, they would wait for the next
+            // frame, an idle ping away.
+            // A stream may keep what it accepted (TLS keeps the records that did not fit in a
+            // full socket) until flushed: with nothing after them, they would wait for the next
+            // frame, an idle ping away.
+            WriteHalf::Stream(stream) => match buf.write_to(stream, &queue.moved).await {
+                Ok(n) => stream.flush().await.map(|()| n),
+                Err(e) => Err(e),
+            },
         };
         queue.written(generation);
         written(result?);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::AsyncWrite;
+
+    /// Keeps what it is given until flushed, as TLS may when the socket is full.
+    #[derive(Clone, Default)]
+    struct Buffering {
+        held: Arc<parking_lot::Mutex<Vec<u8>>>,
+        delivered: Arc<parking_lot::Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncWrite for Buffering {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
+            self.held.lock().extend_from_slice(bytes);
+            Poll::Ready(Ok(bytes.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            let held = std::mem::take(&mut *self.held.lock());
+            self.delivered.lock().extend_from_slice(&held);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_buffering_stream_is_flushed_after_each_batch() {
+        let stream = Buffering::default();
+        let queue = Arc::new(SendQueue::new(1 << 20, false));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let writer =
+            tokio::spawn(write_loop(WriteHalf::Stream(Box::new(stream.clone())), queue.clone(), stop.clone(), |_| {}));
+        assert!(queue.push_frame(troupe_wire::FrameKind::Control, 0, b"the only frame"));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !stream.delivered.lock().ends_with(b"the only frame") {
+            assert!(tokio::time::Instant::now() < deadline, "the frame stayed in the stream's buffer");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.notify_one();
+        writer.await.expect("writer task").expect("writer");
     }
 }

@@ -23,7 +23,7 @@ use troupe_wire::{
     NodeInfo, ReplyHeader, ReplyStatus, Signal, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
 };
 
-use crate::acks::AckState;
+use crate::acks::{AckState, Arrival};
 use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
 use crate::fault::{Faults, MessageInfo, Verdict};
@@ -89,6 +89,17 @@ struct ConnState {
     delivered: u64,
     /// Where messages still held when the reader is dropped are delivered from.
     runtime: tokio::runtime::Handle,
+}
+
+/// Whether our backlog on a connection is draining: bytes went into its socket since `moved`
+/// (updated) while frames still wait in `queue` or its writer is busy with some, so the socket's
+/// buffer had been full and the other side took bytes off it. Our own small frames (pings)
+/// written into an idle socket do not count: a dead peer's socket takes those too.
+fn draining(queue: &SendQueue, moved: &mut u64) -> bool {
+    let now = queue.moved.load(Ordering::Relaxed);
+    let progressed = now != *moved && queue.has_backlog();
+    *moved = now;
+    progressed
 }
 
 impl Drop for ConnState {
@@ -618,6 +629,11 @@ impl NodeShared {
         let mut buf = leftover;
         let mut start = 0usize;
         let mut unanswered = 0u32;
+        // What our side got into this connection's socket. While that moves with a backlog still
+        // queued (so the socket's buffer was full: the other side took bytes off it), the other
+        // side is reading, however slowly, and its silence is no sign of death: our pings wait
+        // behind the backlog it is working through.
+        let mut moved = reply_queue.moved.load(Ordering::Relaxed);
         // Counted per read, not per frame: the counters are shared by every connection.
         let mut frames = 0u64;
         // Actors woken by this read's frames: run here if the scheduler is idle and the read was
@@ -693,6 +709,9 @@ impl NodeShared {
                             }
                             Ok(Err(e)) => return format!("read failed: {e}"),
                             Err(_) => {
+                                if draining(&reply_queue, &mut moved) {
+                                    unanswered = 0;
+                                }
                                 if unanswered >= self.settings.ping_attempts {
                                     tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
                                     return "idle ping unanswered".into();
@@ -750,6 +769,9 @@ impl NodeShared {
                 Err(_) => {
                     let aged = self.frame_pool.lock().trim(Instant::now()); // idle: give them back
                     drop(aged);
+                    if draining(&reply_queue, &mut moved) {
+                        unanswered = 0;
+                    }
                     if unanswered >= self.settings.ping_attempts {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
                         return "idle ping unanswered".into();
@@ -988,10 +1010,19 @@ impl NodeShared {
             }
         }
         if let Some(seq) = env.seq {
-            conn.acks.push(seq);
-            if !peer.acks.first_time(seq) {
-                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                return None;
+            match peer.acks.arrival(seq) {
+                Arrival::First => conn.acks.push(seq),
+                Arrival::Duplicate => {
+                    conn.acks.push(seq);
+                    self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Arrival::OutOfWindow => {
+                    // No honest sender gets this far ahead: neither recorded nor acknowledged.
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %peer.name, seq, "acknowledged message numbered far ahead; dropped");
+                    return None;
+                }
             }
         }
         let (body, attached) = self.split_body(&peer.name, header, body, frame)?;
@@ -1537,7 +1568,10 @@ impl NodeShared {
             if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
-            for (lane, frame) in peer.acks.due(Instant::now(), period) {
+            // Not into a queue that still holds frames: the original, or an earlier copy, may be
+            // among them (a stalled connection or a redialling lane), and copies would pile up.
+            let idle = |lane| peer.lane(lane).queue.len() == 0;
+            for (lane, frame) in peer.acks.due(Instant::now(), period, idle) {
                 self.counters.retransmits.fetch_add(1, Ordering::Relaxed);
                 peer.lane(lane).queue.push_raw(&frame);
             }
@@ -1562,7 +1596,6 @@ impl NodeShared {
         self.relay_routes.lock().forget_via(peer.id);
         peer.close_lanes();
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
-        self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
         self.drain_signals(peer, true);
@@ -1602,6 +1635,7 @@ impl NodeShared {
         }
         self.lookups.lock().retain(|_, (to, _)| *to != id);
         self.directory.write().remove(&id);
+        self.forget_acks_later(id);
     }
 
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
@@ -1891,6 +1925,13 @@ impl NodeShared {
     /// a second).
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) {
         let Some(peer) = self.peer(id) else { return };
+        if peer.acks.unacked() > 0 {
+            // Acknowledged messages wait for an answer, and only a peer's connections
+            // retransmit them: kept until they are through (asked again later, or redialled
+            // when the other side lets go first).
+            tracing::debug!(node = %self.settings.name, peer = %peer.name, "release deferred: acknowledged messages outstanding");
+            return;
+        }
         // Its lanes must not redial once their connections close.
         peer.releasing.store(true, Ordering::Release);
         if tell {
@@ -1916,7 +1957,8 @@ impl NodeShared {
             }
             shared.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
             peer.close_lanes();
-            shared.forget_acks_later(peer.id);
+            // Its acknowledged-delivery state stays while the node lives: both sides keep
+            // theirs, so a later connection numbers on where this one left off.
             tracing::debug!(node = %shared.settings.name, peer = %peer.name, "connections released");
         });
     }
@@ -2034,21 +2076,23 @@ impl Transport for NodeShared {
             }
         }
         let lane = peer.lane(lane_ix);
-        let monotonic = self.settings.channels[lane_ix.0].2.then_some(target);
+        // An acknowledged send is never replaced by a newer one (its retransmission would
+        // deliver it after the newer state): monotonic only without `ack`.
+        let monotonic = (self.settings.channels[lane_ix.0].2 && !opts.ack).then_some(target);
         let write = |buf: &mut FrameBuf| {
             if !opts.ack {
                 return self.write_message(buf, target, tag, None, lane_ix.0, body);
             }
             // The number is reserved only once the queue has room, and kept or given up here.
             let seq = peer.acks.reserve(lane_ix).ok_or(Refusal::Full)?;
+            // Given up unless filled, even if encoding panics (a user's Serialize): a number
+            // reserved for ever would hold the floor down.
+            let reserved = crate::acks::Reserved::new(&peer.acks, seq);
             let mut frame = FrameBuf::default();
             let written = self.write_message(&mut frame, target, tag, Some(seq), lane_ix.0, body);
-            match written {
-                Ok(()) => {
-                    buf.append(&frame);
-                    peer.acks.fill(seq, frame);
-                }
-                Err(_) => peer.acks.abandon(seq),
+            if written.is_ok() {
+                buf.append(&frame);
+                reserved.fill(frame);
             }
             written
         };

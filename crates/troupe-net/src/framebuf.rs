@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -170,8 +171,12 @@ impl FrameBuf {
     }
 
     /// Writes everything to `writer` (vectored, as few syscalls as the socket allows) and empties
-    /// the buffer. Returns the bytes written.
-    pub(crate) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(&mut self, writer: &mut W) -> std::io::Result<usize> {
+    /// the buffer, adding to `moved` as the writer takes bytes. Returns the bytes written.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        writer: &mut W,
+        moved: &AtomicU64,
+    ) -> std::io::Result<usize> {
         let total = self.len();
         while !self.is_empty() {
             let n = {
@@ -182,6 +187,7 @@ impl FrameBuf {
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
+            moved.fetch_add(n as u64, Ordering::Relaxed);
             self.consume(n);
         }
         Ok(total)
@@ -215,17 +221,20 @@ impl FrameBuf {
         Ok(written)
     }
 
-    /// Writes everything to `socket`, waiting for it to take more when it is full. Returns the
-    /// bytes written.
+    /// Writes everything to `socket`, waiting for it to take more when it is full, adding to
+    /// `moved` as it takes bytes. Returns the bytes written.
     ///
     /// After every [`YIELD_EVERY`] bytes it lets the thread's other tasks run (and the I/O
     /// driver look for events), so a lane streaming large payloads into a socket with room for
     /// megabytes does not hold its net thread for milliseconds.
-    pub(crate) async fn write_tcp(&mut self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
+    pub(crate) async fn write_tcp(&mut self, socket: &OwnedWriteHalf, moved: &AtomicU64) -> std::io::Result<usize> {
         let mut written = 0;
         let mut since_yield = 0;
         loop {
             let n = self.try_write_tcp_upto(socket, YIELD_EVERY - since_yield)?;
+            if n > 0 {
+                moved.fetch_add(n as u64, Ordering::Relaxed);
+            }
             written += n;
             since_yield += n;
             if self.is_empty() {
@@ -341,13 +350,13 @@ mod tests {
     async fn partial_vectored_writes_write_everything_once() {
         let (mut buf, expected) = sample();
         let mut out = Trickle(Vec::new());
-        let n = buf.write_to(&mut out).await.unwrap();
+        let n = buf.write_to(&mut out, &AtomicU64::new(0)).await.unwrap();
         assert_eq!(n, expected.len());
         assert_eq!(out.0, expected);
         assert!(buf.is_empty());
         // Inline only.
         buf.inline().extend_from_slice(b"abc");
-        buf.write_to(&mut out).await.unwrap();
+        buf.write_to(&mut out, &AtomicU64::new(0)).await.unwrap();
         assert_eq!(&out.0[expected.len()..], b"abc");
     }
 }

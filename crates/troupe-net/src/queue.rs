@@ -90,6 +90,9 @@ pub(crate) struct SendQueue {
     capacity: usize,
     /// Wakes the writer when the queue goes from empty to not empty.
     pub(crate) ready: Notify,
+    /// Bytes its writers (and senders writing inline) got into a socket so far: when a backlog
+    /// drains, however slowly, the other side is alive.
+    pub(crate) moved: AtomicU64,
 }
 
 impl SendQueue {
@@ -108,6 +111,7 @@ impl SendQueue {
             }),
             capacity,
             ready: Notify::new(),
+            moved: AtomicU64::new(0),
         }
     }
 
@@ -252,6 +256,7 @@ impl SendQueue {
         // An error leaves the rest queued: the writer task hits the same error and ends the
         // connection, which drops the partial frame.
         let written = frame.try_write_tcp(&socket).unwrap_or(0);
+        self.moved.fetch_add(written as u64, Ordering::Relaxed);
         let mut state = self.state.lock();
         if state.writing == Some(generation) {
             state.writing = None;
@@ -357,6 +362,15 @@ impl SendQueue {
         if state.writing == Some(generation) {
             state.writing = None;
         }
+    }
+
+    /// Whether frames wait to be written, or a writer is writing some.
+    pub(crate) fn has_backlog(&self) -> bool {
+        let state = self.state.lock();
+        state.writing.is_some()
+            || !state.front.is_empty()
+            || !state.buf.is_empty()
+            || state.latest.as_ref().is_some_and(|l| !l.order.is_empty())
     }
 
     /// Bytes waiting.

@@ -77,6 +77,8 @@ async fn tell_and_ask_across_nodes() {
 #[derive(Serialize, Deserialize)]
 enum SeqMsg {
     Next(u64),
+    /// `Next` with a payload that makes it large.
+    Padded(u64, troupe_actor::Payload),
     /// (messages received, all in order)
     Report(Reply<(u64, bool)>),
 }
@@ -105,7 +107,7 @@ impl Actor for Sequence {
     type Msg = SeqMsg;
     async fn handle(&mut self, msg: SeqMsg, _ctx: &mut Context<Self>) -> ActorResult {
         match msg {
-            SeqMsg::Next(n) => {
+            SeqMsg::Next(n) | SeqMsg::Padded(n, _) => {
                 let received = self.received.fetch_add(1, Ordering::Relaxed);
                 self.in_order &= n == received;
                 if let Some((every, pause)) = self.pace {
@@ -239,6 +241,40 @@ async fn a_remote_stop_waits_out_a_long_backlog() {
     let exit = tokio::time::timeout(Duration::from_secs(30), actor.wait_for_exit()).await.expect("never stopped");
     assert_eq!(exit, ExitReason::Normal);
     assert_eq!(b.stats().dead_letters, 0, "messages sent before the stop were refused");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A connection whose other side works slowly through a backlog is not taken for dead: that side
+/// sends nothing back meanwhile, and our pings wait behind the backlog, but the backlog drains.
+/// Here the silence limit is about 0.4 s, and the backlog (64 KiB messages to an actor that
+/// takes 2 ms each, through a mailbox of two) takes some 2 s: every message arrives, none on a
+/// second connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowly_draining_backlog_is_not_silence() {
+    let impatient = |name| NodeConfig { idle_ping_ms: 200, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
+    let a = Node::start(impatient("a")).await.expect("a");
+    let b = Node::start(impatient("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let slow = b.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(2))))).capacity(2));
+    b.register("slow", &slow).unwrap();
+    let remote: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
+    const N: u64 = 1_000;
+    let padding = troupe_actor::Payload::from(vec![7u8; 64 << 10]);
+    for i in 0..N {
+        remote.tell(SeqMsg::Padded(i, padding.clone())).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (received, in_order) = slow.ask(SeqMsg::Report).await.unwrap();
+        assert!(in_order, "a message was lost");
+        if received == N {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{received} of {N} arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     a.shutdown().await;
     b.shutdown().await;
 }
