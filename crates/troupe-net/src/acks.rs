@@ -35,6 +35,8 @@ struct Unacked {
     lane: (usize, usize),
     /// When it was last queued.
     sent: Instant,
+    /// Times it was due but its lane's queue was busy (see [`AckState::due`]).
+    deferred: u8,
 }
 
 /// The sender's side: frames not yet acknowledged, with a bound on their bytes.
@@ -52,7 +54,7 @@ impl Outstanding {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now() });
+        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), deferred: 0 });
         Some(seq)
     }
 
@@ -77,6 +79,10 @@ impl Outstanding {
         self.frames.keys().next().copied().unwrap_or(self.next_seq)
     }
 }
+
+/// How many times in a row a due frame waits for its lane's queue to empty before it is queued
+/// again anyway.
+const DEFERRALS_MAX: u8 = 3;
 
 /// A reserved sequence number, given up when dropped unless [`filled`](Reserved::fill).
 pub(crate) struct Reserved<'a> {
@@ -234,8 +240,10 @@ impl AckState {
         }
     }
 
-    /// Frames last queued before `now - after` on lanes that are `idle`, in sequence order, with
-    /// their lanes; marks them queued now.
+    /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
+    /// queued now. A frame whose lane is not `idle` (its queue still holds frames, among them
+    /// perhaps the original or an earlier copy) waits, but only [`DEFERRALS_MAX`] times: a lane
+    /// that is never idle still gets it again.
     pub(crate) fn due(
         &self,
         now: Instant,
@@ -245,12 +253,24 @@ impl AckState {
         let mut outstanding = self.outstanding.lock();
         let mut due = Vec::new();
         for u in outstanding.frames.values_mut() {
-            if !u.frame.is_empty() && now.duration_since(u.sent) >= after && idle(u.lane) {
-                u.sent = now;
-                due.push((u.lane, u.frame.clone()));
+            if u.frame.is_empty() || now.duration_since(u.sent) < after {
+                continue;
             }
+            if u.deferred < DEFERRALS_MAX && !idle(u.lane) {
+                u.deferred += 1;
+                continue;
+            }
+            u.deferred = 0;
+            u.sent = now;
+            due.push((u.lane, u.frame.clone()));
         }
         due
+    }
+
+    /// The floor last told to the receiver, to tell it again (a floor is sent once, on the
+    /// control connection, and may be lost with it); `None` before any acknowledged traffic.
+    pub(crate) fn floor_to_repeat(&self) -> Option<u64> {
+        Some(self.floor_sent.load(Ordering::Relaxed)).filter(|&floor| floor > 1)
     }
 
     /// The floor to tell the receiver, if it rose since it was last told.
@@ -345,9 +365,13 @@ mod tests {
         let now = Instant::now();
         let idle = |_| true;
         assert_eq!(state.due(now, Duration::from_secs(1), idle).len(), 0);
-        // Not into a lane whose queue still holds frames.
-        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1), |_| false).len(), 0);
-        assert_eq!(state.due(now + Duration::from_secs(2), Duration::from_secs(1), idle).len(), 2);
+        // Not into a lane whose queue still holds frames, unless that lasts.
+        let later = now + Duration::from_secs(2);
+        for _ in 0..DEFERRALS_MAX {
+            assert_eq!(state.due(later, Duration::from_secs(1), |_| false).len(), 0);
+        }
+        assert_eq!(state.due(later, Duration::from_secs(1), |_| false).len(), 2);
+        assert_eq!(state.due(later + Duration::from_secs(2), Duration::from_secs(1), idle).len(), 2);
         assert_eq!(state.new_floor(), None, "floor is still 1");
         state.acked(&[a, 99]);
         assert_eq!(state.unacked(), 1);

@@ -253,9 +253,6 @@ async fn drain(
             // A stream may keep what it accepted (TLS keeps the records that did not fit in a
             // full socket) until flushed: with nothing after them, they would wait for the next
             // frame, an idle ping away.
-            // A stream may keep what it accepted (TLS keeps the records that did not fit in a
-            // full socket) until flushed: with nothing after them, they would wait for the next
-            // frame, an idle ping away.
             WriteHalf::Stream(stream) => match buf.write_to(stream, &queue.moved).await {
                 Ok(n) => stream.flush().await.map(|()| n),
                 Err(e) => Err(e),

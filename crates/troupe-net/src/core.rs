@@ -89,6 +89,9 @@ struct ConnState {
     delivered: u64,
     /// Where messages still held when the reader is dropped are delivered from.
     runtime: tokio::runtime::Handle,
+    /// Whether a message numbered out of the window was logged (once per connection: its
+    /// retransmissions would flood the log).
+    warned_window: bool,
 }
 
 /// Whether our backlog on a connection is draining: bytes went into its socket since `moved`
@@ -625,7 +628,13 @@ impl NodeShared {
     ) -> String {
         let Some(transport) = self.transport() else { return "node gone".into() };
         let decoder = FrameDecoder::new(self.settings.max_frame);
-        let mut conn = ConnState { acks: Vec::new(), cache: None, delivered: 0, runtime: self.runtime.clone() };
+        let mut conn = ConnState {
+            acks: Vec::new(),
+            cache: None,
+            delivered: 0,
+            runtime: self.runtime.clone(),
+            warned_window: false,
+        };
         let mut buf = leftover;
         let mut start = 0usize;
         let mut unanswered = 0u32;
@@ -1020,7 +1029,9 @@ impl NodeShared {
                 Arrival::OutOfWindow => {
                     // No honest sender gets this far ahead: neither recorded nor acknowledged.
                     self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %peer.name, seq, "acknowledged message numbered far ahead; dropped");
+                    if !std::mem::replace(&mut conn.warned_window, true) {
+                        tracing::warn!(peer = %peer.name, seq, "acknowledged message numbered far ahead; dropped (logged once per connection)");
+                    }
                     return None;
                 }
             }
@@ -1185,8 +1196,11 @@ impl NodeShared {
                 self.tell_membership(DriverInput::Overlay { from: troupe_overlay::PeerId(peer.id.0), payload });
             }
             Control::Release => {
-                self.release_peer(peer.id, false);
-                self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+                // Kept while our acknowledged messages to it are outstanding: its side closes,
+                // and our lanes redial to get them through.
+                if self.release_peer(peer.id, false) {
+                    self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+                }
             }
             Control::Relay { origin, to, ttl, frame } => self.on_relay(peer, NodeId(origin), NodeId(to), ttl, frame),
             Control::Broadcast { payload } => {
@@ -1559,8 +1573,12 @@ impl NodeShared {
 
     /// Re-queues acknowledged messages that were not acknowledged in time.
     async fn retransmit_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        /// Every how many rounds the floor is told again.
+        const FLOOR_REPEAT: u64 = 8;
         let period = self.settings.ack_retransmit;
+        let mut tick = 0u64;
         loop {
+            tick += 1;
             tokio::select! {
                 _ = tokio::time::sleep(period / 2) => {}
                 _ = peer.stop.notified() => return,
@@ -1577,6 +1595,12 @@ impl NodeShared {
             }
             if let Some(next) = peer.acks.new_floor() {
                 self.send_control(peer.id, &Control::AckFloor { next });
+            } else if tick % FLOOR_REPEAT == 0 {
+                // Again now and then: one lost with its connection would leave the receiver
+                // below a gap for good.
+                if let Some(next) = peer.acks.floor_to_repeat() {
+                    self.send_control(peer.id, &Control::AckFloor { next });
+                }
             }
         }
     }
@@ -1596,6 +1620,11 @@ impl NodeShared {
         self.relay_routes.lock().forget_via(peer.id);
         peer.close_lanes();
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
+        // Only on our own evidence (not a released peer, nor a failure notice about a node we
+        // have no connection to, which may be alive): forgetting the numbering of a live node on
+        // one side only would make the other drop or repeat acknowledged messages. A released
+        // node that dies unseen leaves its (empty: see `release_peer`) state behind.
+        self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
         self.drain_signals(peer, true);
@@ -1635,7 +1664,6 @@ impl NodeShared {
         }
         self.lookups.lock().retain(|_, (to, _)| *to != id);
         self.directory.write().remove(&id);
-        self.forget_acks_later(id);
     }
 
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
@@ -1920,17 +1948,18 @@ impl NodeShared {
     }
 
     /// Closes this node's connections to a peer on purpose (not a failure: no Down events, its
-    /// acknowledged-delivery state is kept for a while). With `tell`, the peer is told first so
-    /// it closes its side instead of redialling. Queued messages are flushed first (for at most
-    /// a second).
-    pub(crate) fn release_peer(&self, id: NodeId, tell: bool) {
-        let Some(peer) = self.peer(id) else { return };
+    /// acknowledged-delivery state is kept while the node lives). With `tell`, the peer is told
+    /// first so it closes its side instead of redialling. Queued messages are flushed first (for
+    /// at most a second). False (nothing done) while acknowledged messages to it wait for their
+    /// acknowledgement.
+    pub(crate) fn release_peer(&self, id: NodeId, tell: bool) -> bool {
+        let Some(peer) = self.peer(id) else { return true };
         if peer.acks.unacked() > 0 {
             // Acknowledged messages wait for an answer, and only a peer's connections
-            // retransmit them: kept until they are through (asked again later, or redialled
-            // when the other side lets go first).
+            // retransmit them: kept until they are through (the caller asks again later; when
+            // the other side lets go first, these lanes redial).
             tracing::debug!(node = %self.settings.name, peer = %peer.name, "release deferred: acknowledged messages outstanding");
-            return;
+            return false;
         }
         // Its lanes must not redial once their connections close.
         peer.releasing.store(true, Ordering::Release);
@@ -1946,7 +1975,7 @@ impl NodeShared {
             }
         }
         self.relay_routes.lock().forget_via(peer.id);
-        let Some(shared) = self.me.upgrade() else { return };
+        let Some(shared) = self.me.upgrade() else { return true };
         self.runtime.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(1);
             while Instant::now() < deadline && peer.lanes.iter().flatten().any(|l| l.queue.len() > 0) {
@@ -1961,6 +1990,7 @@ impl NodeShared {
             // theirs, so a later connection numbers on where this one left off.
             tracing::debug!(node = %shared.settings.name, peer = %peer.name, "connections released");
         });
+        true
     }
 
     /// Messages exchanged with each current peer so far (both directions).
@@ -2076,9 +2106,7 @@ impl Transport for NodeShared {
             }
         }
         let lane = peer.lane(lane_ix);
-        // An acknowledged send is never replaced by a newer one (its retransmission would
-        // deliver it after the newer state): monotonic only without `ack`.
-        let monotonic = (self.settings.channels[lane_ix.0].2 && !opts.ack).then_some(target);
+        let monotonic = self.settings.channels[lane_ix.0].2;
         let write = |buf: &mut FrameBuf| {
             if !opts.ack {
                 return self.write_message(buf, target, tag, None, lane_ix.0, body);
@@ -2096,9 +2124,13 @@ impl Transport for NodeShared {
             }
             written
         };
-        let pushed = match monotonic {
-            Some(_) => lane.queue.push(monotonic, write).map(|result| (result, 0)),
-            None => {
+        let pushed = match (monotonic, opts.ack) {
+            (true, false) => lane.queue.push(Some(target), write).map(|result| (result, 0)),
+            // An acknowledged send is never replaced by a newer one (its retransmission would
+            // deliver it after the newer state): it goes in order, superseding older state
+            // queued for the target.
+            (true, true) => lane.queue.push_superseding(target, write).map(|result| (result, 0)),
+            (false, _) => {
                 // An ask (its reply port registers while the body encodes) is written at once.
                 ASKING.set(false);
                 lane.queue.push_now(true, write, || ASKING.replace(false))

@@ -431,7 +431,9 @@ impl<M: Membership> Driver<M> {
                 // it (then the idle sweep closes it later).
                 let id = NodeId(peer.0);
                 if !self.recently_used(&shared, id) {
-                    shared.release_peer(id, true);
+                    // Deferred while acknowledged messages to it are outstanding: the idle sweep
+                    // closes it later.
+                    let _ = shared.release_peer(id, true);
                 }
             }
             Command::NeedContacts => {
@@ -498,9 +500,10 @@ impl<M: Membership> Driver<M> {
             if used.contains(&peer) || self.pending_connects.contains(&peer) {
                 continue;
             }
-            if now.duration_since(entry.1) >= self.settings.release_idle {
-                tracing::debug!(node = %shared.settings.name, peer = %id, "releasing an idle connection");
-                shared.release_peer(id, true);
+            // Not released while acknowledged messages to it are outstanding: asked again at the
+            // next sweep.
+            if now.duration_since(entry.1) >= self.settings.release_idle && shared.release_peer(id, true) {
+                tracing::debug!(node = %shared.settings.name, peer = %id, "released an idle connection");
                 released.push(peer);
             }
         }

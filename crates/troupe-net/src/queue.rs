@@ -125,6 +125,25 @@ impl SendQueue {
         self.push_inner(target, true, write)
     }
 
+    /// Like `push` on a monotonic lane, for a message to `target` that must not be replaced (an
+    /// acknowledged one): it is queued in order with everything else, and the older state queued
+    /// for `target` (which would be written after it) is dropped as superseded.
+    pub(crate) fn push_superseding<E>(
+        &self,
+        target: ActorId,
+        write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
+    ) -> Result<Result<(), E>, QueueRefusal> {
+        let mut state = self.state.lock();
+        if let Some(latest) = &mut state.latest {
+            if let Some(old) = latest.frames.remove(&target) {
+                latest.bytes -= old.len();
+                latest.replaced += 1;
+                latest.order.retain(|t| *t != target);
+            }
+        }
+        self.push_locked(state, None, true, write)
+    }
+
     /// Appends one whole frame of `kind` with `payload`, ignoring the bound (acks, pongs, control
     /// messages: small, and never to be lost to a full queue). False when closed.
     pub(crate) fn push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
@@ -472,6 +491,26 @@ mod tests {
         q.take(&mut out, generation);
         assert_eq!(out.to_vec(), vec![4, 9]);
         assert_eq!(q.replaced(), 4);
+    }
+
+    #[test]
+    fn a_message_that_must_not_be_replaced_supersedes_older_state_and_keeps_its_place() {
+        let q = SendQueue::new(1 << 20, true);
+        let byte = |v: u8| {
+            move |b: &mut FrameBuf| -> Result<(), ()> {
+                b.inline().push(v);
+                Ok(())
+            }
+        };
+        q.push(Some(id(1)), byte(1)).unwrap().unwrap();
+        q.push(Some(id(2)), byte(2)).unwrap().unwrap();
+        q.push_superseding(id(1), byte(3)).unwrap().unwrap();
+        let mut out = FrameBuf::default();
+        let generation = q.attach(None);
+        q.take(&mut out, generation);
+        // 1 was older state for the same target: dropped, not written after 3.
+        assert_eq!(out.to_vec(), vec![3, 2]);
+        assert_eq!(q.replaced(), 1);
     }
 
     /// A connected loopback pair: our write half, their read half.
