@@ -1586,6 +1586,14 @@ impl NodeShared {
             if peer.is_down() || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
+            if peer.lanes.iter().flatten().any(|lane| lane.queue.overflowed()) {
+                // Answers, acks and control messages for it piled up to many times a queue's
+                // bound: it keeps asking and does not read.
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.settings.name, peer = %peer.name, "peer does not read what it asks for; dropped");
+                self.peer_down(&peer, "does not read what it asks for");
+                return;
+            }
             // Not into a queue that still holds frames: the original, or an earlier copy, may be
             // among them (a stalled connection or a redialling lane), and copies would pile up.
             let idle = |lane| peer.lane(lane).queue.len() == 0;

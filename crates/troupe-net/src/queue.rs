@@ -21,7 +21,7 @@
 //! channels, for state that supersedes itself).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -93,7 +93,17 @@ pub(crate) struct SendQueue {
     /// Bytes its writers (and senders writing inline) got into a socket so far: when a backlog
     /// drains, however slowly, the other side is alive.
     pub(crate) moved: AtomicU64,
+    /// Set when a push that ignores the bound was refused at [`OVERFLOW_FACTOR`] times it.
+    overflowed: AtomicBool,
 }
+
+/// Pushes that ignore the bound (replies, acks, pongs, control messages, retransmissions: what the
+/// other side asks for, or what must not be lost to a full queue) are still refused once the
+/// queue holds this many times its bound: a peer that keeps asking and never reads the answers
+/// must not grow our memory without end (see [`SendQueue::overflowed`]). Generous, because
+/// replies count too: 128 concurrent asks answered with 512 KiB each wait as 64 MiB on one
+/// connection when the asker reads slowly (Partisan's echo benchmark with parallelism 1).
+pub(crate) const OVERFLOW_FACTOR: usize = 64;
 
 impl SendQueue {
     pub(crate) fn new(capacity: usize, monotonic: bool) -> Self {
@@ -112,6 +122,7 @@ impl SendQueue {
             capacity,
             ready: Notify::new(),
             moved: AtomicU64::new(0),
+            overflowed: AtomicBool::new(false),
         }
     }
 
@@ -190,6 +201,10 @@ impl SendQueue {
         }
         let queued = state.buf.len() + state.latest.as_ref().map_or(0, |l| l.bytes);
         if bounded && queued >= self.capacity {
+            return Err(QueueRefusal::Full);
+        }
+        if queued >= self.capacity.saturating_mul(OVERFLOW_FACTOR) {
+            self.overflowed.store(true, Ordering::Relaxed);
             return Err(QueueRefusal::Full);
         }
         let was_empty = queued == 0;
@@ -383,6 +398,12 @@ impl SendQueue {
         }
     }
 
+    /// Whether a push was refused because the queue held [`OVERFLOW_FACTOR`] times its bound: its
+    /// peer asks for more than it reads, and must be dropped (what it asked for is lost anyway).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
     /// Whether frames wait to be written, or a writer is writing some.
     pub(crate) fn has_backlog(&self) -> bool {
         let state = self.state.lock();
@@ -491,6 +512,18 @@ mod tests {
         q.take(&mut out, generation);
         assert_eq!(out.to_vec(), vec![4, 9]);
         assert_eq!(q.replaced(), 4);
+    }
+
+    #[test]
+    fn pushes_ignoring_the_bound_stop_at_the_overflow_mark() {
+        let q = SendQueue::new(64, false);
+        let mut pushed = 0;
+        while q.push_frame(FrameKind::Pong, 0, &[0; 24]) {
+            pushed += 1;
+            assert!(pushed < 10_000, "never refused");
+        }
+        assert!(q.overflowed());
+        assert!(q.len() >= 64 * OVERFLOW_FACTOR && q.len() < 64 * OVERFLOW_FACTOR + 64);
     }
 
     #[test]
