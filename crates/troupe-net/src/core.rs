@@ -74,6 +74,10 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
+/// A connection that ends sooner than this after it opened does not reset the backoff of its
+/// lane's redials.
+const SHORT_LIVED: Duration = Duration::from_secs(1);
+
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
@@ -427,7 +431,7 @@ impl NodeShared {
                 }
                 Ok(o) => {
                     failures = 0;
-                    backoff = self.settings.reconnect_min;
+                    let connected_at = Instant::now();
                     let lane = peer.lane((purpose.channel as usize, purpose.lane as usize));
                     lane.connected.store(true, Ordering::Release);
                     if control && !peer.up.swap(true, Ordering::AcqRel) {
@@ -448,7 +452,13 @@ impl NodeShared {
                     if control && self.faults.is_partitioned(peer.id) {
                         failures += 1;
                     }
-                    continue; // redial at once
+                    if connected_at.elapsed() >= SHORT_LIVED {
+                        backoff = self.settings.reconnect_min;
+                        continue; // redial at once
+                    }
+                    // Closed as soon as it opened (a node shutting down, one that refuses the
+                    // lane after the handshake): redial after the backoff, which keeps growing,
+                    // not in a loop of handshakes.
                 }
                 Err(error) => {
                     failures += 1;
