@@ -325,6 +325,23 @@ impl Actor for Finisher {
     }
 }
 
+/// A [`Finisher`] on `b` registered as `name` and watched from `a`, given time for the watch to
+/// reach `b` (it goes on the control connection, the tells that follow do not): (`b`'s ref, `a`'s
+/// ref, the exit reason the watch will report).
+async fn watched_finisher(
+    a: &Node,
+    b: &Node,
+    name: &str,
+) -> (ActorRef<FinisherMsg>, ActorRef<FinisherMsg>, tokio::task::JoinHandle<ExitReason>) {
+    let finisher = b.system().spawn(Finisher);
+    b.register(name, &finisher).unwrap();
+    let remote: ActorRef<FinisherMsg> = a.lookup("b", name).await.expect("lookup");
+    let watched = remote.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (finisher, remote, exit)
+}
+
 /// The Down for an actor that stopped comes after the messages it sent before it stopped: a
 /// watcher that hears of the exit has had the actor's last messages handed over already, on every
 /// connection they took (four here, one per counter's partition key). (The Down travels on the
@@ -353,14 +370,7 @@ async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
         counters.push((counter, handled));
     }
     for round in 0..6 {
-        let finisher = b.system().spawn(Finisher);
-        let name = format!("finisher{round}");
-        b.register(&name, &finisher).unwrap();
-        let remote: ActorRef<FinisherMsg> = a.lookup("b", &name).await.expect("lookup");
-        let watched = remote.untyped();
-        let exit = tokio::spawn(async move { watched.wait_for_exit().await });
-        // Let the watch reach b first (it goes on the control connection, the tell does not).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, remote, exit) = watched_finisher(&a, &b, &format!("finisher{round}")).await;
         const N: u64 = 5_000;
         let before: Vec<u64> = counters.iter().map(|(_, handled)| handled.load(Ordering::Relaxed)).collect();
         remote.tell(FinisherMsg::Finish(N, remotes.clone())).await.unwrap();
@@ -385,12 +395,7 @@ async fn an_actor_that_ends_as_its_node_leaves_is_reported_with_its_own_reason()
     let counter = a.system().spawn(Sequence::new(None));
     a.register("results", &counter).unwrap();
     let results: ActorRef<SeqMsg> = b.lookup("a", "results").await.expect("lookup");
-    let finisher = b.system().spawn(Finisher);
-    b.register("finisher", &finisher).unwrap();
-    let remote: ActorRef<FinisherMsg> = a.lookup("b", "finisher").await.expect("lookup");
-    let watched = remote.untyped();
-    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (finisher, remote, exit) = watched_finisher(&a, &b, "finisher").await;
     remote.tell(FinisherMsg::Finish(20_000, vec![results])).await.unwrap();
     finisher.untyped().wait_for_exit().await;
     b.shutdown().await;
@@ -411,12 +416,7 @@ async fn a_dead_letter_report_does_not_overtake_the_real_down() {
     let slow = a.system().spawn(Props::new(Sequence::new(Some((1, Duration::from_millis(1))))).capacity(2));
     a.register("slow", &slow).unwrap();
     let results: ActorRef<SeqMsg> = b.lookup("a", "slow").await.expect("lookup");
-    let finisher = b.system().spawn(Finisher);
-    b.register("finisher", &finisher).unwrap();
-    let remote: ActorRef<FinisherMsg> = a.lookup("b", "finisher").await.expect("lookup");
-    let watched = remote.untyped();
-    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, remote, exit) = watched_finisher(&a, &b, "finisher").await;
     remote.tell(FinisherMsg::Finish(300, vec![results])).await.unwrap();
     // Keep telling the finisher: once it is gone, b reports each of these as a dead letter.
     let pester = tokio::spawn(async move {
