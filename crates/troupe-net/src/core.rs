@@ -74,10 +74,6 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
-/// A connection that ends sooner than this after it opened does not reset the backoff of its
-/// lane's redials.
-const SHORT_LIVED: Duration = Duration::from_secs(1);
-
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
@@ -431,7 +427,7 @@ impl NodeShared {
                 }
                 Ok(o) => {
                     failures = 0;
-                    let connected_at = Instant::now();
+                    backoff = self.settings.reconnect_min;
                     let lane = peer.lane((purpose.channel as usize, purpose.lane as usize));
                     lane.connected.store(true, Ordering::Release);
                     if control && !peer.up.swap(true, Ordering::AcqRel) {
@@ -452,13 +448,7 @@ impl NodeShared {
                     if control && self.faults.is_partitioned(peer.id) {
                         failures += 1;
                     }
-                    if connected_at.elapsed() >= SHORT_LIVED {
-                        backoff = self.settings.reconnect_min;
-                        continue; // redial at once
-                    }
-                    // Closed as soon as it opened (a node shutting down, one that refuses the
-                    // lane after the handshake): redial after the backoff, which keeps growing,
-                    // not in a loop of handshakes.
+                    continue; // redial at once
                 }
                 Err(error) => {
                     failures += 1;
