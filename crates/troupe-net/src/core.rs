@@ -695,6 +695,11 @@ impl NodeShared {
                 peer.received.fetch_add(conn.delivered, Ordering::Relaxed);
             }
             self.counters.messages_in.fetch_add(std::mem::take(&mut conn.delivered), Ordering::Relaxed);
+            if reply_queue.overflowed() {
+                // What it asked for (answers, acks, pongs) piled up unread: see `SendQueue`'s
+                // overflow mark. Its peer is dropped too when this is one of the peer's lanes.
+                return "the other side does not read what it asks for".into();
+            }
             // Compact, then read more.
             if start > 0 {
                 buf.drain(..start);

@@ -145,7 +145,8 @@ impl Peer {
     }
 
     /// Queues a control message on lane `(channel, index)`, ignoring the bound. False when it
-    /// does not encode or the lane is closed.
+    /// does not encode, or the lane is closed or past its overflow mark (then the peer is
+    /// dropped: see `SendQueue::overflowed`).
     pub(crate) fn push_control(&self, (channel, index): (usize, usize), control: &troupe_wire::Control) -> bool {
         let mut payload = Vec::new();
         control.encode(&mut payload).is_ok()

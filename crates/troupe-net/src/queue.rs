@@ -93,7 +93,8 @@ pub(crate) struct SendQueue {
     /// Bytes its writers (and senders writing inline) got into a socket so far: when a backlog
     /// drains, however slowly, the other side is alive.
     pub(crate) moved: AtomicU64,
-    /// Set when a push that ignores the bound was refused at [`OVERFLOW_FACTOR`] times it.
+    /// Set when a push that ignores the bound was refused at [`OVERFLOW_FACTOR`] times it (at
+    /// least [`OVERFLOW_MIN`]).
     overflowed: AtomicBool,
 }
 
@@ -104,6 +105,10 @@ pub(crate) struct SendQueue {
 /// replies count too: 128 concurrent asks answered with 512 KiB each wait as 64 MiB on one
 /// connection when the asker reads slowly (Partisan's echo benchmark with parallelism 1).
 pub(crate) const OVERFLOW_FACTOR: usize = 64;
+
+/// The overflow mark is never below this, however small the bound (a control connection with a
+/// 4 KiB bound still takes a burst of thousands of Downs).
+pub(crate) const OVERFLOW_MIN: usize = 64 << 20;
 
 impl SendQueue {
     pub(crate) fn new(capacity: usize, monotonic: bool) -> Self {
@@ -156,7 +161,8 @@ impl SendQueue {
     }
 
     /// Appends one whole frame of `kind` with `payload`, ignoring the bound (acks, pongs, control
-    /// messages: small, and never to be lost to a full queue). False when closed.
+    /// messages: small, and never to be lost to a full queue). False when closed or past the
+    /// overflow mark ([`OVERFLOW_FACTOR`]).
     pub(crate) fn push_frame(&self, kind: FrameKind, channel: u16, payload: &[u8]) -> bool {
         matches!(
             self.push_unbounded(|buf| encode_frame(buf.inline(), kind, 0, channel, payload, usize::MAX)),
@@ -171,7 +177,8 @@ impl SendQueue {
     }
 
     /// Like `push` but ignoring the bound (replies, which must not be lost to a full queue;
-    /// their number is bounded by the asks waiting for them). `None` when closed.
+    /// their number is bounded by the asks waiting for them). `None` when closed or past the
+    /// overflow mark ([`OVERFLOW_FACTOR`]).
     pub(crate) fn push_unbounded<E>(
         &self,
         write: impl FnOnce(&mut FrameBuf) -> Result<(), E>,
@@ -203,7 +210,7 @@ impl SendQueue {
         if bounded && queued >= self.capacity {
             return Err(QueueRefusal::Full);
         }
-        if queued >= self.capacity.saturating_mul(OVERFLOW_FACTOR) {
+        if queued >= self.capacity.saturating_mul(OVERFLOW_FACTOR).max(OVERFLOW_MIN) {
             self.overflowed.store(true, Ordering::Relaxed);
             return Err(QueueRefusal::Full);
         }
@@ -237,7 +244,8 @@ impl SendQueue {
     }
 
     /// Appends already-encoded frames (retransmissions, delayed sends), ignoring the bound: they
-    /// were admitted under the bound once already. False when closed.
+    /// were admitted under the bound once already. False when closed or past the overflow mark
+    /// ([`OVERFLOW_FACTOR`]).
     pub(crate) fn push_raw(&self, frames: &FrameBuf) -> bool {
         self.push_unbounded(|buf| {
             buf.append(frames);
@@ -516,14 +524,20 @@ mod tests {
 
     #[test]
     fn pushes_ignoring_the_bound_stop_at_the_overflow_mark() {
-        let q = SendQueue::new(64, false);
+        let capacity = OVERFLOW_MIN / OVERFLOW_FACTOR * 2;
+        let q = SendQueue::new(capacity, false);
         let mut pushed = 0;
-        while q.push_frame(FrameKind::Pong, 0, &[0; 24]) {
+        while q.push_frame(FrameKind::Pong, 0, &[0; 64 << 10]) {
             pushed += 1;
             assert!(pushed < 10_000, "never refused");
         }
         assert!(q.overflowed());
-        assert!(q.len() >= 64 * OVERFLOW_FACTOR && q.len() < 64 * OVERFLOW_FACTOR + 64);
+        let mark = capacity * OVERFLOW_FACTOR;
+        assert!(q.len() >= mark && q.len() < mark + (64 << 10) + 64, "{} against {mark}", q.len());
+        // A small bound still takes OVERFLOW_MIN.
+        let small = SendQueue::new(4 << 10, false);
+        assert!(small.push_frame(FrameKind::Pong, 0, &vec![0; OVERFLOW_MIN / 2]));
+        assert!(!small.overflowed());
     }
 
     #[test]
