@@ -767,6 +767,21 @@ mod tests {
         assert_eq!(current(), None, "unwinding ends the scope");
     }
 
+    #[tokio::test]
+    async fn a_reply_port_must_be_its_senders_own() {
+        let here: Arc<dyn Transport> = Arc::new(Named(1));
+        let port = |node| postcard::to_allocvec(&WireReply { node, request: 5 }).unwrap();
+        let decode = |bytes: &[u8]| {
+            with_codec_context(&here, NodeId(10), || postcard::from_bytes::<crate::Reply<u32>>(bytes).map(drop))
+        };
+        // From node 10, a port of node 10: fine.
+        assert!(decode(&port(10)).is_ok());
+        // From node 10, a port naming node 30, or this node: our answer would complete an ask
+        // that someone else is waiting on.
+        assert!(decode(&port(30)).is_err());
+        assert!(decode(&port(1)).is_err());
+    }
+
     #[test]
     fn a_dropped_transport_is_not_kept_alive_by_the_sticky_context() {
         let a: Arc<dyn Transport> = Arc::new(Named(1));

@@ -91,8 +91,13 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let wire = WireReply::deserialize(deserializer)?;
-        let (transport, _) =
+        let (transport, sender) =
             remote::reply_context().ok_or_else(|| D::Error::custom("reply ports decode only inside a node"))?;
+        // A port is always the sending node's own (it registers the ask and forwards the answer
+        // on): one naming another node would send our answer to an ask someone else is waiting on.
+        if wire.node != sender.0 {
+            return Err(D::Error::custom("a reply port naming another node than its sender"));
+        }
         let (tx, rx) = oneshot::channel::<T>();
         let node = crate::id::NodeId(wire.node);
         let request = wire.request;

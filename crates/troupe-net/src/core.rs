@@ -74,6 +74,9 @@ const BIG_FRAME: usize = 64 * 1024;
 /// The most one read of a large frame takes from the socket.
 const BIG_READ: usize = 256 * 1024;
 
+/// A snapshot request waiting for its answer: the node asked, and where the answer goes.
+pub(crate) type ViewRequest = (NodeId, oneshot::Sender<Vec<u8>>);
+
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
@@ -225,8 +228,8 @@ pub(crate) struct NodeShared {
     pub(crate) seeds: Vec<String>,
     /// The overlay this node runs.
     pub(crate) overlay: OverlayKind,
-    /// View requests waiting for their answer.
-    pub(crate) view_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    /// Snapshot requests waiting for their answer, with the node asked.
+    pub(crate) view_requests: Mutex<HashMap<u64, ViewRequest>>,
     /// This node's role in a client-server overlay.
     pub(crate) role: Option<troupe_overlay::Role>,
     /// Broadcasts delivered here, for subscribers.
@@ -411,6 +414,11 @@ impl NodeShared {
         }
         loop {
             if peer.is_down() || peer.releasing.load(Ordering::Acquire) || self.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            if peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.overflowed() {
+                // Its reader closed the connection for it: no redial, the peer goes.
+                self.peer_down(&peer, "does not read what it asks for");
                 return;
             }
             let attempt = match opened.take() {
@@ -737,9 +745,10 @@ impl NodeShared {
                         // Let the other connections' readers (small messages) have the thread.
                         tokio::task::yield_now().await;
                     }
+                    let capacity = big.capacity();
                     let frame = big.freeze();
                     // The guard goes at the end of the statement, the evicted buffers after it.
-                    let evicted = self.frame_pool.lock().keep(&frame, Instant::now());
+                    let evicted = self.frame_pool.lock().keep(&frame, capacity, Instant::now());
                     drop(evicted);
                     frames += 1;
                     let step = troupe_actor::collect_wakeups(&mut woken, || {
@@ -1166,7 +1175,20 @@ impl NodeShared {
                 return;
             }
         };
-        let pending = self.replies.lock().remove(&header.request);
+        let pending = {
+            let mut replies = self.replies.lock();
+            match replies.get(&header.request) {
+                Some((to, _)) if *to != from => {
+                    // An answer to an ask sent to another node: a guess or a forgery. The ask
+                    // still waits for its own node's answer.
+                    drop(replies);
+                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %name, request = header.request, "reply to an ask sent to another node ignored");
+                    return;
+                }
+                _ => replies.remove(&header.request),
+            }
+        };
         if let Some((_, pending)) = pending {
             let outcome = match header.status {
                 ReplyStatus::Ok => ReplyOutcome::Answered,
@@ -1191,8 +1213,18 @@ impl NodeShared {
                 self.send_control(peer.id, &Control::LookupReply { request, found });
             }
             Control::LookupReply { request, found } => {
-                if let Some((_, tx)) = self.lookups.lock().remove(&request) {
-                    let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
+                let mut lookups = self.lookups.lock();
+                match lookups.get(&request) {
+                    Some((asked, _)) if *asked != peer.id => {
+                        drop(lookups);
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.name, request, "lookup reply for a lookup sent to another node ignored");
+                    }
+                    _ => {
+                        if let Some((_, tx)) = lookups.remove(&request) {
+                            let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
+                        }
+                    }
                 }
             }
             Control::Goodbye => self.peer_gone(peer, "left the cluster", Departure::Left),
@@ -1213,8 +1245,18 @@ impl NodeShared {
             }
             Control::ViewRequest { request } => self.answer_view_request(peer.id, request),
             Control::ViewReply { request, payload } => {
-                if let Some(tx) = self.view_requests.lock().remove(&request) {
-                    let _ = tx.send(payload);
+                let mut requests = self.view_requests.lock();
+                match requests.get(&request) {
+                    Some((asked, _)) if *asked != peer.id => {
+                        drop(requests);
+                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(peer = %peer.name, request, "view reply for a request sent to another node ignored");
+                    }
+                    _ => {
+                        if let Some((_, tx)) = requests.remove(&request) {
+                            let _ = tx.send(payload);
+                        }
+                    }
                 }
             }
             Control::Probe { request, node } => {

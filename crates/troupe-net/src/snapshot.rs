@@ -92,7 +92,7 @@ impl NodeShared {
         self.connect_member(member)?;
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.view_requests.lock().insert(request, tx);
+        self.view_requests.lock().insert(request, (id, tx));
         if !self.send_control(id, &troupe_wire::Control::ViewRequest { request }) {
             self.view_requests.lock().remove(&request);
             return None;
