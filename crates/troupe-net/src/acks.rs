@@ -241,7 +241,8 @@ impl AckState {
     }
 
     /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
-    /// queued now. A frame whose lane is not `idle` (its queue still holds frames, among them
+    /// queued now. `idle` runs under this state's lock, so it must take no lock a sender may hold
+    /// while reserving a number (a send queue's). A frame whose lane is not `idle` (its queue still holds frames, among them
     /// perhaps the original or an earlier copy) waits, but only [`DEFERRALS_MAX`] times: a lane
     /// that is never idle still gets it again.
     pub(crate) fn due(

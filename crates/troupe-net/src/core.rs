@@ -1643,7 +1643,12 @@ impl NodeShared {
             }
             // Not into a queue that still holds frames: the original, or an earlier copy, may be
             // among them (a stalled connection or a redialling lane), and copies would pile up.
-            let idle = |lane| peer.lane(lane).queue.len() == 0;
+            // Read before `due`, which holds the acknowledgement lock: a sender holds a queue's
+            // lock while it reserves a number, so taking a queue's lock under it would deadlock.
+            let idle: Vec<Vec<bool>> =
+                peer.lanes.iter().map(|lanes| lanes.iter().map(|lane| lane.queue.len() == 0).collect()).collect();
+            let idle =
+                |(channel, lane): (usize, usize)| idle.get(channel).and_then(|l| l.get(lane)).copied().unwrap_or(true);
             for (lane, frame) in peer.acks.due(Instant::now(), period, idle) {
                 self.counters.retransmits.fetch_add(1, Ordering::Relaxed);
                 peer.lane(lane).queue.push_raw(&frame);
@@ -2309,20 +2314,9 @@ impl Transport for NodeShared {
             ReplyOutcome::NoReply => ReplyStatus::NoReply,
         };
         if to == self.id {
-            // The asker is here (a reply port that travelled out and back).
-            let (mut bytes, mut attached) = (Vec::new(), Vec::new());
-            if body(&mut bytes, &mut attached).is_err() {
-                return false;
-            }
-            let attached = (!attached.is_empty()).then(|| Bytes::from(attached.concat()));
-            let pending = self.replies.lock().remove(&request);
-            return match pending {
-                Some((_, p)) => {
-                    p.complete(outcome, &bytes, attached);
-                    true
-                }
-                None => false,
-            };
+            // Never for an honest port: a port is its sender's own, and one naming this node is
+            // refused when decoded (a port that goes out and comes back is a new port each hop).
+            return false;
         }
         let header = ReplyHeader { request, status };
         let peer = match self.peer(to) {

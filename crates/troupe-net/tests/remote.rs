@@ -28,6 +28,8 @@ enum CounterMsg {
     Get(Reply<u64>),
     /// Forward our total to another counter (a ref inside a message).
     SendTotalTo(ActorRef<CounterMsg>),
+    /// Pass this reply port on to another counter, which answers it (a port inside a message).
+    AskThrough(ActorRef<CounterMsg>, Reply<u64>),
 }
 impl Message for CounterMsg {}
 impl RemoteMessage for CounterMsg {
@@ -45,6 +47,9 @@ impl Actor for Counter {
             }
             CounterMsg::SendTotalTo(other) => {
                 other.tell(CounterMsg::Add(self.0)).await?;
+            }
+            CounterMsg::AskThrough(other, reply) => {
+                other.tell(CounterMsg::Get(reply)).await?;
             }
         }
         Ok(())
@@ -431,6 +436,33 @@ async fn a_dead_letter_report_does_not_overtake_the_real_down() {
     pester.await.unwrap();
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A reply port passed on from node to node: `a` asks `b`'s counter, which hands the port to
+/// `c`'s counter, which answers; and back through `a` itself. Each hop sends a port of its own
+/// (a port naming another node than its sender is refused), so the answer retraces the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_port_passed_on_through_three_nodes_gets_its_answer() {
+    let (a, b) = pair().await;
+    let c = Node::start(config("c")).await.expect("c");
+    c.connect(&b.local_addr().to_string()).await.expect("connect");
+    c.connect(&a.local_addr().to_string()).await.expect("connect");
+    let on_b = b.system().spawn(Counter(2));
+    b.register("counter", &on_b).unwrap();
+    let on_c = c.system().spawn(Counter(3));
+    c.register("counter", &on_c).unwrap();
+    let on_a = a.system().spawn(Counter(1));
+    let b_from_a: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    let c_from_a: ActorRef<CounterMsg> = a.lookup("c", "counter").await.expect("lookup");
+    // a -> b -> c, answered by c.
+    let answer = b_from_a.ask(|reply| CounterMsg::AskThrough(c_from_a.clone(), reply)).await;
+    assert_eq!(answer, Ok(3));
+    // a -> b -> a, answered by a's own counter.
+    let answer = b_from_a.ask(|reply| CounterMsg::AskThrough(on_a.clone(), reply)).await;
+    assert_eq!(answer, Ok(1));
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
