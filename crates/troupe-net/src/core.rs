@@ -1213,18 +1213,8 @@ impl NodeShared {
                 self.send_control(peer.id, &Control::LookupReply { request, found });
             }
             Control::LookupReply { request, found } => {
-                let mut lookups = self.lookups.lock();
-                match lookups.get(&request) {
-                    Some((asked, _)) if *asked != peer.id => {
-                        drop(lookups);
-                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %peer.name, request, "lookup reply for a lookup sent to another node ignored");
-                    }
-                    _ => {
-                        if let Some((_, tx)) = lookups.remove(&request) {
-                            let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
-                        }
-                    }
+                if let Some(tx) = self.answered(&self.lookups, request, peer, "lookup") {
+                    let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
                 }
             }
             Control::Goodbye => self.peer_gone(peer, "left the cluster", Departure::Left),
@@ -1245,18 +1235,8 @@ impl NodeShared {
             }
             Control::ViewRequest { request } => self.answer_view_request(peer.id, request),
             Control::ViewReply { request, payload } => {
-                let mut requests = self.view_requests.lock();
-                match requests.get(&request) {
-                    Some((asked, _)) if *asked != peer.id => {
-                        drop(requests);
-                        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(peer = %peer.name, request, "view reply for a request sent to another node ignored");
-                    }
-                    _ => {
-                        if let Some((_, tx)) = requests.remove(&request) {
-                            let _ = tx.send(payload);
-                        }
-                    }
+                if let Some(tx) = self.answered(&self.view_requests, request, peer, "view request") {
+                    let _ = tx.send(payload);
                 }
             }
             Control::Probe { request, node } => {
@@ -1286,6 +1266,28 @@ impl NodeShared {
             | Control::Kill { .. }
             | Control::Link { .. }
             | Control::Unlink { .. } => {}
+        }
+    }
+
+    /// The request `request` waiting in `waiting` for `peer`'s answer, taken out. An answer from
+    /// another node than the one asked (a guess or a forgery) is a bad frame, logged, and the
+    /// request keeps waiting for its own node's answer.
+    fn answered<T>(
+        &self,
+        waiting: &Mutex<HashMap<u64, (NodeId, T)>>,
+        request: u64,
+        peer: &Peer,
+        what: &str,
+    ) -> Option<T> {
+        let mut waiting = waiting.lock();
+        match waiting.get(&request) {
+            Some((asked, _)) if *asked != peer.id => {
+                drop(waiting);
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %peer.name, request, what, "answer to a request sent to another node ignored");
+                None
+            }
+            _ => waiting.remove(&request).map(|(_, value)| value),
         }
     }
 
