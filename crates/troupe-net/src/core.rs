@@ -1175,21 +1175,7 @@ impl NodeShared {
                 return;
             }
         };
-        let pending = {
-            let mut replies = self.replies.lock();
-            match replies.get(&header.request) {
-                Some((to, _)) if *to != from => {
-                    // An answer to an ask sent to another node: a guess or a forgery. The ask
-                    // still waits for its own node's answer.
-                    drop(replies);
-                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %name, request = header.request, "reply to an ask sent to another node ignored");
-                    return;
-                }
-                _ => replies.remove(&header.request),
-            }
-        };
-        if let Some((_, pending)) = pending {
+        if let Some(pending) = self.answered(&self.replies, header.request, (from, name), "ask") {
             let outcome = match header.status {
                 ReplyStatus::Ok => ReplyOutcome::Answered,
                 _ => ReplyOutcome::NoReply,
@@ -1213,7 +1199,7 @@ impl NodeShared {
                 self.send_control(peer.id, &Control::LookupReply { request, found });
             }
             Control::LookupReply { request, found } => {
-                if let Some(tx) = self.answered(&self.lookups, request, peer, "lookup") {
+                if let Some(tx) = self.answered(&self.lookups, request, (peer.id, &peer.name), "lookup") {
                     let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
                 }
             }
@@ -1235,7 +1221,7 @@ impl NodeShared {
             }
             Control::ViewRequest { request } => self.answer_view_request(peer.id, request),
             Control::ViewReply { request, payload } => {
-                if let Some(tx) = self.answered(&self.view_requests, request, peer, "view request") {
+                if let Some(tx) = self.answered(&self.view_requests, request, (peer.id, &peer.name), "view request") {
                     let _ = tx.send(payload);
                 }
             }
@@ -1269,22 +1255,22 @@ impl NodeShared {
         }
     }
 
-    /// The request `request` waiting in `waiting` for `peer`'s answer, taken out. An answer from
-    /// another node than the one asked (a guess or a forgery) is a bad frame, logged, and the
-    /// request keeps waiting for its own node's answer.
-    fn answered<T>(
+    /// The request `request` waiting in `waiting` for the answer of node `from` (`name`), taken
+    /// out. An answer from another node than the one asked (a guess or a forgery) is a bad frame,
+    /// logged, and the request keeps waiting for its own node's answer.
+    fn answered<T, S: std::hash::BuildHasher>(
         &self,
-        waiting: &Mutex<HashMap<u64, (NodeId, T)>>,
+        waiting: &Mutex<HashMap<u64, (NodeId, T), S>>,
         request: u64,
-        peer: &Peer,
+        (from, name): (NodeId, &str),
         what: &str,
     ) -> Option<T> {
         let mut waiting = waiting.lock();
         match waiting.get(&request) {
-            Some((asked, _)) if *asked != peer.id => {
+            Some((asked, _)) if *asked != from => {
                 drop(waiting);
                 self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %peer.name, request, what, "answer to a request sent to another node ignored");
+                tracing::warn!(peer = %name, request, what, "answer to a request sent to another node ignored");
                 None
             }
             _ => waiting.remove(&request).map(|(_, value)| value),
