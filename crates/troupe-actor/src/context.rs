@@ -1,9 +1,14 @@
 //! The [`Context`] an actor's handlers receive.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::task::AbortHandle;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::actor::Actor;
 use crate::cell::Watcher;
@@ -23,7 +28,7 @@ pub struct Context<A: Actor> {
     pub(crate) parent: Option<UntypedRef>,
     /// Children by id; ids grow with spawn order, so this is spawn order too.
     pub(crate) children: BTreeMap<ActorId, UntypedRef>,
-    pub(crate) timers: Vec<AbortHandle>,
+    pub(crate) timers: Vec<Arc<TimerState>>,
     pub(crate) stop_requested: bool,
     /// Restart history, created when a child first fails.
     pub(crate) restarts: Option<Box<RestartHistory>>,
@@ -31,12 +36,63 @@ pub struct Context<A: Actor> {
 
 /// A running timer; [`cancel`](TimerHandle::cancel) stops it. Timers also stop with their actor.
 #[derive(Debug)]
-pub struct TimerHandle(AbortHandle);
+pub struct TimerHandle(Arc<TimerState>);
 
 impl TimerHandle {
     /// Stops the timer; a message it has not sent yet is not sent.
     pub fn cancel(&self) {
-        self.0.abort();
+        self.0.cancel();
+    }
+}
+
+/// The shortest `interval` period: tokio's timers have millisecond resolution.
+const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+/// What a timer task and its handles share.
+#[derive(Debug, Default)]
+pub(crate) struct TimerState {
+    cancelled: AtomicBool,
+    finished: AtomicBool,
+    /// Wakes the task when cancelled (a stored permit if it is not waiting yet).
+    wake: Notify,
+}
+
+impl TimerState {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until `deadline` on the system's timers. False if cancelled first, or if nothing
+    /// can time it (the system is gone): the timer then ends.
+    async fn sleep_until(&self, system: &Weak<crate::system::SystemShared>, deadline: Instant) -> bool {
+        let mut timer = crate::time::Timer::until(deadline);
+        let mut cancelled = std::pin::pin!(self.wake.notified());
+        std::future::poll_fn(|cx| {
+            if self.is_cancelled() || cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            timer.poll_expired(crate::time::Clock::System(system), cx).map(|timed| timed && !self.is_cancelled())
+        })
+        .await
+    }
+
+    /// Runs `send` (a tell that may wait for mailbox room) unless cancelled first; a cancel
+    /// while it waits drops the message.
+    async fn unless_cancelled(&self, send: impl Future<Output = ()>) {
+        let mut send = std::pin::pin!(send);
+        let mut cancelled = std::pin::pin!(self.wake.notified());
+        std::future::poll_fn(|cx| {
+            if self.is_cancelled() || cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            send.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
@@ -130,38 +186,66 @@ impl<A: Actor> Context<A> {
     /// Sends `msg` to this actor after `delay`.
     pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> TimerHandle {
         let me = self.myself();
-        self.start_timer(async move {
-            tokio::time::sleep(delay).await;
-            let _ = me.tell(msg).await;
-        })
-    }
-
-    /// Sends `make()` to this actor every `period` (first after one period). A tick that finds the
-    /// mailbox full is skipped rather than queued.
-    pub fn interval(&mut self, period: Duration, mut make: impl FnMut() -> A::Msg + Send + 'static) -> TimerHandle {
-        let me = self.myself();
-        self.start_timer(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                ticks.tick().await;
-                if let Err(crate::error::TrySendError::Closed { .. }) = me.try_tell(make()) {
-                    return;
-                }
+        let deadline = crate::time::deadline_after(delay);
+        self.start_timer(move |state, system| async move {
+            if state.sleep_until(&system, deadline).await {
+                state
+                    .unless_cancelled(async {
+                        let _ = me.tell(msg).await;
+                    })
+                    .await;
             }
         })
     }
 
-    fn start_timer(&mut self, timer: impl std::future::Future<Output = ()> + Send + 'static) -> TimerHandle {
-        self.timers.retain(|t| !t.is_finished());
-        let handle = self.system.shared.tokio.spawn(timer).abort_handle();
-        self.timers.push(handle.clone());
-        TimerHandle(handle)
+    /// Sends `make()` to this actor every `period` (first after one period; a period under a
+    /// millisecond, the timers' resolution, is taken as one). A tick that finds the mailbox full
+    /// is skipped rather than queued, and so are ticks missed while the system was too busy.
+    pub fn interval(&mut self, period: Duration, mut make: impl FnMut() -> A::Msg + Send + 'static) -> TimerHandle {
+        let me = self.myself();
+        let period = period.max(MIN_PERIOD);
+        let first = crate::time::deadline_after(period);
+        self.start_timer(move |state, system| async move {
+            let mut next = first;
+            while state.sleep_until(&system, next).await {
+                if let Err(crate::error::TrySendError::Closed { .. }) = me.try_tell(make()) {
+                    return;
+                }
+                // Ticks missed while the system was busy are skipped, not sent in a burst.
+                let now = Instant::now();
+                let behind = now.saturating_duration_since(next).as_nanos() / period.as_nanos() + 1;
+                next = match u32::try_from(behind).ok().and_then(|n| period.checked_mul(n)) {
+                    Some(step) => next.checked_add(step).unwrap_or_else(|| crate::time::deadline_after(period)),
+                    None => crate::time::deadline_after(period),
+                };
+            }
+        })
+    }
+
+    /// Runs a timer as a task of the actor scheduler. Its sleeps use the system's timers, which
+    /// outlive the tokio runtime the system was given.
+    fn start_timer<F>(
+        &mut self,
+        timer: impl FnOnce(Arc<TimerState>, Weak<crate::system::SystemShared>) -> F,
+    ) -> TimerHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.timers.retain(|t| !t.finished.load(Ordering::Acquire));
+        let state = Arc::new(TimerState::default());
+        let run = timer(state.clone(), Arc::downgrade(&self.system.shared));
+        let finished = state.clone();
+        self.system.scheduler().spawn(async move {
+            run.await;
+            finished.finished.store(true, Ordering::Release);
+        });
+        self.timers.push(state.clone());
+        TimerHandle(state)
     }
 
     pub(crate) fn cancel_timers(&mut self) {
         for timer in self.timers.drain(..) {
-            timer.abort();
+            timer.cancel();
         }
     }
 

@@ -182,7 +182,7 @@ impl<M: Message> ActorRef<M> {
     fn clock(&self) -> Clock<'_> {
         match &self.target {
             Target::Local(cell) => Clock::System(&cell.system),
-            Target::Remote(remote) => Clock::Runtime(remote.proxy.transport().runtime()),
+            Target::Remote(remote) => Clock::Alive(&remote.proxy.transport().system().shared),
         }
     }
 

@@ -212,14 +212,14 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends the answer to request `request` of node `to`. False when it cannot be sent.
     fn send_reply(&self, to: NodeId, request: u64, outcome: ReplyOutcome, body: BodyEncoder<'_>) -> bool;
 
-    /// A tokio runtime for timers of asks to remote actors.
-    fn runtime(&self) -> tokio::runtime::Handle;
+    /// The local actor system: it times asks to remote actors and runs the transport's small
+    /// tasks.
+    fn system(&self) -> &crate::ActorSystem;
 
-    /// Runs a small task of the runtime's own (a reply port's forwarder). The default runs it on
-    /// [`runtime`](Transport::runtime); a node runs it on its actor scheduler, where the actor
-    /// that completes it runs, so completing it wakes no other thread.
+    /// Runs a small task of the runtime's own (a reply port's forwarder) on the system's actor
+    /// scheduler, where the actor that completes it runs, so completing it wakes no other thread.
     fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-        self.runtime().spawn(task);
+        self.system().scheduler().spawn(task);
     }
 }
 
@@ -734,8 +734,11 @@ mod tests {
         fn send_reply(&self, _: NodeId, _: u64, _: ReplyOutcome, _: BodyEncoder<'_>) -> bool {
             false
         }
-        fn runtime(&self) -> tokio::runtime::Handle {
-            tokio::runtime::Handle::current()
+        fn system(&self) -> &crate::ActorSystem {
+            unreachable!("the codec-context tests do not ask")
+        }
+        fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+            tokio::spawn(task);
         }
     }
 

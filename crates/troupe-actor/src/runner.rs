@@ -515,5 +515,5 @@ async fn next_system_within<M: Send + 'static>(cell: &ActorCell<M>, limit: Durat
     if limit == Duration::MAX {
         return Some(wait_for_message.await);
     }
-    tokio::time::timeout(limit, wait_for_message).await.ok()
+    crate::time::timeout(crate::time::Clock::System(&cell.system), limit, wait_for_message).await
 }

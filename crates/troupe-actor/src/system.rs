@@ -1,8 +1,9 @@
 //! The actor system: one node's actors, scheduler, registry and supervision root.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,6 +21,7 @@ use crate::registry::Registry;
 use crate::runner::{run_actor, Life};
 use crate::sched::StagePool;
 use crate::system_msg::SystemMsg;
+use crate::time::TimerRuntime;
 
 const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,6 +63,7 @@ impl Default for SystemConfig {
 pub struct SystemBuilder {
     config: SystemConfig,
     tokio: Option<tokio::runtime::Handle>,
+    tokio_owner: Option<Weak<dyn Any + Send + Sync>>,
 }
 
 impl SystemBuilder {
@@ -100,9 +103,22 @@ impl SystemBuilder {
         self
     }
 
-    /// Use this tokio runtime for timers and I/O instead of starting a small one.
+    /// Use this tokio runtime for timers and I/O instead of starting a small one. It must outlive
+    /// the system, unless [`tokio_owner`](Self::tokio_owner) says when it goes.
     pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
         self.tokio = Some(handle);
+        self
+    }
+
+    /// The runtime given to [`tokio_handle`](Self::tokio_handle) shuts down when `owner` is
+    /// dropped, and never while `owner` can still be upgraded (a node's network runtime goes with
+    /// the node). From then on the system times asks, shutdowns and actor timers, and runs
+    /// [`block_on`](ActorSystem::block_on), on a small runtime of its own (timers only), started
+    /// then, so a system that outlives its runtime keeps working instead of panicking in tokio's
+    /// timers. Handler code that uses tokio directly still finds the old runtime gone. Ignored
+    /// without `tokio_handle`.
+    pub fn tokio_owner(mut self, owner: Weak<dyn Any + Send + Sync>) -> Self {
+        self.tokio_owner = Some(owner);
         self
     }
 
@@ -115,22 +131,24 @@ impl SystemBuilder {
         if config.mailbox_capacity == 0 {
             return Err(SystemError::Config("mailbox_capacity must be at least 1".into()));
         }
-        let (tokio, own_runtime) = match self.tokio {
-            Some(handle) => (handle, None),
+        let (tokio, own_runtime, tokio_owner) = match self.tokio {
+            Some(handle) => (handle, None, self.tokio_owner),
             None => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name(format!("{}-io", config.name))
                     .enable_all()
                     .build()?;
-                (runtime.handle().clone(), Some(runtime))
+                (runtime.handle().clone(), Some(runtime), None)
             }
         };
+        let timers = TimerRuntime::new(&config.name, tokio.clone(), tokio_owner);
         let pool = StagePool::new(&format!("{}-actor", config.name), config.workers, Some(tokio.clone()));
         let shared = Arc::new(SystemShared {
             config,
             tokio,
             own_runtime: Mutex::new(own_runtime),
+            timers,
             pool,
             next_serial: AtomicU64::new(1),
             registry: Registry::default(),
@@ -152,6 +170,8 @@ pub(crate) struct SystemShared {
     pub(crate) config: SystemConfig,
     pub(crate) tokio: tokio::runtime::Handle,
     own_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Where asks, shutdowns and actor timers are timed.
+    pub(crate) timers: TimerRuntime,
     pub(crate) pool: StagePool,
     next_serial: AtomicU64,
     pub(crate) registry: Registry,
@@ -329,7 +349,8 @@ impl ActorSystem {
     }
 
     /// Runs `future` to completion on the calling thread, with this system's tokio runtime
-    /// entered. Must not be called from inside an async context.
+    /// entered (the timers-only one of [`SystemBuilder::tokio_owner`] once the given runtime is
+    /// gone). Must not be called from inside an async context.
     ///
     /// Actors that `future` wakes (by a tell, an ask, a stop) while every worker sleeps run on
     /// the calling thread, as they do on a network thread ([`Woken::run_here`](crate::Woken::run_here)):
@@ -340,7 +361,7 @@ impl ActorSystem {
     /// caller too: as everywhere in troupe, handlers await rather than block.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
-        self.shared.tokio.block_on(std::future::poll_fn(|cx| {
+        self.shared.timers.live_handle().block_on(std::future::poll_fn(|cx| {
             let mut woken = crate::sched::Woken::default();
             let polled = crate::sched::collect_wakeups(&mut woken, || future.as_mut().poll(cx));
             if polled.is_pending() {

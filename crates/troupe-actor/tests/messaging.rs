@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use troupe_actor::prelude::*;
-use troupe_actor::{AskError, RegistryError, TrySendError};
+use troupe_actor::{AskError, RegistryError, TimerHandle, TrySendError};
 
 fn system() -> ActorSystem {
     ActorSystem::builder().workers(2).build().expect("system starts")
@@ -470,6 +470,149 @@ fn a_panicking_exit_callback_does_not_silence_the_others() {
         // The workers still run actors.
         let other = system.spawn(Echo);
         assert_eq!(other.ask(|r| EchoMsg::Now(3, r)).await, Ok(3));
+        system.shutdown().await;
+    });
+}
+
+/// Answers a `Later` request 300 ms after it arrives (through `send_after`), counts `interval`
+/// ticks, and keeps `Never` requests unanswered.
+struct Deferred {
+    waiting: Option<Reply<u32>>,
+    kept: Vec<Reply<u32>>,
+    ticks: Arc<AtomicU64>,
+}
+enum DeferredMsg {
+    Later(Reply<u32>),
+    Never(Reply<u32>),
+    Answer,
+    Tick,
+}
+impl Message for DeferredMsg {}
+
+impl Actor for Deferred {
+    type Msg = DeferredMsg;
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        ctx.interval(Duration::from_millis(10), || DeferredMsg::Tick);
+        Ok(())
+    }
+    async fn handle(&mut self, msg: DeferredMsg, ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            DeferredMsg::Later(reply) => {
+                self.waiting = Some(reply);
+                ctx.send_after(Duration::from_millis(300), DeferredMsg::Answer);
+            }
+            DeferredMsg::Never(reply) => self.kept.push(reply),
+            DeferredMsg::Answer => {
+                if let Some(reply) = self.waiting.take() {
+                    reply.send(2);
+                }
+            }
+            DeferredMsg::Tick => {
+                self.ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owns a runtime and shuts it down without blocking when dropped (as a node owns its own).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn a_system_outlives_the_tokio_runtime_it_was_given() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let handle = runtime.handle().clone();
+    let owner = Arc::new(OwnedRuntime(Some(runtime)));
+    let weak: std::sync::Weak<OwnedRuntime> = Arc::downgrade(&owner);
+    let system = ActorSystem::builder().workers(1).tokio_handle(handle).tokio_owner(weak).build().expect("system");
+    let ticks = Arc::new(AtomicU64::new(0));
+    let actor = system.spawn(Deferred { waiting: None, kept: Vec::new(), ticks: ticks.clone() });
+
+    // An ask whose timer, and whose answer's send_after, start on the given runtime, which shuts
+    // down while they wait: both move to the system's own timers.
+    let asker = {
+        let (system, actor) = (system.clone(), actor.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let answer = system.block_on(actor.ask_timeout(DeferredMsg::Later, Duration::from_secs(5)));
+            (answer, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    drop(owner);
+    let (answer, took) = asker.join().expect("the asking thread does not panic");
+    assert_eq!(answer, Ok(2));
+    assert!(took >= Duration::from_millis(300), "answered after {took:?}, before its send_after fired");
+
+    // The interval goes on ticking, and a timeout still waits its full time.
+    let before = ticks.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(200));
+    let ticked = ticks.load(Ordering::SeqCst) - before;
+    assert!(ticked >= 5, "the interval ticked {ticked} times in 200 ms at 10 ms after the runtime went");
+    let started = Instant::now();
+    let unanswered = system.block_on(actor.ask_timeout(DeferredMsg::Never, Duration::from_millis(200)));
+    assert!(matches!(unanswered, Err(AskError::Timeout { .. })), "{unanswered:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200), "timed out after {:?}", started.elapsed());
+    assert_eq!(system.shutdown_blocking(), ExitReason::Shutdown);
+}
+
+/// Hands out a `send_after` handle, blocks on a gate, counts what its timer delivers.
+struct TimerOwner {
+    fired: u64,
+}
+enum TimerOwnerMsg {
+    Arm(tokio::sync::oneshot::Sender<TimerHandle>),
+    Block(tokio::sync::oneshot::Receiver<()>),
+    Fill,
+    Fired,
+    Count(Reply<u64>),
+}
+impl Message for TimerOwnerMsg {}
+
+impl Actor for TimerOwner {
+    type Msg = TimerOwnerMsg;
+    async fn handle(&mut self, msg: TimerOwnerMsg, ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            TimerOwnerMsg::Arm(out) => {
+                let _ = out.send(ctx.send_after(Duration::from_millis(20), TimerOwnerMsg::Fired));
+            }
+            TimerOwnerMsg::Block(gate) => {
+                let _ = gate.await;
+            }
+            TimerOwnerMsg::Fill => {}
+            TimerOwnerMsg::Fired => self.fired += 1,
+            TimerOwnerMsg::Count(reply) => {
+                reply.send(self.fired);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_timer_cancelled_while_its_message_waits_for_room_sends_nothing() {
+    let system = system();
+    system.block_on(async {
+        let actor = system.spawn(Props::new(TimerOwner { fired: 0 }).capacity(1));
+        let (out, handle) = tokio::sync::oneshot::channel();
+        actor.tell(TimerOwnerMsg::Arm(out)).await.expect("arm");
+        let handle = handle.await.expect("the timer's handle");
+        let (open, gate) = tokio::sync::oneshot::channel();
+        actor.tell(TimerOwnerMsg::Block(gate)).await.expect("block");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        actor.try_tell(TimerOwnerMsg::Fill).expect("the one slot");
+        // The timer fires at 20 ms and its message waits for room.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handle.cancel();
+        let _ = open.send(());
+        assert_eq!(actor.ask(TimerOwnerMsg::Count).await, Ok(0), "a cancelled timer's message arrived");
         system.shutdown().await;
     });
 }

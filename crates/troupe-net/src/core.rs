@@ -346,6 +346,11 @@ impl NodeShared {
         }
         let (peer, created) = {
             let mut peers = self.peers.write();
+            // Again under the lock: a stop that cleared the map meanwhile must not find a new peer
+            // in it (its lanes would start on a runtime that is going away).
+            if self.shutting_down.load(Ordering::Acquire) {
+                return None;
+            }
             match peers.get(&id) {
                 Some(peer) => (peer.clone(), false),
                 None => {
@@ -2105,12 +2110,51 @@ impl NodeShared {
     }
 }
 
+impl NodeShared {
+    /// The node's runtime is going away without [`shutdown`](Self::shutdown) (its last handle
+    /// dropped): no goodbyes, but every peer is closed and sends fail from now on, instead of
+    /// queueing for writers that are gone.
+    ///
+    /// Unlike `shutdown`, the actor system may go on, so what waits on other nodes is told now:
+    /// watchers of remote actors get `NodeDown`, asks waiting for a remote answer `NoReply`. That
+    /// runs on the actor scheduler, not in whatever code dropped the node. Also finishes a
+    /// `shutdown` that was cut short (it may have set the flag and not yet closed the peers).
+    pub(crate) fn stop_now(self: &Arc<Self>) {
+        self.shutting_down.store(true, Ordering::Release);
+        let peers: Vec<Arc<Peer>> = self.peers.write().drain().map(|(_, peer)| peer).collect();
+        for peer in &peers {
+            peer.down.store(true, Ordering::Release);
+            peer.close_lanes();
+        }
+        self.stop.notify_waiters();
+        tracing::debug!(node = %self.settings.name, peers = peers.len(), "node dropped without shutdown");
+        let shared = self.clone();
+        self.system.scheduler().spawn(async move { shared.forget_every_node() });
+    }
+
+    /// Every remote actor is out of reach, every remote answer lost: `node_gone` for all nodes.
+    fn forget_every_node(&self) {
+        let proxies: Vec<Arc<RemoteProxy>> = self.proxies.lock().values().filter_map(Weak::upgrade).collect();
+        for proxy in proxies {
+            proxy.exited(ExitReason::NodeDown);
+        }
+        let failed: Vec<Box<dyn PendingReply>> = self.replies.lock().drain().map(|(_, (_, p))| p).collect();
+        for pending in failed {
+            pending.complete(ReplyOutcome::NoReply, &[], None);
+        }
+        self.lookups.lock().clear();
+    }
+}
+
 impl Transport for NodeShared {
     fn local_node(&self) -> NodeId {
         self.id
     }
 
     fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(Refusal::Failed(SendFailure::Unreachable(target.node)));
+        }
         let peer = match self.peer(target.node) {
             Some(peer) => Some(peer),
             None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
@@ -2336,12 +2380,8 @@ impl Transport for NodeShared {
         }
     }
 
-    fn runtime(&self) -> tokio::runtime::Handle {
-        self.runtime.clone()
-    }
-
-    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-        self.system.scheduler().spawn(task);
+    fn system(&self) -> &ActorSystem {
+        &self.system
     }
 }
 

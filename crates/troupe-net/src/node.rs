@@ -1,8 +1,9 @@
 //! [`Node`]: an actor system reachable over the network.
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -145,12 +146,35 @@ pub enum LookupError {
     },
 }
 
-/// Shuts the network runtime down without blocking, wherever the last handle drops.
-struct NetRuntime(Option<tokio::runtime::Runtime>);
+/// Owns the network runtime: when the last [`Node`] handle drops without
+/// [`shutdown`](Node::shutdown), sends to other nodes fail from then on (nothing would write
+/// them), watchers of remote actors get `NodeDown`, and the runtime shuts down without
+/// blocking, wherever that drop happens. The actor system, if someone
+/// keeps it, goes on locally: it was told that this runtime goes with this value
+/// ([`SystemBuilder::tokio_owner`](troupe_actor::SystemBuilder::tokio_owner)).
+struct NetRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    node: OnceLock<Weak<NodeShared>>,
+}
+
+impl NetRuntime {
+    fn new(runtime: Option<tokio::runtime::Runtime>) -> Arc<Self> {
+        Arc::new(NetRuntime { runtime, node: OnceLock::new() })
+    }
+
+    /// What the actor system watches to learn that the runtime is gone.
+    fn owner(self: &Arc<Self>) -> Weak<dyn Any + Send + Sync> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        weak
+    }
+}
 
 impl Drop for NetRuntime {
     fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
+        if let Some(node) = self.node.get().and_then(Weak::upgrade) {
+            node.stop_now();
+        }
+        if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
     }
@@ -195,12 +219,13 @@ impl Node {
             .build()
             .map_err(NodeError::Runtime)?;
         let handle = runtime.handle().clone();
-        let runtime = Arc::new(NetRuntime(Some(runtime)));
-        let started = handle.spawn(Self::start_on(config, handle.clone()));
+        let runtime = NetRuntime::new(Some(runtime));
+        let started = handle.spawn(Self::start_on(config, handle.clone(), Some(runtime.owner())));
         let (shared, local_addrs) = match started.await {
             Ok(result) => result?,
             Err(e) => return Err(NodeError::Runtime(std::io::Error::other(e.to_string()))),
         };
+        let _ = runtime.node.set(Arc::downgrade(&shared));
         Ok(Node { shared, _runtime: runtime, local_addrs: Arc::new(local_addrs) })
     }
 
@@ -209,12 +234,12 @@ impl Node {
     /// node's use.
     pub async fn start_on_runtime(config: NodeConfig, handle: tokio::runtime::Handle) -> Result<Node, NodeError> {
         config.validate()?;
-        let started = handle.spawn(Self::start_on(config, handle.clone()));
+        let started = handle.spawn(Self::start_on(config, handle.clone(), None));
         let (shared, local_addrs) = match started.await {
             Ok(result) => result?,
             Err(e) => return Err(NodeError::Runtime(std::io::Error::other(e.to_string()))),
         };
-        Ok(Node { shared, _runtime: Arc::new(NetRuntime(None)), local_addrs: Arc::new(local_addrs) })
+        Ok(Node { shared, _runtime: NetRuntime::new(None), local_addrs: Arc::new(local_addrs) })
     }
 
     /// [`start`](Self::start) for synchronous code (a `main` without a runtime).
@@ -226,6 +251,7 @@ impl Node {
     async fn start_on(
         config: NodeConfig,
         handle: tokio::runtime::Handle,
+        runtime_owner: Option<Weak<dyn Any + Send + Sync>>,
     ) -> Result<(Arc<NodeShared>, Vec<SocketAddr>), NodeError> {
         let secret = config.secret_bytes()?.unwrap_or_default();
         let tls = match &config.tls {
@@ -239,6 +265,9 @@ impl Node {
             })?),
         };
         let mut system = ActorSystem::builder().name(config.name.clone()).tokio_handle(handle.clone());
+        if let Some(owner) = runtime_owner {
+            system = system.tokio_owner(owner);
+        }
         if let Some(workers) = config.workers {
             system = system.workers(workers);
         }

@@ -899,3 +899,45 @@ async fn a_down_is_believed_only_from_the_actors_own_node() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The last handle of a node dropped without `shutdown`, while someone keeps its actor system:
+/// local asks and timers go on (on the system's own timers), and a send to a remote actor fails
+/// at once instead of queueing for writers that are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_kept_after_its_node_is_dropped_works_locally_and_refuses_remote_sends() {
+    let (a, b) = pair().await;
+    let (_, remote, down) = watched_counter_on(&a, &b, "counter").await;
+    remote.tell(CounterMsg::Add(1)).await.expect("tell while the node runs");
+    let system = a.system().clone();
+    let local = system.spawn(Counter(5));
+    // An ask that the other node will not answer before the node is gone: it waits behind a
+    // message its actor takes 30 s over.
+    let slow_on_b = b.system().spawn(Sequence::new(Some((1, Duration::from_secs(30)))));
+    b.register("slow", &slow_on_b).unwrap();
+    let slow: ActorRef<SeqMsg> = a.lookup("b", "slow").await.expect("lookup");
+    slow.tell(SeqMsg::Next(0)).await.expect("tell");
+    let waiting = tokio::spawn(async move { slow.ask_timeout(SeqMsg::Report, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(a);
+    let down = tokio::time::timeout(Duration::from_secs(5), down).await.expect("Down in time").expect("Down");
+    assert_eq!(down.reason, ExitReason::NodeDown);
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the ask ends").expect("join");
+    assert!(matches!(waited, Err(troupe_actor::AskError::NoReply(_))), "{waited:?}");
+
+    // From a thread of no runtime, as `main` would.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let asked = system.block_on(local.ask_timeout(CounterMsg::Get, Duration::from_secs(2)));
+        let started = std::time::Instant::now();
+        let told = system.block_on(remote.tell(CounterMsg::Add(1)));
+        let remote_asked = system.block_on(remote.ask_timeout(CounterMsg::Get, Duration::from_secs(2)));
+        (asked, told.is_err(), remote_asked.is_err(), started.elapsed(), system.shutdown_blocking())
+    })
+    .await
+    .expect("no panic");
+    let (asked, tell_failed, ask_failed, took, _) = outcome;
+    assert_eq!(asked, Ok(5));
+    assert!(tell_failed && ask_failed, "sends to a remote actor through a dropped node were accepted");
+    assert!(took < Duration::from_secs(1), "refusing them took {took:?}");
+    slow_on_b.kill();
+    b.shutdown().await;
+}
