@@ -74,6 +74,10 @@ pub enum ConnectError {
     /// The peer closed the connection during the handshake.
     #[error("connection closed during the handshake")]
     Closed,
+    /// This node refused an authenticated peer (it is cut off from it, or shutting down) and
+    /// told it so in a Reject, instead of accepting the connection and closing it at once.
+    #[error("refused: {0}")]
+    Refused(&'static str),
 }
 
 /// A connection that finished its handshake.
@@ -115,18 +119,22 @@ pub(crate) async fn dial(
         };
         let (mut machine, hello) = Initiator::start(config, purpose, rand::random());
         writer.write_all(&hello).await?;
-        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f)).await?;
+        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f), |_| None).await?;
         Ok(Opened { reader, writer, established, leftover })
     };
     tokio::time::timeout(handshake_timeout, work).await.map_err(|_| ConnectError::Timeout(handshake_timeout))?
 }
 
-/// Runs the responder handshake on an accepted connection.
+/// Runs the responder handshake on an accepted connection. Once the peer has proved itself,
+/// `refuse` may name a reason not to take it: the peer gets a Reject with that reason instead of
+/// the Welcome (a failed dial to it, which it backs off from, rather than a connection that
+/// closes at once and that it would redial at once).
 pub(crate) async fn accept(
     tcp: TcpStream,
     tls: Option<&TlsContext>,
     config: HandshakeConfig,
     handshake_timeout: Duration,
+    refuse: impl FnOnce(&Established) -> Option<&'static str> + Send,
 ) -> Result<Opened, ConnectError> {
     tcp.set_nodelay(true)?;
     let work = async move {
@@ -135,18 +143,21 @@ pub(crate) async fn accept(
             Some(tls) => split_any(tls.accept(tcp).await.map_err(|e| ConnectError::Tls(e.to_string()))?),
         };
         let mut machine = Responder::new(config, rand::random());
-        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f)).await?;
+        let (established, leftover) = drive(&mut reader, &mut writer, |f| machine.receive(f), refuse).await?;
         Ok(Opened { reader, writer, established, leftover })
     };
     tokio::time::timeout(handshake_timeout, work).await.map_err(|_| ConnectError::Timeout(handshake_timeout))?
 }
 
-/// Feeds handshake frames to a state machine until it finishes.
+/// Feeds handshake frames to a state machine until it finishes. A handshake that succeeds is
+/// refused if `refuse` gives a reason: a Reject goes out instead of the machine's last bytes.
 async fn drive(
     reader: &mut ReadHalf,
     writer: &mut WriteHalf,
     mut receive: impl FnMut(troupe_wire::Frame<'_>) -> HandshakeStep,
+    refuse: impl FnOnce(&Established) -> Option<&'static str>,
 ) -> Result<(Established, Vec<u8>), ConnectError> {
+    let mut refuse = Some(refuse);
     let decoder = FrameDecoder::new(MAX_HANDSHAKE_PAYLOAD);
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -159,6 +170,11 @@ async fn drive(
             match step {
                 HandshakeStep::Send(bytes) => writer.write_all(&bytes).await?,
                 HandshakeStep::Done(bytes, established) => {
+                    if let Some(reason) = refuse.take().and_then(|refuse| refuse(&established)) {
+                        let _ = writer.write_all(&troupe_wire::encode_reject(reason)).await;
+                        writer.shutdown().await;
+                        return Err(ConnectError::Refused(reason));
+                    }
                     if !bytes.is_empty() {
                         writer.write_all(&bytes).await?;
                     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -18,9 +18,10 @@ use troupe_actor::{
     PendingReply, Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
 };
 use troupe_wire::{
-    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, split_attached,
-    write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind, HandshakeConfig,
-    NodeInfo, ReplyHeader, ReplyStatus, Signal, WireActorId, WireExit, ATTACHED_TRAILER_LEN, HEADER_LEN,
+    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, reject,
+    split_attached, write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind,
+    HandshakeConfig, HandshakeError, NodeInfo, ReplyHeader, ReplyStatus, Signal, WireActorId, WireExit,
+    ATTACHED_TRAILER_LEN, HEADER_LEN,
 };
 
 use crate::acks::{AckState, Arrival};
@@ -80,6 +81,31 @@ pub(crate) type ViewRequest = (NodeId, oneshot::Sender<Vec<u8>>);
 /// How long a failure notice heard keeps this node from sending its own for the same node (a
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
+
+/// The least a relayed message waiting for mailbox room is charged against the bound, in bytes:
+/// its task and boxed future cost memory however small its frame.
+const RELAYED_WAIT_MIN_CHARGE: usize = 256;
+
+/// Relayed messages waiting for room in full mailboxes: what they are charged, in bytes.
+#[derive(Default)]
+struct RelayWaits {
+    bytes: AtomicUsize,
+    messages: AtomicUsize,
+    /// Whether a drop at the bound was logged since the waits last drained.
+    logged: AtomicBool,
+}
+
+/// One wait's charge, given back however the wait ends.
+struct Charged(Arc<RelayWaits>, usize);
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.0.messages.fetch_sub(1, Ordering::Relaxed);
+        if self.0.bytes.fetch_sub(self.1, Ordering::AcqRel) == self.1 {
+            self.0.logged.store(false, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What one connection's reader keeps between frames.
 struct ConnState {
@@ -216,7 +242,7 @@ pub(crate) struct NodeShared {
     lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
     pub(crate) next_request: AtomicU64,
     pub(crate) faults: Faults,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) stop: Arc<tokio::sync::Notify>,
@@ -238,6 +264,8 @@ pub(crate) struct NodeShared {
     frame_pool: Mutex<FramePool>,
     /// Indirect probes in flight (see `probe`).
     pub(crate) probes: Mutex<crate::probe::Probes>,
+    /// Relayed messages waiting for room in full mailboxes (see `wait_for_room_relayed`).
+    relay_waits: Arc<RelayWaits>,
     /// Which neighbour relayed frames from each origin came through (see `routes`).
     pub(crate) relay_routes: Mutex<crate::routes::RouteCache>,
 }
@@ -282,7 +310,7 @@ impl NodeShared {
             lookups: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             faults: Faults::with_loss(loss),
-            counters: Counters::default(),
+            counters: Arc::default(),
             events: broadcast::channel(1024).0,
             shutting_down: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
@@ -295,6 +323,7 @@ impl NodeShared {
             role,
             frame_pool: Mutex::new(FramePool::default()),
             probes: Mutex::new(crate::probe::Probes::default()),
+            relay_waits: Arc::default(),
             relay_routes: Mutex::new(crate::routes::RouteCache::default()),
         })
     }
@@ -484,7 +513,7 @@ impl NodeShared {
 
     async fn dial_peer(&self, peer: &Peer, purpose: ConnPurpose) -> Result<Opened, ConnectError> {
         if self.faults.is_partitioned(peer.id) {
-            return Err(ConnectError::Handshake(troupe_wire::HandshakeError::Rejected("partitioned".into())));
+            return Err(ConnectError::Handshake(HandshakeError::Rejected(reject::PARTITIONED.into())));
         }
         let mut last = ConnectError::Closed;
         for addr in &peer.addrs {
@@ -506,9 +535,16 @@ impl NodeShared {
             self.settings.handshake_timeout,
         )
         .await;
-        if let Err(ConnectError::Handshake(e)) = &result {
-            self.counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(node = %self.settings.name, %addr, error = %e, "handshake with peer failed");
+        match &result {
+            Err(ConnectError::Handshake(HandshakeError::Rejected(reason))) if reject::is_refusal(reason) => {
+                // The peer is leaving, or cut itself off from us: a failed dial, not a fault.
+                tracing::debug!(node = %self.settings.name, %addr, reason, "peer refused the connection");
+            }
+            Err(ConnectError::Handshake(e)) => {
+                self.counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(node = %self.settings.name, %addr, error = %e, "handshake with peer failed");
+            }
+            _ => {}
         }
         result
     }
@@ -534,15 +570,32 @@ impl NodeShared {
     }
 
     async fn serve_inbound(self: Arc<Self>, tcp: tokio::net::TcpStream, from: SocketAddr) {
+        // A peer that proved itself but that this node will not serve is told so in the
+        // handshake, so it counts a failed dial and backs off (a one-sided partition looks like
+        // an unreachable node to the other side, as a real one would).
+        let refuse = |established: &troupe_wire::Established| {
+            if self.faults.is_partitioned(NodeId(established.peer.incarnation)) {
+                Some(reject::PARTITIONED)
+            } else if self.shutting_down.load(Ordering::Acquire) {
+                Some(reject::SHUTTING_DOWN)
+            } else {
+                None
+            }
+        };
         let opened = match conn::accept(
             tcp,
             self.tls.as_ref(),
             self.handshake_config(),
             self.settings.handshake_timeout,
+            refuse,
         )
         .await
         {
             Ok(o) => o,
+            Err(ConnectError::Refused(reason)) => {
+                tracing::debug!(node = %self.settings.name, %from, reason, "refused an authenticated peer");
+                return;
+            }
             Err(error) => {
                 self.counters.handshakes_rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(node = %self.settings.name, %from, %error, "rejected an inbound connection");
@@ -551,6 +604,7 @@ impl NodeShared {
         };
         let info = opened.established.peer.clone();
         if self.faults.is_partitioned(NodeId(info.incarnation)) {
+            // Cut off during the handshake's last write.
             return;
         }
         let purpose = opened.established.purpose;
@@ -1833,6 +1887,42 @@ impl NodeShared {
         true
     }
 
+    /// A relayed message found its actor's mailbox full. It cannot hold up the connection it
+    /// came on (the control connection of the neighbour that relayed it), so it waits on a task
+    /// of its own; those waits are bounded in bytes like a send queue, and a message past the
+    /// bound is dropped (relaying is at-most-once), so a flood relayed towards a slow actor
+    /// cannot grow this node without limit.
+    ///
+    /// A wait is charged its frame's length, at least [`RELAYED_WAIT_MIN_CHARGE`] (a task and a
+    /// boxed future cost memory too). The bound is node-wide: an actor that never takes its
+    /// messages holds its share until it stops, and others' relayed messages to full mailboxes
+    /// are dropped meanwhile, rather than this node growing without limit.
+    fn wait_for_room_relayed(&self, target: ActorId, frame_len: usize, wait: DeliverLater) {
+        let charge = frame_len.max(RELAYED_WAIT_MIN_CHARGE);
+        let limit = self.settings.queue_bytes.saturating_mul(4);
+        let waits = &self.relay_waits;
+        let admitted = waits.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+            // One wait is always admitted, however large (the bound is then one frame over).
+            (waiting == 0 || waiting.saturating_add(charge) <= limit).then(|| waiting + charge)
+        });
+        if admitted.is_err() {
+            self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            if !waits.logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(node = %self.settings.name, %target, limit, "relayed messages for full mailboxes past the bound are dropped (logged again after the waits drain)");
+            }
+            return;
+        }
+        waits.messages.fetch_add(1, Ordering::Relaxed);
+        let charged = Charged(waits.clone(), charge);
+        let counters = self.counters.clone();
+        self.runtime.spawn(async move {
+            let delivered = wait.await;
+            counters.messages_in.fetch_add(delivered, Ordering::Relaxed);
+            counters.dead_letters.fetch_add(1 - delivered.min(1), Ordering::Relaxed);
+            drop(charged);
+        });
+    }
+
     /// A relayed frame arrived from `via`: deliver it here or pass it on.
     fn on_relay(&self, via: &Arc<Peer>, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>) {
         // No frame may travel further than this node would send one.
@@ -1884,10 +1974,7 @@ impl NodeShared {
                     Some(Delivery::Accepted) => {
                         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(Delivery::Full(wait)) => {
-                        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                        self.runtime.spawn(wait);
-                    }
+                    Some(Delivery::Full(wait)) => self.wait_for_room_relayed(target, frame.len(), wait),
                     Some(Delivery::Closed) => {
                         self.counters.dead_letters.fetch_add(1, Ordering::Relaxed);
                     }
@@ -2079,6 +2166,7 @@ impl NodeShared {
     pub(crate) fn stats(&self) -> NodeStats {
         let mut stats = self.counters.snapshot();
         stats.frame_pool_bytes = self.frame_pool.lock().bytes() as u64;
+        stats.relay_waiting = self.relay_waits.messages.load(Ordering::Relaxed) as u64;
         for peer in self.peers.read().values() {
             stats.unacked += peer.acks.unacked() as u64;
             stats.messages_out += peer.messages_sent();

@@ -498,7 +498,9 @@ impl Node {
     }
 
     /// Cuts this node off from `peer` (nothing sent, nothing accepted, no reconnection) or heals
-    /// the cut. The peer is declared down when its connections time out.
+    /// the cut. The peer is declared down when its connections time out; its redials are
+    /// refused in the handshake, so it finds this node unreachable too, even if only this side
+    /// was cut.
     pub fn partition(&self, peer: NodeId, on: bool) {
         self.shared.faults.set_partitioned(peer, on);
     }

@@ -61,7 +61,8 @@ pub struct NodeStats {
     pub monotonic_replaced: u64,
     /// Frames this node passed along the overlay (its own relayed sends included).
     pub relayed: u64,
-    /// Relayed frames dropped for lack of a route (TTL spent, no neighbour).
+    /// Relayed frames dropped: no route (TTL spent, no neighbour), a full lane to the next hop,
+    /// or too many relayed messages already waiting for full mailboxes here.
     pub relay_dropped: u64,
     /// Failure notices this node broadcast (a peer it lost, that nobody had reported yet).
     pub failure_notices_sent: u64,
@@ -71,6 +72,8 @@ pub struct NodeStats {
     /// Bytes of large-frame buffers the node keeps for reuse (bounded node-wide; buffers whose
     /// payloads actors still hold count too).
     pub frame_pool_bytes: u64,
+    /// Relayed messages waiting here for room in full mailboxes, now (a gauge, not a counter).
+    pub relay_waiting: u64,
 }
 
 impl Counters {
@@ -97,6 +100,7 @@ impl Counters {
             failure_notices_sent: get(&self.failure_notices_sent),
             failure_notices_withheld: get(&self.failure_notices_withheld),
             frame_pool_bytes: 0,
+            relay_waiting: 0,
         }
     }
 }

@@ -206,6 +206,76 @@ async fn relay_reaches_a_node_that_is_not_a_neighbour() {
     }
 }
 
+#[derive(Serialize, Deserialize)]
+struct Blob(Vec<u8>);
+impl Message for Blob {}
+impl RemoteMessage for Blob {
+    const TYPE_NAME: &'static str = "test.overlay.Blob";
+}
+
+/// Counts blobs; the first one holds its handler until the gate opens.
+struct GatedSink {
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+impl Actor for GatedSink {
+    type Msg = Blob;
+    async fn handle(&mut self, _blob: Blob, _ctx: &mut Context<Self>) -> ActorResult {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.await;
+        }
+        self.received.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Relayed messages for an actor whose mailbox is full cannot hold up the neighbour's control
+/// connection they came on, so they wait for room on tasks of their own: bounded (four send
+/// queues' worth of bytes, 256 KiB here), past which they are dropped and counted, where they
+/// used to pile up without limit. Every message is either delivered or counted dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_messages_waiting_for_a_full_mailbox_are_bounded() {
+    let relay = |mut c: NodeConfig| {
+        c.reach = Reach::Relay;
+        c
+    };
+    let b = Node::start(relay(config("b", OverlayKind::Static, &[]))).await.unwrap();
+    let a = Node::start(relay(config("a", OverlayKind::Static, &[&b]))).await.unwrap();
+    let mut small = relay(config("c", OverlayKind::Static, &[&b]));
+    small.send_queue_bytes = 64 << 10;
+    let c = Node::start(small).await.unwrap();
+    wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
+
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (open, gate) = tokio::sync::oneshot::channel();
+    let sink = c
+        .system()
+        .spawn(troupe_actor::Props::new(GatedSink { gate: Some(gate), received: received.clone() }).capacity(1));
+    c.register("sink", &sink).expect("register");
+    let far = a.actor_ref::<Blob>(sink.id());
+    const SENT: u64 = 200;
+    for _ in 0..SENT {
+        far.tell(Blob(vec![7; 16 << 10])).await.expect("relayed tell");
+    }
+    // Every message has reached c (in a mailbox, waiting for room, or dropped) before the gate
+    // opens; opening it earlier would let later ones in as the actor drains.
+    let settled = || {
+        let s = c.stats();
+        s.messages_in + s.relay_waiting + s.relay_dropped == SENT
+    };
+    wait_until("the relayed messages never all reached c", settled).await;
+    assert!(c.stats().relay_dropped > 0, "c dropped nothing: {:?}", c.stats());
+    let _ = open.send(());
+    let delivered = || received.load(std::sync::atomic::Ordering::SeqCst);
+    wait_until("relayed messages lost", || delivered() + c.stats().relay_dropped == SENT).await;
+    assert!(delivered() >= 10, "only {} delivered", delivered());
+    assert!(delivered() <= 2 + (256 << 10) / (16 << 10), "{} delivered: the waits were not bounded", delivered());
+    assert_eq!(a.stats().relay_dropped + b.stats().relay_dropped, 0, "dropped on the way, not at c");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
 /// Relayed traffic teaches the nodes it passes the way back to its origin. Static overlay, every
 /// node relaying: o - h, h - x1 .. x4, x1 - t. A frame from o for t reaches h, which has no route
 /// of its own to t and passes it to a random neighbour; x2 .. x4 are dead ends that return it,

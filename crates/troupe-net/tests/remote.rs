@@ -826,6 +826,35 @@ async fn linked_actors_fail_when_the_other_node_is_lost() {
     b.shutdown().await;
 }
 
+/// Only b cuts a off: b refuses a's redials in the handshake, so a counts failed dials and finds
+/// b down, as it would behind a real partition. (b used to accept a's handshakes and drop the
+/// connections at once, and a redialled at once, without end, never deciding anything.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_sided_partition_looks_like_an_unreachable_node_to_the_other_side() {
+    let quick = |name: &str| NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
+    let a = Node::start(quick("a")).await.expect("a");
+    let b = Node::start(quick("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let mut events = a.events();
+    b.partition(a.id(), true);
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(NodeEvent::Down { name, reason, .. }) = events.recv().await {
+                if name == "b" {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a never found b down");
+    assert!(!down.is_empty());
+    assert!(a.peers().iter().all(|p| p.name != "b"), "a still lists b");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Joins `node` as a cluster member named `name` (a real handshake with the cluster secret, on
 /// the control channel) without being a troupe node: a stand-in for a buggy or hostile member.
 async fn raw_member(node: &Node, name: &str) -> tokio::net::TcpStream {

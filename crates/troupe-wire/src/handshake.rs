@@ -77,6 +77,16 @@ pub mod reject {
     pub const TOO_LARGE: &str = "handshake frame too large";
     /// A frame of the wrong kind arrived during the handshake.
     pub const UNEXPECTED: &str = "unexpected frame";
+    /// The responder will not serve this (authenticated) peer: it cut itself off from it.
+    pub const PARTITIONED: &str = "partitioned";
+    /// The responder is shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting down";
+
+    /// Whether `reason` says the responder chose not to serve the peer for now (a decision,
+    /// not a fault of either side).
+    pub fn is_refusal(reason: &str) -> bool {
+        reason == PARTITIONED || reason == SHUTTING_DOWN
+    }
 }
 
 /// A node's identity, as exchanged in the handshake.
