@@ -43,14 +43,19 @@ pub enum ServiceMsg {
     },
     /// Fails the service (its handler returns an error).
     Fail,
+    /// The next number of an ordered stream: counted (apart from `Count`, which counts only
+    /// `Data`), and checked to follow the previous one.
+    Seq(u64),
+    /// Answers how many `Seq` messages arrived and how many did not follow the previous one.
+    SeqReport(Reply<(u64, u64)>),
 }
 impl Message for ServiceMsg {}
 impl RemoteMessage for ServiceMsg {
     const TYPE_NAME: &'static str = "troupe.services.ServiceMsg";
 }
 
-/// Counts `Data`; answers `Count`, `Echo`, `Forward`, `CountOf`, `Broadcasts`, `SpawnLinked`;
-/// fails on `Fail`.
+/// Counts `Data` and `Seq` (checking that `Seq` numbers follow each other); answers `Count`,
+/// `SeqReport`, `Echo`, `Forward`, `CountOf`, `Broadcasts`, `SpawnLinked`; fails on `Fail`.
 #[derive(Default)]
 pub struct Service {
     messages: u64,
@@ -59,6 +64,10 @@ pub struct Service {
     broadcasts: Arc<AtomicU64>,
     /// An actor to link to when started (see [`ServiceMsg::SpawnLinked`]).
     link_to: Option<ActorRef<ServiceMsg>>,
+    /// `Seq` messages received, the number expected next, and those that were not it.
+    seq_received: u64,
+    seq_next: u64,
+    seq_out_of_order: u64,
 }
 
 impl Actor for Service {
@@ -102,6 +111,16 @@ impl Actor for Service {
                 reply.send(linked);
             }
             ServiceMsg::Fail => return Err("asked to fail".into()),
+            ServiceMsg::Seq(n) => {
+                self.seq_received += 1;
+                if n != self.seq_next {
+                    self.seq_out_of_order += 1;
+                }
+                self.seq_next = n + 1;
+            }
+            ServiceMsg::SeqReport(reply) => {
+                reply.send((self.seq_received, self.seq_out_of_order));
+            }
         }
         Ok(())
     }

@@ -268,6 +268,24 @@ impl AckState {
         due
     }
 
+    /// Every unacknowledged frame of `lane`, in sequence order, marked queued now: what a lane
+    /// that lost its connection sends first on the next one, so a retransmission does not
+    /// arrive after messages sent later on the same lane (which keeps per sender-receiver order,
+    /// except where a named channel's sends fell back to the default channel meanwhile).
+    pub(crate) fn unacked_on(&self, lane: (usize, usize), now: Instant) -> Vec<FrameBuf> {
+        let mut outstanding = self.outstanding.lock();
+        outstanding
+            .frames
+            .values_mut()
+            .filter(|u| u.lane == lane && !u.frame.is_empty())
+            .map(|u| {
+                u.sent = now;
+                u.deferred = 0;
+                u.frame.clone()
+            })
+            .collect()
+    }
+
     /// The floor last told to the receiver, to tell it again (a floor is sent once, on the
     /// control connection, and may be lost with it); `None` before any acknowledged traffic.
     pub(crate) fn floor_to_repeat(&self) -> Option<u64> {

@@ -394,6 +394,16 @@ impl NodeShared {
                         .clone();
                     let peer =
                         Arc::new(Peer::new(id, info.name.clone(), addrs, &channels, self.settings.queue_bytes, acks));
+                    // A node reached again after it was declared down keeps its acknowledgement
+                    // state: what is still unacknowledged goes first on each lane, before
+                    // anything sent from now on (no sender sees this peer yet).
+                    let now = Instant::now();
+                    for (channel, lanes) in peer.lanes.iter().enumerate() {
+                        for (index, lane) in lanes.iter().enumerate() {
+                            let queued = lane.queue.push_front_with(|| peer.acks.unacked_on((channel, index), now));
+                            self.counters.retransmits.fetch_add(queued as u64, Ordering::Relaxed);
+                        }
+                    }
                     peers.insert(id, peer.clone());
                     (peer, true)
                 }
@@ -432,6 +442,7 @@ impl NodeShared {
         let control = purpose.channel == 0;
         let mut backoff = self.settings.reconnect_min;
         let mut failures = 0u32;
+        let mut connected_before = false;
         if purpose.channel == 1 && opened.is_none() {
             // Default-channel connections are made when first needed: in a large overlay most
             // peers only ever exchange control traffic, and every connection is a descriptor.
@@ -470,7 +481,16 @@ impl NodeShared {
                 Ok(o) => {
                     failures = 0;
                     backoff = self.settings.reconnect_min;
-                    let lane = peer.lane((purpose.channel as usize, purpose.lane as usize));
+                    let lane_index = (purpose.channel as usize, purpose.lane as usize);
+                    let lane = peer.lane(lane_index);
+                    if connected_before {
+                        // What the last connection may have lost goes first, in order, before
+                        // what was queued after it (copies of frames still queued are
+                        // duplicates the receiver drops).
+                        let queued = lane.queue.push_front_with(|| peer.acks.unacked_on(lane_index, Instant::now()));
+                        self.counters.retransmits.fetch_add(queued as u64, Ordering::Relaxed);
+                    }
+                    connected_before = true;
                     lane.connected.store(true, Ordering::Release);
                     if control && !peer.up.swap(true, Ordering::AcqRel) {
                         tracing::info!(node = %self.settings.name, peer = %peer.name, "node up");
@@ -1723,9 +1743,12 @@ impl NodeShared {
         if peer.down.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Closed before it leaves the map: a sender still holding it fills no frame into its
+        // queues once a new peer for the same node (see `ensure_peer`) may have taken its
+        // snapshot of the unacknowledged frames.
+        peer.close_lanes();
         self.peers.write().remove(&peer.id);
         self.relay_routes.lock().forget_via(peer.id);
-        peer.close_lanes();
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         // Only on our own evidence (not a released peer, nor a failure notice about a node we
         // have no connection to, which may be alive): forgetting the numbering of a live node on

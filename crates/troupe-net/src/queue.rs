@@ -254,6 +254,37 @@ impl SendQueue {
         .is_some()
     }
 
+    /// Puts the frames `frames` returns in front of everything queued (the unacknowledged
+    /// frames of a lane that reconnects: they go out before what was queued after them).
+    /// `frames` runs under the queue's lock, so no frame can be queued between its snapshot and
+    /// the prepend (senders take this lock, then the acknowledgement lock: the same order).
+    /// Ignores the bound and the overflow mark, like retransmissions (the acknowledgement state
+    /// bounds these frames). Returns how many were queued: none when closed.
+    pub(crate) fn push_front_with(&self, frames: impl FnOnce() -> Vec<FrameBuf>) -> usize {
+        let (queued, was_empty) = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return 0;
+            }
+            let frames = frames();
+            if frames.is_empty() {
+                return 0;
+            }
+            let was_empty = state.buf.is_empty();
+            let mut front = FrameBuf::default();
+            for frame in &frames {
+                front.append(frame);
+            }
+            front.append(&state.buf);
+            state.buf = front;
+            (frames.len(), was_empty)
+        };
+        if was_empty {
+            self.ready.notify_one();
+        }
+        queued
+    }
+
     /// Like `push` (`bounded`) or `push_unbounded`, for a frame someone may wait on: when the
     /// lane is idle, its connection is plain TCP and `urgent` (asked once the frame is written)
     /// says so, the frame is written to the socket right here, without waiting for the writer

@@ -47,7 +47,8 @@ pub struct NodeStats {
     pub bad_frames: u64,
     /// Acknowledged messages received again and not delivered twice.
     pub duplicates: u64,
-    /// Acknowledged messages sent again.
+    /// Acknowledged messages queued again: by the retransmit round, or in front of a lane that
+    /// reconnected (copies of frames that were still queued, never sent, count too).
     pub retransmits: u64,
     /// Messages dropped by interposition, partitions or emulated loss.
     pub dropped_by_faults: u64,
