@@ -2257,6 +2257,32 @@ impl NodeShared {
     }
 }
 
+impl NodeShared {
+    /// Encodes an acknowledged message into `buf` under a fresh sequence number and keeps a copy
+    /// until it is acknowledged. `Full` when the unacknowledged frames are at their bound.
+    fn write_acked(
+        &self,
+        peer: &Peer,
+        buf: &mut FrameBuf,
+        lane: (usize, usize),
+        target: ActorId,
+        tag: u64,
+        body: BodyEncoder<'_>,
+    ) -> Result<(), Refusal> {
+        let seq = peer.acks.reserve(lane).ok_or(Refusal::Full)?;
+        // Given up unless filled, even if encoding panics (a user's Serialize): a number
+        // reserved for ever would hold the floor down.
+        let reserved = crate::acks::Reserved::new(&peer.acks, seq);
+        let mut frame = FrameBuf::default();
+        let written = self.write_message(&mut frame, target, tag, Some(seq), lane.0, body);
+        if written.is_ok() {
+            buf.append(&frame);
+            reserved.fill(frame);
+        }
+        written
+    }
+}
+
 impl Transport for NodeShared {
     fn local_node(&self) -> NodeId {
         self.id
@@ -2294,11 +2320,21 @@ impl Transport for NodeShared {
                 Verdict::Pass => {}
                 Verdict::Drop => {
                     self.counters.dropped_by_faults.fetch_add(1, Ordering::Relaxed);
+                    if opts.ack {
+                        // Lost on the way, as a real link loses it: numbered and kept like any
+                        // acknowledged frame, so the retransmit round sends it again.
+                        let mut frame = FrameBuf::default();
+                        self.write_acked(&peer, &mut frame, lane_ix, target, tag, body)?;
+                    }
                     return Ok(());
                 }
                 Verdict::Delay(delay) => {
                     let mut frame = FrameBuf::default();
-                    self.write_message(&mut frame, target, tag, None, lane_ix.0, body)?;
+                    if opts.ack {
+                        self.write_acked(&peer, &mut frame, lane_ix, target, tag, body)?;
+                    } else {
+                        self.write_message(&mut frame, target, tag, None, lane_ix.0, body)?;
+                    }
                     let queue = peer.lane(lane_ix).queue.clone();
                     self.runtime.spawn(async move {
                         tokio::time::sleep(delay).await;
@@ -2315,17 +2351,7 @@ impl Transport for NodeShared {
                 return self.write_message(buf, target, tag, None, lane_ix.0, body);
             }
             // The number is reserved only once the queue has room, and kept or given up here.
-            let seq = peer.acks.reserve(lane_ix).ok_or(Refusal::Full)?;
-            // Given up unless filled, even if encoding panics (a user's Serialize): a number
-            // reserved for ever would hold the floor down.
-            let reserved = crate::acks::Reserved::new(&peer.acks, seq);
-            let mut frame = FrameBuf::default();
-            let written = self.write_message(&mut frame, target, tag, Some(seq), lane_ix.0, body);
-            if written.is_ok() {
-                buf.append(&frame);
-                reserved.fill(frame);
-            }
-            written
+            self.write_acked(&peer, buf, lane_ix, target, tag, body)
         };
         let pushed = match (monotonic, opts.ack) {
             (true, false) => lane.queue.push(Some(target), write).map(|result| (result, 0)),
