@@ -176,19 +176,28 @@ impl Actor for Counter {
     }
 }
 
-/// A chain a - b - c (static overlay): a reaches an actor on c through b, and c's reply comes
-/// back the same way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_reaches_a_node_that_is_not_a_neighbour() {
+/// A chain a - b - c on a static overlay, every node relaying, joined; `tweak_c` adjusts c's
+/// configuration. a and c are not connected.
+async fn relay_chain(tweak_c: impl FnOnce(&mut NodeConfig)) -> (Node, Node, Node) {
     let relay = |mut c: NodeConfig| {
         c.reach = Reach::Relay;
         c
     };
     let b = Node::start(relay(config("b", OverlayKind::Static, &[]))).await.unwrap();
     let a = Node::start(relay(config("a", OverlayKind::Static, &[&b]))).await.unwrap();
-    let c = Node::start(relay(config("c", OverlayKind::Static, &[&b]))).await.unwrap();
+    let mut c_config = relay(config("c", OverlayKind::Static, &[&b]));
+    tweak_c(&mut c_config);
+    let c = Node::start(c_config).await.unwrap();
     wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
     assert!(a.peers().iter().all(|p| p.name != "c"), "a and c must not be connected");
+    (a, b, c)
+}
+
+/// A chain a - b - c (static overlay): a reaches an actor on c through b, and c's reply comes
+/// back the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reaches_a_node_that_is_not_a_neighbour() {
+    let (a, b, c) = relay_chain(|_| {}).await;
 
     let counter = c.system().spawn(Counter(0));
     // Registering exports it (as sending its ref in a message would).
@@ -235,16 +244,7 @@ impl Actor for GatedSink {
 /// used to pile up without limit. Every message is either delivered or counted dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_messages_waiting_for_a_full_mailbox_are_bounded() {
-    let relay = |mut c: NodeConfig| {
-        c.reach = Reach::Relay;
-        c
-    };
-    let b = Node::start(relay(config("b", OverlayKind::Static, &[]))).await.unwrap();
-    let a = Node::start(relay(config("a", OverlayKind::Static, &[&b]))).await.unwrap();
-    let mut small = relay(config("c", OverlayKind::Static, &[&b]));
-    small.send_queue_bytes = 64 << 10;
-    let c = Node::start(small).await.unwrap();
-    wait_converged(&[a.clone(), b.clone(), c.clone()], false, Duration::from_secs(10)).await;
+    let (a, b, c) = relay_chain(|c| c.send_queue_bytes = 64 << 10).await;
 
     let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (open, gate) = tokio::sync::oneshot::channel();

@@ -843,13 +843,20 @@ async fn a_link_to_an_actor_that_is_gone_fails_the_linker() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn linked_actors_fail_when_the_other_node_is_lost() {
+/// Two connected nodes that ping an idle connection every 100 ms and give up after two
+/// unanswered pings: a cut-off peer is declared down within about half a second.
+async fn quick_pair() -> (Node, Node) {
     let quick = |name: &str| NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
     let a = Node::start(quick("a")).await.expect("a");
     let b = Node::start(quick("b")).await.expect("b");
     a.connect(&b.local_addr().to_string()).await.expect("connect");
     assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_actors_fail_when_the_other_node_is_lost() {
+    let (a, b) = quick_pair().await;
     let (local, _remote, on_b) = linked_pair(&a, &b, "r").await;
     a.partition(b.id(), true);
     b.partition(a.id(), true);
@@ -864,11 +871,7 @@ async fn linked_actors_fail_when_the_other_node_is_lost() {
 /// connections at once, and a redialled at once, without end, never deciding anything.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_sided_partition_looks_like_an_unreachable_node_to_the_other_side() {
-    let quick = |name: &str| NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
-    let a = Node::start(quick("a")).await.expect("a");
-    let b = Node::start(quick("b")).await.expect("b");
-    a.connect(&b.local_addr().to_string()).await.expect("connect");
-    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let (a, b) = quick_pair().await;
     let mut events = a.events();
     b.partition(a.id(), true);
     let down = tokio::time::timeout(Duration::from_secs(10), async {
