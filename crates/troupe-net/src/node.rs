@@ -231,7 +231,9 @@ impl Node {
 
     /// Starts a node on an existing tokio runtime instead of a runtime of its own: for many
     /// nodes in one process (experiments, `troupe bench scale`). The runtime must outlive the
-    /// node's use.
+    /// node's use. Dropping the last handle without [`shutdown`](Self::shutdown) stops the
+    /// node as with [`start`](Self::start): its listeners close, its connections are dropped
+    /// and sends to other nodes fail (the runtime itself is the caller's and goes on).
     pub async fn start_on_runtime(config: NodeConfig, handle: tokio::runtime::Handle) -> Result<Node, NodeError> {
         config.validate()?;
         let started = handle.spawn(Self::start_on(config, handle.clone(), None));
@@ -239,7 +241,9 @@ impl Node {
             Ok(result) => result?,
             Err(e) => return Err(NodeError::Runtime(std::io::Error::other(e.to_string()))),
         };
-        Ok(Node { shared, _runtime: NetRuntime::new(None), local_addrs: Arc::new(local_addrs) })
+        let runtime = NetRuntime::new(None);
+        let _ = runtime.node.set(Arc::downgrade(&shared));
+        Ok(Node { shared, _runtime: runtime, local_addrs: Arc::new(local_addrs) })
     }
 
     /// [`start`](Self::start) for synchronous code (a `main` without a runtime).

@@ -843,10 +843,50 @@ async fn a_link_to_an_actor_that_is_gone_fails_the_linker() {
     b.shutdown().await;
 }
 
-/// Two connected nodes that ping an idle connection every 100 ms and give up after two
-/// unanswered pings: a cut-off peer is declared down within about half a second.
+/// A node started on a runtime it does not own (as `troupe bench scale` starts hundreds) stops
+/// when its last handle is dropped: its listener closes and its connections go, so the other
+/// node finds it down. (Before, nothing happened: it went on serving until the runtime ended.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_shared_runtime_stops_when_its_last_handle_is_dropped() {
+    let here = tokio::runtime::Handle::current();
+    let a = Node::start_on_runtime(quick("a"), here.clone()).await.expect("a");
+    let b = Node::start_on_runtime(quick("b"), here).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let a_addr = a.local_addr();
+    let mut events = b.events();
+    drop(a);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(NodeEvent::Down { name, .. }) = events.recv().await {
+                if name == "a" {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("b never found the dropped node down");
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(a_addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the dropped node still listens on {a_addr}");
+    b.shutdown().await;
+}
+
+/// A node that pings an idle connection every 100 ms and gives up after two unanswered pings:
+/// it declares a cut-off peer down within about half a second.
+fn quick(name: &str) -> NodeConfig {
+    NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) }
+}
+
+/// Two connected [`quick`] nodes.
 async fn quick_pair() -> (Node, Node) {
-    let quick = |name: &str| NodeConfig { idle_ping_ms: 100, ping_timeout_ms: 100, ping_attempts: 2, ..config(name) };
     let a = Node::start(quick("a")).await.expect("a");
     let b = Node::start(quick("b")).await.expect("b");
     a.connect(&b.local_addr().to_string()).await.expect("connect");
