@@ -74,7 +74,8 @@ pub enum ConnectError {
     /// The peer closed the connection during the handshake.
     #[error("connection closed during the handshake")]
     Closed,
-    /// This node refused an authenticated peer (it is cut off from it, or shutting down) and
+    /// This node refused an authenticated peer (it is cut off from it, shutting down, or has
+    /// quarantined it) and
     /// told it so in a Reject, instead of accepting the connection and closing it at once.
     #[error("refused: {0}")]
     Refused(&'static str),

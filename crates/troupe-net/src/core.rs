@@ -82,6 +82,13 @@ pub(crate) type ViewRequest = (NodeId, oneshot::Sender<Vec<u8>>);
 /// node lost again later, after coming back, is reported again).
 const NOTICE_MEMORY: Duration = Duration::from_secs(60);
 
+/// How long a peer dropped for not reading what it asked for is refused: long enough for it to
+/// fail its redials and find this node down too (two failed control dials, about 100 ms apart),
+/// so both sides agree it was lost and its watchers hear of it; well under the 10 s after which
+/// a full-mesh overlay removes a member it cannot connect to, so the cluster does not remove
+/// either of them on the other's word. Direct connections only: relayed traffic still passes.
+const QUARANTINE: Duration = Duration::from_secs(3);
+
 /// The least a relayed message waiting for mailbox room is charged against the bound, in bytes:
 /// its task and boxed future cost memory however small its frame.
 const RELAYED_WAIT_MIN_CHARGE: usize = 256;
@@ -235,6 +242,9 @@ pub(crate) struct NodeShared {
     /// Nodes reported lost by failure notices, with when: a node that detects a loss someone
     /// reported within [`NOTICE_MEMORY`] does not report it again.
     lost_notices: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers dropped for not reading what they asked for, and until when their handshakes are
+    /// refused (see [`QUARANTINE`]).
+    quarantined: Mutex<HashMap<NodeId, Instant>>,
     /// Acknowledged-delivery state per remote incarnation; it outlives the `Peer` so a node
     /// declared down and reached again keeps its numbering and gets its unacked messages.
     acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
@@ -305,6 +315,7 @@ impl NodeShared {
             proxies: Mutex::new(HashMap::new()),
             proxies_since_sweep: AtomicU64::new(0),
             lost_notices: Mutex::new(HashMap::new()),
+            quarantined: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             replies: Mutex::new(id_map()),
             lookups: Mutex::new(HashMap::new()),
@@ -370,14 +381,16 @@ impl NodeShared {
     /// `first` is a connection already open for one of its lanes (a connect we initiated).
     pub(crate) fn ensure_peer(&self, info: &NodeInfo, first: Option<(ConnPurpose, Opened)>) -> Option<Arc<Peer>> {
         let id = NodeId(info.incarnation);
-        if self.shutting_down.load(Ordering::Acquire) || id == self.id {
+        if self.shutting_down.load(Ordering::Acquire) || id == self.id || self.is_quarantined(id) {
             return None;
         }
         let (peer, created) = {
             let mut peers = self.peers.write();
             // Again under the lock: a stop that cleared the map meanwhile must not find a new peer
-            // in it (its lanes would start on a runtime that is going away).
-            if self.shutting_down.load(Ordering::Acquire) {
+            // in it (its lanes would start on a runtime that is going away), nor a drop for
+            // overflow that removed the node's old peer (`quarantined` is never held with
+            // `peers`, so taking it here cannot deadlock).
+            if self.shutting_down.load(Ordering::Acquire) || self.is_quarantined(id) {
                 return None;
             }
             match peers.get(&id) {
@@ -463,7 +476,7 @@ impl NodeShared {
             }
             if peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.overflowed() {
                 // Its reader closed the connection for it: no redial, the peer goes.
-                self.peer_down(&peer, "does not read what it asks for");
+                self.drop_for_overflow(&peer);
                 return;
             }
             let attempt = match opened.take() {
@@ -556,6 +569,9 @@ impl NodeShared {
         )
         .await;
         match &result {
+            Err(ConnectError::Handshake(HandshakeError::Rejected(reason))) if reason == reject::QUARANTINED => {
+                tracing::warn!(node = %self.settings.name, %addr, "the peer dropped this node for not reading what it asked for, and refuses it for a while");
+            }
             Err(ConnectError::Handshake(HandshakeError::Rejected(reason))) if reject::is_refusal(reason) => {
                 // The peer is leaving, or cut itself off from us: a failed dial, not a fault.
                 tracing::debug!(node = %self.settings.name, %addr, reason, "peer refused the connection");
@@ -598,6 +614,8 @@ impl NodeShared {
                 Some(reject::PARTITIONED)
             } else if self.shutting_down.load(Ordering::Acquire) {
                 Some(reject::SHUTTING_DOWN)
+            } else if self.is_quarantined(NodeId(established.peer.incarnation)) {
+                Some(reject::QUARANTINED)
             } else {
                 None
             }
@@ -649,7 +667,11 @@ impl NodeShared {
         self.announce(&peer);
         let name = peer.name.clone();
         let queue = Arc::new(SendQueue::new(self.settings.queue_bytes, false));
-        let reason = self.clone().run_connection(peer, opened, queue.clone()).await;
+        let reason = self.clone().run_connection(peer.clone(), opened, queue.clone()).await;
+        if queue.overflowed() {
+            // The peer's lane asks (acks, pings) and does not read the answers.
+            self.drop_for_overflow(&peer);
+        }
         queue.close();
         tracing::debug!(node = %self.settings.name, peer = %name, %reason, "inbound connection closed");
     }
@@ -1703,9 +1725,7 @@ impl NodeShared {
             if peer.lanes.iter().flatten().any(|lane| lane.queue.overflowed()) {
                 // Answers, acks and control messages for it piled up to many times a queue's
                 // bound: it keeps asking and does not read.
-                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(node = %self.settings.name, peer = %peer.name, "peer does not read what it asks for; dropped");
-                self.peer_down(&peer, "does not read what it asks for");
+                self.drop_for_overflow(&peer);
                 return;
             }
             // Not into a queue that still holds frames: the original, or an earlier copy, may be
@@ -1730,6 +1750,31 @@ impl NodeShared {
                 }
             }
         }
+    }
+
+    /// Drops a peer that keeps asking and does not read the answers (a send queue past its
+    /// overflow mark), and refuses its handshakes for [`QUARANTINE`]: otherwise it would redial at
+    /// once, be taken back, and never learn that it was dropped, while its watchers here were
+    /// told it was lost.
+    fn drop_for_overflow(&self, peer: &Arc<Peer>) {
+        if peer.is_down() {
+            return;
+        }
+        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node = %self.settings.name, peer = %peer.name, quarantine = ?QUARANTINE, "peer does not read what it asks for; dropped");
+        {
+            let mut quarantined = self.quarantined.lock();
+            let now = Instant::now();
+            quarantined.retain(|_, until| *until > now);
+            quarantined.insert(peer.id, now + QUARANTINE);
+        }
+        self.peer_down(peer, "does not read what it asks for");
+    }
+
+    /// Whether node `id` is refused for now (see [`drop_for_overflow`](Self::drop_for_overflow)).
+    /// Takes only its own lock, briefly.
+    fn is_quarantined(&self, id: NodeId) -> bool {
+        self.quarantined.lock().get(&id).is_some_and(|until| *until > Instant::now())
     }
 
     /// Marks a peer down: stops its lanes, fails what waits on it, tells watchers and user code.
@@ -2095,7 +2140,7 @@ impl NodeShared {
 
     /// Opens connections to `member` for the overlay: `Some(true)` if its control connection is
     /// already up, `Some(false)` if dialling (the driver hears `PeerUp` or `PeerLost`), `None` if
-    /// it cannot be reached at all (itself, or this node is stopping).
+    /// it cannot be reached at all (itself, quarantined, or this node is stopping).
     pub(crate) fn connect_member(&self, member: &troupe_overlay::Member) -> Option<bool> {
         let info =
             NodeInfo { name: member.name.clone(), incarnation: member.id.0, listen: vec![member.addr.to_string()] };

@@ -934,13 +934,21 @@ async fn a_one_sided_partition_looks_like_an_unreachable_node_to_the_other_side(
 /// Joins `node` as a cluster member named `name` (a real handshake with the cluster secret, on
 /// the control channel) without being a troupe node: a stand-in for a buggy or hostile member.
 async fn raw_member(node: &Node, name: &str) -> tokio::net::TcpStream {
+    match raw_member_as(node, name, rand::random()).await {
+        Ok(stream) => stream,
+        Err(error) => panic!("handshake failed: {error}"),
+    }
+}
+
+/// [`raw_member`] with a given incarnation; the handshake's error if the node refuses it.
+async fn raw_member_as(node: &Node, name: &str, incarnation: u64) -> Result<tokio::net::TcpStream, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use troupe_wire::handshake::{ConnPurpose, HandshakeConfig, HandshakeStep, Initiator, NodeInfo};
     let settings = config(name);
     let handshake = HandshakeConfig {
         cluster: settings.cluster.clone(),
         secret: SECRET.as_bytes().to_vec(),
-        me: NodeInfo { name: name.into(), incarnation: rand::random(), listen: Vec::new() },
+        me: NodeInfo { name: name.into(), incarnation, listen: Vec::new() },
         max_frame: settings.max_frame_bytes,
     };
     let mut stream = tokio::net::TcpStream::connect(node.local_addr()).await.expect("connect");
@@ -961,11 +969,54 @@ async fn raw_member(node: &Node, name: &str) -> tokio::net::TcpStream {
             HandshakeStep::Send(bytes) => stream.write_all(&bytes).await.expect("write"),
             HandshakeStep::Done(bytes, _) => {
                 stream.write_all(&bytes).await.expect("write");
-                return stream;
+                return Ok(stream);
             }
-            HandshakeStep::Fail(_, error) => panic!("handshake failed: {error}"),
+            HandshakeStep::Fail(_, error) => return Err(error.to_string()),
         }
     }
+}
+
+/// A member that keeps pinging and never reads the pongs fills its reply queue to the overflow
+/// mark (64 MiB here): it is dropped, and its redials are refused for a while, so it finds this
+/// node unreachable too instead of being taken back at once without knowing it was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_its_answers_is_dropped_and_refused_for_a_while() {
+    use tokio::io::AsyncWriteExt;
+    // The overflow mark is 64 times the queue's bound, at least 64 MiB: a small bound keeps it
+    // at 64 MiB (256 MiB with the default 4 MiB).
+    let a = Node::start(NodeConfig { send_queue_bytes: 4 << 10, ..config("a") }).await.expect("a");
+    let mut events = a.events();
+    let incarnation: u64 = rand::random();
+    let mut mallory = raw_member_as(&a, "mallory", incarnation).await.expect("handshake");
+    let mut pings = Vec::new();
+    for _ in 0..(1 << 16) {
+        troupe_wire::encode_frame(&mut pings, troupe_wire::FrameKind::Ping, 0, 0, &[], usize::MAX).expect("frame");
+    }
+    // Until a closes the connection (or far past the mark, a failure below).
+    let mut sent = 0usize;
+    while sent < (1 << 30) {
+        match tokio::time::timeout(Duration::from_secs(5), mallory.write_all(&pings)).await {
+            Ok(Ok(())) => sent += pings.len(),
+            Ok(Err(_)) => break,
+            Err(_) => panic!("a stopped reading but kept the connection after {sent} bytes of pings"),
+        }
+    }
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(NodeEvent::Down { name, reason, .. }) = events.recv().await {
+                if name == "mallory" {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await
+    .expect("mallory was never dropped");
+    assert!(down.contains("does not read"), "{down}");
+    let again = raw_member_as(&a, "mallory", incarnation).await;
+    let quarantined = troupe_wire::handshake::reject::QUARANTINED;
+    assert!(matches!(&again, Err(e) if e.contains(quarantined)), "redial: {:?}", again.map(|_| ()));
+    a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,11 +81,15 @@ pub mod reject {
     pub const PARTITIONED: &str = "partitioned";
     /// The responder is shutting down.
     pub const SHUTTING_DOWN: &str = "shutting down";
+    /// The responder dropped this peer for misbehaving (it did not read what it asked for) and
+    /// will not take it back for a while.
+    pub const QUARANTINED: &str = "quarantined";
 
     /// Whether `reason` says the responder chose not to serve the peer for now (a decision,
-    /// not a fault of either side).
+    /// not a failure of the handshake): it is leaving, cut off from the peer, or has
+    /// quarantined it.
     pub fn is_refusal(reason: &str) -> bool {
-        reason == PARTITIONED || reason == SHUTTING_DOWN
+        reason == PARTITIONED || reason == SHUTTING_DOWN || reason == QUARANTINED
     }
 }
 
