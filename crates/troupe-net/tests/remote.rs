@@ -56,6 +56,22 @@ impl Actor for Counter {
     }
 }
 
+/// Waits (at most 10 s) for the `NodeEvent::Down` of the node named `name`; its reason.
+async fn down_reason(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, name: &str) -> String {
+    let wanted = name;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(NodeEvent::Down { name, reason, .. }) = events.recv().await {
+                if name == wanted {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{wanted} was never reported down"))
+}
+
 async fn pair() -> (Node, Node) {
     let a = Node::start(config("a")).await.expect("a");
     let b = Node::start(config("b")).await.expect("b");
@@ -537,16 +553,7 @@ async fn watch_a_remote_actor_and_its_node() {
     b.shutdown().await;
     let down = tokio::time::timeout(Duration::from_secs(10), rx).await.expect("down in time").unwrap();
     assert!(matches!(down.reason, ExitReason::NodeDown | ExitReason::Shutdown), "{:?}", down.reason);
-    let event = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(NodeEvent::Down { name, .. }) = events.recv().await {
-                return name;
-            }
-        }
-    })
-    .await
-    .expect("down event");
-    assert_eq!(event, "b");
+    down_reason(&mut events, "b").await;
     assert!(remote2.ask(CounterMsg::Get).await.is_err());
     a.shutdown().await;
 }
@@ -856,17 +863,7 @@ async fn a_node_on_a_shared_runtime_stops_when_its_last_handle_is_dropped() {
     let a_addr = a.local_addr();
     let mut events = b.events();
     drop(a);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(NodeEvent::Down { name, .. }) = events.recv().await {
-                if name == "a" {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("b never found the dropped node down");
+    down_reason(&mut events, "a").await;
     let mut refused = false;
     for _ in 0..50 {
         if tokio::net::TcpStream::connect(a_addr).await.is_err() {
@@ -914,17 +911,7 @@ async fn a_one_sided_partition_looks_like_an_unreachable_node_to_the_other_side(
     let (a, b) = quick_pair().await;
     let mut events = a.events();
     b.partition(a.id(), true);
-    let down = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(NodeEvent::Down { name, reason, .. }) = events.recv().await {
-                if name == "b" {
-                    return reason;
-                }
-            }
-        }
-    })
-    .await
-    .expect("a never found b down");
+    let down = down_reason(&mut events, "b").await;
     assert!(!down.is_empty());
     assert!(a.peers().iter().all(|p| p.name != "b"), "a still lists b");
     a.shutdown().await;
@@ -1001,17 +988,7 @@ async fn a_peer_that_does_not_read_its_answers_is_dropped_and_refused_for_a_whil
             Err(_) => panic!("a stopped reading but kept the connection after {sent} bytes of pings"),
         }
     }
-    let down = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(NodeEvent::Down { name, reason, .. }) = events.recv().await {
-                if name == "mallory" {
-                    return reason;
-                }
-            }
-        }
-    })
-    .await
-    .expect("mallory was never dropped");
+    let down = down_reason(&mut events, "mallory").await;
     assert!(down.contains("does not read"), "{down}");
     let again = raw_member_as(&a, "mallory", incarnation).await;
     let quarantined = troupe_wire::handshake::reject::QUARANTINED;
