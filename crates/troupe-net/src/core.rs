@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -93,24 +93,69 @@ const QUARANTINE: Duration = Duration::from_secs(3);
 /// its task and boxed future cost memory however small its frame.
 const RELAYED_WAIT_MIN_CHARGE: usize = 256;
 
+/// One actor's relayed messages waiting for its mailbox may take at most this share of the
+/// node's bound on such waits, so one actor that never takes its messages cannot starve others.
+const RELAYED_WAIT_TARGET_SHARE: usize = 4;
+
 /// Relayed messages waiting for room in full mailboxes: what they are charged, in bytes.
 #[derive(Default)]
-struct RelayWaits {
-    bytes: AtomicUsize,
-    messages: AtomicUsize,
+struct RelayWaits(Mutex<RelayWaitState>);
+
+#[derive(Default)]
+struct RelayWaitState {
+    bytes: usize,
+    messages: usize,
+    /// Bytes charged per target actor (entries at zero are removed).
+    per_target: HashMap<ActorId, usize>,
     /// Whether a drop at the bound was logged since the waits last drained.
-    logged: AtomicBool,
+    logged: bool,
+}
+
+impl RelayWaits {
+    /// Charges a wait for `target` against both bounds; `Err(log)` when past either (`log`:
+    /// the first drop since the waits last drained). A wait is always admitted when none is
+    /// charged (to the node, or to that target), however large: the bounds are then one frame
+    /// over.
+    fn charge(&self, target: ActorId, charge: usize, limit: usize) -> Result<(), bool> {
+        let mut state = self.0.lock();
+        let mine = state.per_target.get(&target).copied().unwrap_or(0);
+        let fits_node = state.bytes == 0 || state.bytes.saturating_add(charge) <= limit;
+        let fits_target = mine == 0 || mine.saturating_add(charge) <= limit / RELAYED_WAIT_TARGET_SHARE;
+        if !(fits_node && fits_target) {
+            return Err(!std::mem::replace(&mut state.logged, true));
+        }
+        state.bytes += charge;
+        state.messages += 1;
+        *state.per_target.entry(target).or_insert(0) += charge;
+        Ok(())
+    }
+
+    fn release(&self, target: ActorId, charge: usize) {
+        let mut state = self.0.lock();
+        state.bytes -= charge;
+        state.messages -= 1;
+        if let Some(mine) = state.per_target.get_mut(&target) {
+            *mine -= charge;
+            if *mine == 0 {
+                state.per_target.remove(&target);
+            }
+        }
+        if state.bytes == 0 {
+            state.logged = false;
+        }
+    }
+
+    fn messages(&self) -> usize {
+        self.0.lock().messages
+    }
 }
 
 /// One wait's charge, given back however the wait ends.
-struct Charged(Arc<RelayWaits>, usize);
+struct Charged(Arc<RelayWaits>, ActorId, usize);
 
 impl Drop for Charged {
     fn drop(&mut self) {
-        self.0.messages.fetch_sub(1, Ordering::Relaxed);
-        if self.0.bytes.fetch_sub(self.1, Ordering::AcqRel) == self.1 {
-            self.0.logged.store(false, Ordering::Relaxed);
-        }
+        self.0.release(self.1, self.2);
     }
 }
 
@@ -1962,26 +2007,20 @@ impl NodeShared {
     /// cannot grow this node without limit.
     ///
     /// A wait is charged its frame's length, at least [`RELAYED_WAIT_MIN_CHARGE`] (a task and a
-    /// boxed future cost memory too). The bound is node-wide: an actor that never takes its
-    /// messages holds its share until it stops, and others' relayed messages to full mailboxes
-    /// are dropped meanwhile, rather than this node growing without limit.
+    /// boxed future cost memory too), against the node's bound (4 × `send_queue_bytes`) and
+    /// against its target's share of it ([`RELAYED_WAIT_TARGET_SHARE`]): an actor that never
+    /// takes its messages holds at most its share until it stops.
     fn wait_for_room_relayed(&self, target: ActorId, frame_len: usize, wait: DeliverLater) {
         let charge = frame_len.max(RELAYED_WAIT_MIN_CHARGE);
         let limit = self.settings.queue_bytes.saturating_mul(4);
-        let waits = &self.relay_waits;
-        let admitted = waits.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
-            // One wait is always admitted, however large (the bound is then one frame over).
-            (waiting == 0 || waiting.saturating_add(charge) <= limit).then(|| waiting + charge)
-        });
-        if admitted.is_err() {
+        if let Err(log) = self.relay_waits.charge(target, charge, limit) {
             self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
-            if !waits.logged.swap(true, Ordering::Relaxed) {
+            if log {
                 tracing::warn!(node = %self.settings.name, %target, limit, "relayed messages for full mailboxes past the bound are dropped (logged again after the waits drain)");
             }
             return;
         }
-        waits.messages.fetch_add(1, Ordering::Relaxed);
-        let charged = Charged(waits.clone(), charge);
+        let charged = Charged(self.relay_waits.clone(), target, charge);
         let counters = self.counters.clone();
         self.runtime.spawn(async move {
             let delivered = wait.await;
@@ -2234,7 +2273,7 @@ impl NodeShared {
     pub(crate) fn stats(&self) -> NodeStats {
         let mut stats = self.counters.snapshot();
         stats.frame_pool_bytes = self.frame_pool.lock().bytes() as u64;
-        stats.relay_waiting = self.relay_waits.messages.load(Ordering::Relaxed) as u64;
+        stats.relay_waiting = self.relay_waits.messages() as u64;
         for peer in self.peers.read().values() {
             stats.unacked += peer.acks.unacked() as u64;
             stats.messages_out += peer.messages_sent();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use troupe_actor::{Actor, ActorResult, Context, Message, RemoteMessage, Reply};
+use troupe_actor::{Actor, ActorRef, ActorResult, Context, Message, RemoteMessage, Reply};
 use troupe_net::{Node, NodeConfig, NodeEvent, OverlayKind, Reach, Role, Topic};
 
 const SECRET: &str = "a test secret of enough bytes";
@@ -238,39 +238,67 @@ impl Actor for GatedSink {
     }
 }
 
+/// A [`GatedSink`] with a mailbox of one on `on`, addressed from `from`: (the ref `from` uses,
+/// its count of blobs handled, the sender that opens its gate).
+fn gated_sink(
+    on: &Node,
+    from: &Node,
+) -> (ActorRef<Blob>, std::sync::Arc<std::sync::atomic::AtomicU64>, tokio::sync::oneshot::Sender<()>) {
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (open, gate) = tokio::sync::oneshot::channel();
+    let sink = on
+        .system()
+        .spawn(troupe_actor::Props::new(GatedSink { gate: Some(gate), received: received.clone() }).capacity(1));
+    // Registering exports it (as sending its ref in a message would).
+    on.register(&format!("sink-{}", sink.id().serial), &sink).expect("register");
+    (from.actor_ref::<Blob>(sink.id()), received, open)
+}
+
 /// Relayed messages for an actor whose mailbox is full cannot hold up the neighbour's control
 /// connection they came on, so they wait for room on tasks of their own: bounded (four send
-/// queues' worth of bytes, 256 KiB here), past which they are dropped and counted, where they
-/// used to pile up without limit. Every message is either delivered or counted dropped.
+/// queues' worth of bytes, 256 KiB here, and a quarter of that per actor), past which they are
+/// dropped and counted, where they used to pile up without limit. Every message is either
+/// delivered or counted dropped, and an actor that never takes its messages does not starve
+/// another one of its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_messages_waiting_for_a_full_mailbox_are_bounded() {
     let (a, b, c) = relay_chain(|c| c.send_queue_bytes = 64 << 10).await;
-
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (open, gate) = tokio::sync::oneshot::channel();
-    let sink = c
-        .system()
-        .spawn(troupe_actor::Props::new(GatedSink { gate: Some(gate), received: received.clone() }).capacity(1));
-    c.register("sink", &sink).expect("register");
-    let far = a.actor_ref::<Blob>(sink.id());
-    const SENT: u64 = 200;
-    for _ in 0..SENT {
-        far.tell(Blob(vec![7; 16 << 10])).await.expect("relayed tell");
-    }
-    // Every message has reached c (in a mailbox, waiting for room, or dropped) before the gate
-    // opens; opening it earlier would let later ones in as the actor drains.
-    let settled = || {
+    let blob = || Blob(vec![7; 16 << 10]);
+    // Every message sent so far has reached c (in a mailbox, waiting for room, or dropped).
+    let settled = |sent: u64| {
         let s = c.stats();
-        s.messages_in + s.relay_waiting + s.relay_dropped == SENT
+        s.messages_in + s.relay_waiting + s.relay_dropped == sent
     };
-    wait_until("the relayed messages never all reached c", settled).await;
+    let per_actor_most = 2 + (64 << 10) / (16 << 10);
+
+    // The first sink stays blocked: its waits hold its share for the whole test.
+    let (stuck, _, stuck_gate) = gated_sink(&c, &a);
+    for _ in 0..100 {
+        stuck.tell(blob()).await.expect("relayed tell");
+    }
+    wait_until("the relayed messages never all reached c", || settled(100)).await;
     assert!(c.stats().relay_dropped > 0, "c dropped nothing: {:?}", c.stats());
+    let waiting = c.stats().relay_waiting;
+    assert!(waiting >= 1 && waiting + 2 <= per_actor_most, "{waiting} waiting for one actor");
+
+    // A second blocked sink still gets waits of its own.
+    let in_before = c.stats().messages_in;
+    let (second, received, open) = gated_sink(&c, &a);
+    for _ in 0..100 {
+        second.tell(blob()).await.expect("relayed tell");
+    }
+    wait_until("the relayed messages never all reached c", || settled(200)).await;
     let _ = open.send(());
+    let dropped_before = c.stats().relay_dropped;
     let delivered = || received.load(std::sync::atomic::Ordering::SeqCst);
-    wait_until("relayed messages lost", || delivered() + c.stats().relay_dropped == SENT).await;
-    assert!(delivered() >= 10, "only {} delivered", delivered());
-    assert!(delivered() <= 2 + (256 << 10) / (16 << 10), "{} delivered: the waits were not bounded", delivered());
+    wait_until("the second sink's waits never drained", || c.stats().relay_waiting == waiting).await;
+    let handed_over = c.stats().messages_in - in_before;
+    wait_until("relayed messages lost", || delivered() == handed_over).await;
+    assert!(delivered() > 2, "the stuck actor's waits starved the second one: {} delivered", delivered());
+    assert!(delivered() <= per_actor_most, "{} delivered: its waits were not bounded", delivered());
+    assert_eq!(c.stats().relay_dropped, dropped_before, "a wait was dropped after it was admitted");
     assert_eq!(a.stats().relay_dropped + b.stats().relay_dropped, 0, "dropped on the way, not at c");
+    drop(stuck_gate);
     for node in [a, b, c] {
         node.shutdown().await;
     }
