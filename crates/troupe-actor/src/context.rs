@@ -71,26 +71,20 @@ impl TimerState {
     /// can time it (the system is gone): the timer then ends.
     async fn sleep_until(&self, system: &Weak<crate::system::SystemShared>, deadline: Instant) -> bool {
         let mut timer = crate::time::Timer::until(deadline);
-        let mut cancelled = std::pin::pin!(self.wake.notified());
-        std::future::poll_fn(|cx| {
-            if self.is_cancelled() || cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            timer.poll_expired(crate::time::Clock::System(system), cx).map(|timed| timed && !self.is_cancelled())
-        })
-        .await
+        let expired = std::future::poll_fn(|cx| timer.poll_expired(crate::time::Clock::System(system), cx));
+        self.unless_cancelled(expired).await == Some(true)
     }
 
-    /// Runs `send` (a tell that may wait for mailbox room) unless cancelled first; a cancel
-    /// while it waits drops the message.
-    async fn unless_cancelled(&self, send: impl Future<Output = ()>) {
-        let mut send = std::pin::pin!(send);
+    /// Runs `work` (a sleep, or a tell that may wait for mailbox room) unless the timer is
+    /// cancelled first: `None` then, and what `work` held (a message) is dropped.
+    async fn unless_cancelled<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = std::pin::pin!(work);
         let mut cancelled = std::pin::pin!(self.wake.notified());
         std::future::poll_fn(|cx| {
             if self.is_cancelled() || cancelled.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
+                return Poll::Ready(None);
             }
-            send.as_mut().poll(cx)
+            work.as_mut().poll(cx).map(|out| (!self.is_cancelled()).then_some(out))
         })
         .await
     }

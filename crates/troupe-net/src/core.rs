@@ -455,11 +455,9 @@ impl NodeShared {
                     // A node reached again after it was declared down keeps its acknowledgement
                     // state: what is still unacknowledged goes first on each lane, before
                     // anything sent from now on (no sender sees this peer yet).
-                    let now = Instant::now();
                     for (channel, lanes) in peer.lanes.iter().enumerate() {
-                        for (index, lane) in lanes.iter().enumerate() {
-                            let queued = lane.queue.push_front_with(|| peer.acks.unacked_on((channel, index), now));
-                            self.counters.retransmits.fetch_add(queued as u64, Ordering::Relaxed);
+                        for index in 0..lanes.len() {
+                            self.requeue_unacked(&peer, (channel, index));
                         }
                     }
                     peers.insert(id, peer.clone());
@@ -545,8 +543,7 @@ impl NodeShared {
                         // What the last connection may have lost goes first, in order, before
                         // what was queued after it (copies of frames still queued are
                         // duplicates the receiver drops).
-                        let queued = lane.queue.push_front_with(|| peer.acks.unacked_on(lane_index, Instant::now()));
-                        self.counters.retransmits.fetch_add(queued as u64, Ordering::Relaxed);
+                        self.requeue_unacked(&peer, lane_index);
                     }
                     connected_before = true;
                     lane.connected.store(true, Ordering::Release);
@@ -1867,23 +1864,29 @@ impl NodeShared {
     /// exit with NodeDown (watchers and links hear of it), asks waiting on it fail, lookups
     /// from it are dropped, and its address is forgotten.
     fn node_gone(&self, id: NodeId) {
+        self.nodes_gone(|node| node == id);
+        self.directory.write().remove(&id);
+    }
+
+    /// The actors, asks and lookups of every node `gone` says is gone: proxies exit with
+    /// NodeDown, asks get NoReply, lookups are dropped.
+    fn nodes_gone(&self, gone: impl Fn(NodeId) -> bool) {
         let proxies: Vec<Arc<RemoteProxy>> = {
             let proxies = self.proxies.lock();
-            proxies.iter().filter(|(actor, _)| actor.node == id).filter_map(|(_, p)| p.upgrade()).collect()
+            proxies.iter().filter(|(actor, _)| gone(actor.node)).filter_map(|(_, p)| p.upgrade()).collect()
         };
         for proxy in proxies {
             proxy.exited(ExitReason::NodeDown);
         }
         let failed: Vec<Box<dyn PendingReply>> = {
             let mut replies = self.replies.lock();
-            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| *to == id).map(|(k, _)| *k).collect();
+            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| gone(*to)).map(|(k, _)| *k).collect();
             ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
         };
         for pending in failed {
             pending.complete(ReplyOutcome::NoReply, &[], None);
         }
-        self.lookups.lock().retain(|_, (to, _)| *to != id);
-        self.directory.write().remove(&id);
+        self.lookups.lock().retain(|_, (to, _)| !gone(*to));
     }
 
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
@@ -1963,6 +1966,9 @@ impl NodeShared {
     /// the way frames from `to` came in, else a random neighbour; see `routes`). False when it
     /// cannot go anywhere.
     pub(crate) fn relay(&self, origin: NodeId, to: NodeId, ttl: u8, frame: Vec<u8>, from: Option<NodeId>) -> bool {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
         if self.peer(to).is_some() {
             return self.relay_via(to, origin, to, ttl, frame);
         }
@@ -2296,12 +2302,7 @@ impl NodeShared {
         while Instant::now() < deadline && peers.iter().any(|p| p.control_lane().queue.len() > 0) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        for peer in &peers {
-            peer.down.store(true, Ordering::Release);
-            peer.close_lanes();
-        }
-        self.peers.write().clear();
-        self.stop.notify_waiters();
+        self.close_all_peers();
     }
 }
 
@@ -2316,28 +2317,30 @@ impl NodeShared {
     /// `shutdown` that was cut short (it may have set the flag and not yet closed the peers).
     pub(crate) fn stop_now(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Release);
+        let closed = self.close_all_peers();
+        tracing::debug!(node = %self.settings.name, peers = closed, "node dropped without shutdown");
+        let shared = self.clone();
+        self.system.scheduler().spawn(async move { shared.nodes_gone(|_| true) });
+    }
+
+    /// Takes every peer out of the map, marks it down and closes its lanes, and tells the
+    /// node's tasks to stop (the end of `shutdown` and of `stop_now`). How many there were.
+    fn close_all_peers(&self) -> usize {
         let peers: Vec<Arc<Peer>> = self.peers.write().drain().map(|(_, peer)| peer).collect();
         for peer in &peers {
             peer.down.store(true, Ordering::Release);
             peer.close_lanes();
         }
         self.stop.notify_waiters();
-        tracing::debug!(node = %self.settings.name, peers = peers.len(), "node dropped without shutdown");
-        let shared = self.clone();
-        self.system.scheduler().spawn(async move { shared.forget_every_node() });
+        peers.len()
     }
 
-    /// Every remote actor is out of reach, every remote answer lost: `node_gone` for all nodes.
-    fn forget_every_node(&self) {
-        let proxies: Vec<Arc<RemoteProxy>> = self.proxies.lock().values().filter_map(Weak::upgrade).collect();
-        for proxy in proxies {
-            proxy.exited(ExitReason::NodeDown);
-        }
-        let failed: Vec<Box<dyn PendingReply>> = self.replies.lock().drain().map(|(_, (_, p))| p).collect();
-        for pending in failed {
-            pending.complete(ReplyOutcome::NoReply, &[], None);
-        }
-        self.lookups.lock().clear();
+    /// Queues the unacknowledged frames of `peer`'s `lane` in front of its queue (see
+    /// `AckState::unacked_on`), counted as retransmissions.
+    fn requeue_unacked(&self, peer: &Peer, lane: (usize, usize)) {
+        let now = Instant::now();
+        let queued = peer.lane(lane).queue.push_front_with(|| peer.acks.unacked_on(lane, now));
+        self.counters.retransmits.fetch_add(queued as u64, Ordering::Relaxed);
     }
 }
 
@@ -2373,9 +2376,7 @@ impl Transport for NodeShared {
     }
 
     fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
-        if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(Refusal::Failed(SendFailure::Unreachable(target.node)));
-        }
+        // A stopped node has no peers left and makes none (`ensure_peer`), and relays nothing.
         let peer = match self.peer(target.node) {
             Some(peer) => Some(peer),
             None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
