@@ -1548,7 +1548,7 @@ impl NodeShared {
             Some(peer) if version(&peer) >= 5 => peer,
             Some(peer) if version(&peer) == 4 => {
                 if let Signal::Stop { target } = &signal {
-                    let lane = peer.pick(1, default_key(actor_id(target)));
+                    let lane = peer.pick(1, default_key(actor_id(target)), true);
                     return self.send_marked(&peer, [lane].into_iter(), signal);
                 }
                 return self.send_actor_control(to, &signal.into_control());
@@ -1997,7 +1997,7 @@ impl NodeShared {
         // delay membership traffic.
         // Bounded like any actor message: a relay hop whose lane is full drops the message
         // (relaying is at-most-once) rather than buffering without limit.
-        let lane = peer.lane(peer.pick(1, to.0));
+        let lane = peer.lane(peer.pick(1, to.0, true));
         if !lane.queue.try_push_frame(FrameKind::Control, 1, &payload) {
             self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -2398,7 +2398,7 @@ impl Transport for NodeShared {
         };
         let channel = self.channel_index(opts.channel.as_deref());
         let key = opts.partition_key.unwrap_or_else(|| default_key(target));
-        let lane_ix = peer.pick(channel, key);
+        let lane_ix = peer.pick(channel, key, !opts.ack);
         if self.faults.active() {
             let info = MessageInfo { peer: peer.id, target, channel: lane_ix.0, type_tag: tag, acked: opts.ack };
             match self.faults.on_send(&info) {
@@ -2479,7 +2479,7 @@ impl Transport for NodeShared {
         }
         let channel = self.channel_index(opts.channel.as_deref());
         let key = opts.partition_key.unwrap_or_else(|| default_key(target));
-        let lane = peer.lane(peer.pick(channel, key));
+        let lane = peer.lane(peer.pick(channel, key, !opts.ack));
         match lane.queue.poll_room(cx.waker()) {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => Poll::Pending,
@@ -2587,7 +2587,7 @@ impl Transport for NodeShared {
                 None => return false,
             },
         };
-        let lane = peer.lane(peer.pick(1, request));
+        let lane = peer.lane(peer.pick(1, request, true));
         let pushed = lane.queue.push_now(
             false,
             |buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body),

@@ -120,13 +120,16 @@ impl Peer {
         self.up.load(Ordering::Acquire) && !self.is_down()
     }
 
-    /// The lane for a message: `key mod parallelism` within the channel, falling back to the
-    /// default channel (1) while every lane of a named channel is disconnected.
-    pub(crate) fn pick(&self, channel: usize, key: u64) -> (usize, usize) {
+    /// The lane for a message: `key mod parallelism` within the channel, falling back (with
+    /// `fallback`) to the default channel (1) while that lane of a named channel is disconnected.
+    /// Acknowledged sends do not fall back: a message sent again on its own lane after a
+    /// reconnect would arrive after later ones that took the default channel.
+    pub(crate) fn pick(&self, channel: usize, key: u64, fallback: bool) -> (usize, usize) {
         let channel = channel.min(self.lanes.len() - 1);
         let lanes = &self.lanes[channel];
         let lane = slot(key, lanes.len());
-        if channel > 1 && !lanes[lane].connected.load(Ordering::Relaxed) && self.up.load(Ordering::Relaxed) {
+        if fallback && channel > 1 && !lanes[lane].connected.load(Ordering::Relaxed) && self.up.load(Ordering::Relaxed)
+        {
             let fallback = &self.lanes[1];
             let other = slot(key, fallback.len());
             if fallback[other].connected.load(Ordering::Relaxed) {
@@ -212,10 +215,10 @@ mod tests {
         let peer = peer();
         connect_all(&peer);
         for key in [0u64, 1, 2, 3, 5, 1 << 40, u64::MAX] {
-            assert_eq!(peer.pick(1, key), (1, 0), "a one-lane channel has one lane (key {key})");
-            assert_eq!(peer.pick(2, key), (2, (key % 4) as usize), "key {key}");
+            assert_eq!(peer.pick(1, key, true), (1, 0), "a one-lane channel has one lane (key {key})");
+            assert_eq!(peer.pick(2, key, true), (2, (key % 4) as usize), "key {key}");
         }
-        assert_eq!(peer.pick(9, 6), (2, 2), "an unknown channel index is clamped to the last channel");
+        assert_eq!(peer.pick(9, 6, true), (2, 2), "an unknown channel index is clamped to the last channel");
     }
 
     #[test]
@@ -223,9 +226,14 @@ mod tests {
         let peer = peer();
         connect_all(&peer);
         peer.lanes[2][3].connected.store(false, Ordering::Relaxed);
-        assert_eq!(peer.pick(2, 7), (1, 0), "lane 3 of channel 2 is down: the default channel carries it");
-        assert_eq!(peer.pick(2, 6), (2, 2), "lane 2 is up: no fallback");
+        assert_eq!(peer.pick(2, 7, true), (1, 0), "lane 3 of channel 2 is down: the default channel carries it");
+        assert_eq!(peer.pick(2, 7, false), (2, 3), "an acknowledged send waits for its own lane");
+        assert_eq!(peer.pick(2, 6, true), (2, 2), "lane 2 is up: no fallback");
         peer.lanes[1][0].connected.store(false, Ordering::Relaxed);
-        assert_eq!(peer.pick(2, 7), (2, 3), "with the default channel down too, the message waits for its own lane");
+        assert_eq!(
+            peer.pick(2, 7, true),
+            (2, 3),
+            "with the default channel down too, the message waits for its own lane"
+        );
     }
 }
