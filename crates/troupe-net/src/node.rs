@@ -626,7 +626,13 @@ async fn connect_to(shared: &Arc<NodeShared>, addr: &str) -> Result<PeerInfo, No
     let info = opened.established.peer.clone();
     let id = NodeId(info.incarnation);
     let Some(peer) = shared.ensure_peer(&info, Some((purpose, opened))) else {
-        return Err(NodeError::Connect { addr: addr.to_string(), source: ConnectError::Closed });
+        // This node is stopping, or keeps that one out for a while (it did not read its answers).
+        let reason = if shared.shutting_down.load(Ordering::Acquire) {
+            troupe_wire::reject::SHUTTING_DOWN
+        } else {
+            troupe_wire::reject::QUARANTINED
+        };
+        return Err(NodeError::Connect { addr: addr.to_string(), source: ConnectError::Refused(reason) });
     };
     // Wait for its control lane (ours, or the one started from its own dial to us).
     for _ in 0..200 {
