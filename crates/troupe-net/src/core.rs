@@ -629,10 +629,17 @@ impl NodeShared {
 
     /// Accepts connections until the node stops.
     pub(crate) async fn listen(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        // Registered before the flag is read, so a stop that comes while a connection is being
+        // handed over is not missed (`notify_waiters` keeps no permit): the listener closes.
+        let mut stopped = std::pin::pin!(self.stop.notified());
+        stopped.as_mut().enable();
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = self.stop.notified() => return,
+                _ = stopped.as_mut() => return,
             };
             let (tcp, from) = match accepted {
                 Ok(a) => a,

@@ -198,6 +198,13 @@ struct Driver<M: Membership> {
 
 impl<M: Membership> Driver<M> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<DriverInput>, stop: Arc<tokio::sync::Notify>) {
+        // Registered before the node's state is read, so a stop that comes while an input is
+        // being handled is not missed (`notify_waiters` keeps no permit).
+        let mut stopped = std::pin::pin!(stop.notified());
+        stopped.as_mut().enable();
+        if self.shared.upgrade().is_none_or(|shared| shared.shutting_down.load(Ordering::Acquire)) {
+            return;
+        }
         let mut tick = tokio::time::interval(self.protocol.tick_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut plum_tick = tokio::time::interval(self.plumtree.tick_interval());
@@ -216,7 +223,7 @@ impl<M: Membership> Driver<M> {
                     self.sweep_idle();
                 }
                 _ = plum_tick.tick() => self.feed_plumtree(PlumtreeInput::Tick),
-                _ = stop.notified() => return,
+                _ = stopped.as_mut() => return,
             }
         }
     }
