@@ -251,39 +251,40 @@ impl AckState {
         after: Duration,
         mut idle: impl FnMut((usize, usize)) -> bool,
     ) -> Vec<((usize, usize), FrameBuf)> {
-        let mut outstanding = self.outstanding.lock();
-        let mut due = Vec::new();
-        for u in outstanding.frames.values_mut() {
-            if u.frame.is_empty() || now.duration_since(u.sent) < after {
-                continue;
+        self.requeue(now, |u| {
+            if now.duration_since(u.sent) < after {
+                return false;
             }
             if u.deferred < DEFERRALS_MAX && !idle(u.lane) {
                 u.deferred += 1;
-                continue;
+                return false;
             }
-            u.deferred = 0;
-            u.sent = now;
-            due.push((u.lane, u.frame.clone()));
-        }
-        due
+            true
+        })
     }
 
     /// Every unacknowledged frame of `lane`, in sequence order, marked queued now: what a lane
     /// that lost its connection sends first on the next one, so a retransmission does not
-    /// arrive after messages sent later on the same lane (which keeps per sender-receiver order,
-    /// except where a named channel's sends fell back to the default channel meanwhile).
+    /// arrive after messages sent later on the same lane (acknowledged sends keep to their own
+    /// lane: see `Peer::pick`).
     pub(crate) fn unacked_on(&self, lane: (usize, usize), now: Instant) -> Vec<FrameBuf> {
+        self.requeue(now, |u| u.lane == lane).into_iter().map(|(_, frame)| frame).collect()
+    }
+
+    /// The filled frames `pick` chooses, in sequence order, with their lanes, marked queued at
+    /// `now` (their deferrals reset).
+    fn requeue(&self, now: Instant, mut pick: impl FnMut(&mut Unacked) -> bool) -> Vec<((usize, usize), FrameBuf)> {
         let mut outstanding = self.outstanding.lock();
-        outstanding
-            .frames
-            .values_mut()
-            .filter(|u| u.lane == lane && !u.frame.is_empty())
-            .map(|u| {
-                u.sent = now;
-                u.deferred = 0;
-                u.frame.clone()
-            })
-            .collect()
+        let mut picked = Vec::new();
+        for u in outstanding.frames.values_mut() {
+            if u.frame.is_empty() || !pick(u) {
+                continue;
+            }
+            u.deferred = 0;
+            u.sent = now;
+            picked.push((u.lane, u.frame.clone()));
+        }
+        picked
     }
 
     /// The floor last told to the receiver, to tell it again (a floor is sent once, on the
