@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use troupe::actor::{ActorRef, Payload, SendOptions};
+use troupe::actor::{Actor, ActorRef, ActorResult, Context, Payload, Reply, SendOptions};
 use troupe::net::LinkEmulation;
 use troupe::{Node, NodeConfig};
 use troupe_cli::process::NodeProcess;
@@ -147,18 +147,46 @@ async fn tell64(sink: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Resul
     Ok((per_sec(total, ours), per_sec(total, base)))
 }
 
-/// ask64: `n` sequential echo asks through troupe and `n` raw TCP ping-pongs, interleaved one by
-/// one after a warm-up of a tenth as many pairs; (troupe, raw).
+/// ask64's asker: an actor that, for each message, asks the echo service once and answers with
+/// how long that took (ns), or what went wrong.
+struct Asker {
+    echo: ActorRef<ServiceMsg>,
+    payload: Payload,
+}
+
+impl Actor for Asker {
+    type Msg = Reply<Result<u64, String>>;
+    async fn handle(&mut self, done: Self::Msg, _ctx: &mut Context<Self>) -> ActorResult {
+        let start = Instant::now();
+        let answer = self.echo.ask(|r| ServiceMsg::Echo(self.payload.clone(), r)).await;
+        let ns = start.elapsed().as_nanos() as u64;
+        done.send(match answer {
+            Ok(echoed) if echoed == self.payload => Ok(ns),
+            Ok(_) => Err("wrong echo".into()),
+            Err(e) => Err(e.to_string()),
+        });
+        Ok(())
+    }
+}
+
+/// One ask64 series: troupe's asks and the raw ping-pongs paired with them.
+struct AskSeries {
+    troupe: Latency,
+    raw: Latency,
+}
+
+/// ask64: `n` sequential echo asks from an actor, each paired with one raw TCP ping-pong (the
+/// bench's value and baseline: `bench local`'s `ask` is one actor asking another too), then `n / 5`
+/// asks from a plain tokio task paired the same way (reported alongside). Within a pair the two
+/// take turns going first; each series starts with a warm-up of a tenth as many pairs.
 ///
-/// Interleaved, not in rounds: on our 2-vCPU VMs a ping-pong's latency depends on where the kernel
-/// places its threads, and that placement follows the recent load. Raw ping-pongs run right after a
-/// round of troupe asks took 27-45 µs for about their first 40 ms and then ~75 µs, while raw
-/// ping-pongs alone took ~64 µs: rounds measured the baseline partly in a state our own rounds left
-/// behind. Pairs give both sides the same history (and the same drift of the machine's speed), and
-/// each side's p50 then matches its run alone (see the README's performance notes).
-async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result<(Latency, Latency)> {
-    let mut ours = Histogram::<u64>::new(3)?;
-    let mut base = Histogram::<u64>::new(3)?;
+/// Paired, not in rounds: on our 2-vCPU VMs a ping-pong's latency depends on what ran in the last
+/// tens of milliseconds (a vCPU's wake-up is fast while the host still polls it, slow once it
+/// has gone back to sleep). Right after switching from one kind of ping-pong to another, each
+/// kind ran at 24-31 µs for ~1,500 round trips, then usually settled near 65 µs (raw alone: 62-69
+/// µs). In rounds of 5,000 the baseline was often measured mostly in that fast phase (27-31 µs
+/// against troupe's 64-74). Paired, both sides see the same history.
+async fn ask64(node: &Node, echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result<(AskSeries, AskSeries)> {
     let payload = Payload::from(vec![3u8; 64]);
     let mut tcp = tokio::net::TcpStream::connect(raw).await?;
     tcp.set_nodelay(true)?;
@@ -167,18 +195,7 @@ async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result
     frame.push(1);
     frame.extend_from_slice(&[3u8; 63]);
     let mut back = vec![0u8; 68];
-    let warm_up = (n / 10).max(1);
-    for pair in 0..warm_up + n {
-        let record = pair >= warm_up;
-        let start = Instant::now();
-        let echoed = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
-        let ns = start.elapsed().as_nanos() as u64;
-        if echoed != payload {
-            bail!("ask64: wrong echo");
-        }
-        if record {
-            ours.record(ns)?;
-        }
+    let mut raw_ping = async || -> anyhow::Result<u64> {
         let start = Instant::now();
         tcp.write_all(&frame).await?;
         tcp.read_exact(&mut back).await?;
@@ -186,11 +203,54 @@ async fn ask64(echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> anyhow::Result
         if back != frame {
             bail!("raw ask64: wrong echo");
         }
-        if record {
-            base.record(ns)?;
+        Ok(ns)
+    };
+
+    let asker = node.system().spawn(Asker { echo: echo.clone(), payload: payload.clone() });
+    let from_actor = async || -> anyhow::Result<u64> {
+        asker.ask(|r| r).await?.map_err(|e| anyhow::anyhow!("ask64 from an actor: {e}"))
+    };
+    let from_actor = paired(n, from_actor, &mut raw_ping).await;
+    asker.stop();
+    let from_actor = from_actor?;
+
+    let from_task = async || -> anyhow::Result<u64> {
+        let start = Instant::now();
+        let echoed = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
+        let ns = start.elapsed().as_nanos() as u64;
+        if echoed != payload {
+            bail!("ask64: wrong echo");
+        }
+        Ok(ns)
+    };
+    let from_task = paired((n / 5).max(1), from_task, &mut raw_ping).await?;
+    Ok((from_actor, from_task))
+}
+
+/// Runs `n` pairs of `ours` and `raw` (plus a warm-up of a tenth as many), taking turns at going
+/// first; each returns the ns it measured.
+async fn paired(
+    n: u64,
+    mut ours: impl AsyncFnMut() -> anyhow::Result<u64>,
+    raw: &mut impl AsyncFnMut() -> anyhow::Result<u64>,
+) -> anyhow::Result<AskSeries> {
+    let mut troupe = Histogram::<u64>::new(3)?;
+    let mut base = Histogram::<u64>::new(3)?;
+    let warm_up = (n / 10).max(1);
+    for i in 0..warm_up + n {
+        let (a, b) = if i % 2 == 0 {
+            let a = ours().await?;
+            (a, raw().await?)
+        } else {
+            let b = raw().await?;
+            (ours().await?, b)
+        };
+        if i >= warm_up {
+            troupe.record(a)?;
+            base.record(b)?;
         }
     }
-    Ok((Latency::from_histogram(&ours), Latency::from_histogram(&base)))
+    Ok(AskSeries { troupe: Latency::from_histogram(&troupe), raw: Latency::from_histogram(&base) })
 }
 
 /// bulk512k: 512 KiB messages; MB/s.
@@ -351,12 +411,16 @@ pub fn run(sizes: Sizes, only: Option<&str>, mut on_line: impl FnMut(&BenchLine)
             on_line(&BenchLine::new("remote", "tell64", "msg/s", ours, Some(base)).with("messages", sizes.tells));
         }
         if wanted("ask64") {
-            let (ours, base) = ask64(&echo, peer.raw.as_deref().context("raw")?, sizes.asks).await?;
+            let (actor, task) = ask64(&node, &echo, peer.raw.as_deref().context("raw")?, sizes.asks).await?;
             on_line(
-                &BenchLine::new("remote", "ask64", "ns", ours.p50_ns, Some(base.p50_ns))
-                    .with("p99", ours.p99_ns)
-                    .with("baseline_p99", base.p99_ns)
-                    .with("asks", sizes.asks),
+                &BenchLine::new("remote", "ask64", "ns", actor.troupe.p50_ns, Some(actor.raw.p50_ns))
+                    .with("p99", actor.troupe.p99_ns)
+                    .with("baseline_p99", actor.raw.p99_ns)
+                    .with("asks", sizes.asks)
+                    .with("from_task_p50", task.troupe.p50_ns)
+                    .with("from_task_p99", task.troupe.p99_ns)
+                    .with("from_task_baseline_p50", task.raw.p50_ns)
+                    .with("from_task_asks", (sizes.asks / 5).max(1)),
             );
         }
         if wanted("bulk512k") {
