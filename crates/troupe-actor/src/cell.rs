@@ -61,11 +61,23 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     }
 
     /// Queues a watcher without [`watcher_added`](Self::watcher_added); if the actor is already
-    /// gone the watcher is told at once. True when it was queued.
+    /// gone the watcher is told at once. True when it was queued. An actor watches (or links to)
+    /// another at most once: a second `watch` of the same actor, say from `started` after a
+    /// restart, changes nothing, so one exit means one `Down`.
     fn queue_watcher(&self, watcher: Watcher) -> bool {
         let mut life = self.lifecycle().lock();
         match life.exit.clone() {
             None => {
+                let duplicate = match &watcher {
+                    Watcher::Monitor(c) => {
+                        life.watchers.iter().any(|w| matches!(w, Watcher::Monitor(o) if o.id() == c.id()))
+                    }
+                    Watcher::Link(c) => life.watchers.iter().any(|w| matches!(w, Watcher::Link(o) if o.id() == c.id())),
+                    Watcher::Signal(_) | Watcher::Callback(_) => false,
+                };
+                if duplicate {
+                    return false;
+                }
                 life.watchers.push(watcher);
                 true
             }

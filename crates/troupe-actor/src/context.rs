@@ -202,7 +202,15 @@ impl<A: Actor> Context<A> {
         self.start_timer(move |state, system| async move {
             let mut next = first;
             while state.sleep_until(&system, next).await {
-                if let Err(crate::error::TrySendError::Closed { .. }) = me.try_tell(make()) {
+                let msg = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut make)) {
+                    Ok(msg) => msg,
+                    Err(panic) => {
+                        let message = crate::runner::panic_message(&*panic);
+                        tracing::error!(actor = %me.id(), "an interval's message factory panicked; the interval stops: {message}");
+                        return;
+                    }
+                };
+                if let Err(crate::error::TrySendError::Closed { .. }) = me.try_tell(msg) {
                     return;
                 }
                 // Ticks missed while the system was busy are skipped, not sent in a burst.

@@ -157,6 +157,31 @@ impl<M> Mailbox<M> {
         true
     }
 
+    /// Puts `msgs` back in front of the system queue, in their order (messages an actor kept
+    /// between two incarnations). Dropped when the actor is gone for good.
+    pub(crate) fn requeue_system(&self, msgs: Vec<SystemMsg>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut shared = self.shared.lock();
+        if shared.gone {
+            return;
+        }
+        for msg in msgs.into_iter().rev() {
+            shared.system.push_front(msg);
+        }
+        self.has_system.store(true, Ordering::Release);
+    }
+
+    /// Removes the queued system messages `unwanted` picks.
+    pub(crate) fn discard_system(&self, unwanted: impl Fn(&SystemMsg) -> bool) {
+        let mut shared = self.shared.lock();
+        shared.system.retain(|m| !unwanted(m));
+        if shared.system.is_empty() {
+            self.has_system.store(false, Ordering::Release);
+        }
+    }
+
     /// Cheap check used between messages.
     pub(crate) fn has_system(&self) -> bool {
         self.has_system.load(Ordering::Acquire)

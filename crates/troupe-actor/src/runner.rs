@@ -32,9 +32,27 @@ const BUDGET: u32 = 64;
 /// How an incarnation ended.
 enum Ended {
     Exit(ExitReason),
+    /// Ended with this reason (perhaps a failure) after a stop was asked for: restarted only if a
+    /// normal stop would be (`Restart::Permanent`), never as a failure.
+    Stopping(ExitReason),
     /// A sibling failed and the supervisor restarts this actor too.
     RestartRequested,
 }
+
+impl Ended {
+    /// The same end, now that a stop was asked for (while the incarnation wound down).
+    fn stopping(self, stop: ExitReason) -> Ended {
+        match self {
+            Ended::Exit(reason) | Ended::Stopping(reason) => Ended::Stopping(reason),
+            Ended::RestartRequested => Ended::Stopping(stop),
+        }
+    }
+}
+
+/// System messages that reached an actor between two incarnations (while its children stopped,
+/// or while it waited for its supervisor's answer) and that belong to whoever comes next: the
+/// next incarnation, or `finalize`. They are put back in front of the system queue, in order.
+type Deferred = Vec<SystemMsg>;
 
 /// What the actor does after an incarnation.
 enum Next {
@@ -57,12 +75,17 @@ impl<A: Actor> Life<A> {
     }
 }
 
-/// If an actor's future is dropped before it finished (its node's scheduler was shut down), the
-/// actor still ends the ordinary way, as killed: messages refused, watchers and parent told,
-/// names freed, counted as exited.
+/// If an actor's future is dropped before it finished (its node's scheduler was shut down, or a
+/// panic escaped every handler guard and the scheduler ended the task), the actor still ends the
+/// ordinary way, as killed: children killed, messages refused, watchers and parent told, names
+/// freed, counted as exited.
 impl<A: Actor> Drop for Life<A> {
     fn drop(&mut self) {
         if !self.finished {
+            // Its children would outlive it with nobody to supervise or stop them.
+            for child in std::mem::take(&mut self.ctx.children).into_values() {
+                child.kill();
+            }
             finalize(&self.cell, &mut self.rx, &self.ctx, ExitReason::Killed);
         }
     }
@@ -82,17 +105,31 @@ pub(crate) fn run_actor<A: Actor>(life: Life<A>) -> impl Future<Output = ()> + S
     async move {
         let life = &mut life;
         loop {
-            let ended = 'incarnation: {
+            let next = 'incarnation: {
                 let mut actor = match create(&mut life.recipe, life.cell.id) {
                     Ok(actor) => actor,
-                    Err(reason) => break 'incarnation Ended::Exit(reason),
+                    Err(reason) => {
+                        break 'incarnation Box::pin(after_incarnation(
+                            Ended::Exit(reason),
+                            &mut life.recipe,
+                            &life.ctx,
+                            &life.cell,
+                            Deferred::new(),
+                        ))
+                        .await
+                    }
                 };
                 let ended = run_incarnation(&mut actor, &mut life.ctx, &life.cell, &mut life.rx).await;
                 // Everything after an incarnation is rare and slow: boxed, so it does not grow
                 // every actor's future (its idle memory).
-                Box::pin(wind_down(actor, ended, &mut life.ctx, &life.cell)).await
+                Box::pin(async {
+                    let mut deferred = Deferred::new();
+                    let ended = wind_down(actor, ended, &mut life.ctx, &life.cell, &mut deferred).await;
+                    after_incarnation(ended, &mut life.recipe, &life.ctx, &life.cell, deferred).await
+                })
+                .await
             };
-            match Box::pin(after_incarnation(ended, &mut life.recipe, &life.ctx, &life.cell)).await {
+            match next {
                 Next::Restart => {
                     life.ctx.stop_requested = false;
                     life.cell.kill_requested.store(false, Ordering::SeqCst);
@@ -110,16 +147,30 @@ pub(crate) fn run_actor<A: Actor>(life: Life<A>) -> impl Future<Output = ()> + S
 }
 
 /// Ends an incarnation: stops the children, cancels timers, runs the `stopped` hook (unless
-/// killed).
-async fn wind_down<A: Actor>(mut actor: A, ended: Ended, ctx: &mut Context<A>, cell: &ActorCell<A::Msg>) -> Ended {
-    let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed));
-    let killed = stop_children(ctx, cell, killed_before).await;
+/// killed). A stop asked for meanwhile is remembered in the result; other system messages that
+/// arrive meanwhile are kept in `deferred`.
+async fn wind_down<A: Actor>(
+    mut actor: A,
+    ended: Ended,
+    ctx: &mut Context<A>,
+    cell: &ActorCell<A::Msg>,
+    deferred: &mut Deferred,
+) -> Ended {
+    let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed) | Ended::Stopping(ExitReason::Killed));
+    let wound = stop_children(ctx, cell, killed_before, deferred).await;
     ctx.cancel_timers();
-    if killed {
-        return Ended::Exit(ExitReason::Killed);
+    let ended = match wound.stop {
+        Some(stop) => ended.stopping(stop),
+        None => ended,
+    };
+    if wound.killed {
+        return match ended {
+            Ended::Stopping(_) => Ended::Stopping(ExitReason::Killed),
+            _ => Ended::Exit(ExitReason::Killed),
+        };
     }
     let reason = match &ended {
-        Ended::Exit(reason) => reason.clone(),
+        Ended::Exit(reason) | Ended::Stopping(reason) => reason.clone(),
         Ended::RestartRequested => ExitReason::Shutdown,
     };
     let stopped = async {
@@ -169,7 +220,12 @@ fn run_incarnation<'a, A: Actor>(
                 match Box::pin(handle_system(msg, actor, ctx, cell)).await {
                     Flow::Continue => {}
                     Flow::Drain(reason) => draining = Some(reason),
-                    Flow::End(ended) => return ended,
+                    Flow::End(ended) => {
+                        return match draining {
+                            Some(stop) => ended.stopping(stop),
+                            None => ended,
+                        }
+                    }
                 }
             }
             if ctx.stop_requested {
@@ -187,7 +243,11 @@ fn run_incarnation<'a, A: Actor>(
                 continue;
             };
             if let Err(reason) = guarded(actor.handle(msg, ctx), &cell.kill_requested, &cell.id, Hook::Handle).await {
-                return Ended::Exit(reason);
+                // A failure while draining after a stop ends the actor as the stop would have.
+                return match draining {
+                    Some(_) => Ended::Stopping(reason),
+                    None => Ended::Exit(reason),
+                };
             }
             budget -= 1;
             if budget == 0 {
@@ -230,7 +290,19 @@ async fn handle_system<A: Actor>(
             tracing::info!(actor = %cell.id, linked = %from, %reason, "linked actor failed");
             Flow::End(Ended::Exit(ExitReason::LinkFailed(from)))
         }
-        SystemMsg::ChildFailed { child, reason } => supervise(actor.supervision(), ctx, child, reason),
+        SystemMsg::ChildFailed { child, reason } => {
+            // The strategy is user code run outside any handler: its panic fails this supervisor
+            // (which then stops its children and is supervised in turn).
+            match catch_unwind(AssertUnwindSafe(|| actor.supervision())) {
+                Ok(strategy) => supervise(strategy, ctx, child, reason),
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    tracing::error!(actor = %cell.id, "supervision strategy panicked: {message}");
+                    child.0.send_system(SystemMsg::Terminate);
+                    Flow::End(Ended::Exit(ExitReason::Panicked(message)))
+                }
+            }
+        }
         SystemMsg::ChildTerminated { id } => {
             ctx.children.remove(&id);
             Flow::Continue
@@ -280,14 +352,29 @@ fn supervise<A: Actor>(
     Flow::Continue
 }
 
-/// Stops the children, last-spawned first, each before the next. Returns true when the actor was
-/// killed meanwhile.
-async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>, kill: bool) -> bool {
+/// What happened while an incarnation's children stopped.
+struct Wound {
+    /// The actor was killed meanwhile (or before).
+    killed: bool,
+    /// A stop (`Normal`) or shutdown (`Shutdown`) was asked for meanwhile.
+    stop: Option<ExitReason>,
+}
+
+/// Stops the children, last-spawned first, each before the next. System messages for the actor
+/// that arrive meanwhile are not lost: a stop is remembered, a kill ends the waiting, the rest
+/// are kept in `deferred`.
+async fn stop_children<A: Actor>(
+    ctx: &mut Context<A>,
+    cell: &ActorCell<A::Msg>,
+    kill: bool,
+    deferred: &mut Deferred,
+) -> Wound {
+    let mut wound = Wound { killed: kill, stop: None };
     if kill {
         for child in std::mem::take(&mut ctx.children).into_values() {
             child.kill();
         }
-        return true;
+        return wound;
     }
     let grace = ctx.system.shared.config.child_shutdown_timeout;
     while let Some((_, child)) = ctx.children.pop_last() {
@@ -313,9 +400,17 @@ async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>,
                     for other in std::mem::take(&mut ctx.children).into_values() {
                         other.kill();
                     }
-                    return true;
+                    wound.killed = true;
+                    return wound;
                 }
-                Some(_) => {}
+                Some(SystemMsg::Stop) => {
+                    wound.stop.get_or_insert(ExitReason::Normal);
+                }
+                Some(SystemMsg::Shutdown) => wound.stop = Some(ExitReason::Shutdown),
+                Some(msg @ (SystemMsg::Down(_) | SystemMsg::LinkExit { .. })) => deferred.push(msg),
+                // The actor is being replaced or ending already; directives are for an actor
+                // waiting for its supervisor's answer.
+                Some(SystemMsg::RestartNow | SystemMsg::Restart { .. } | SystemMsg::Terminate) => {}
                 None if !kill_sent => {
                     tracing::warn!(parent = %ctx.id(), child = %child.id(), "child did not stop within {grace:?}; killing it");
                     child.kill();
@@ -329,28 +424,51 @@ async fn stop_children<A: Actor>(ctx: &mut Context<A>, cell: &ActorCell<A::Msg>,
             }
         }
     }
-    false
+    wound
 }
 
 // `props` is only read, but taken `&mut`: `&Recipe<A>` would be `Send` only for `Sync` actors,
 // and the actor's future must be `Send`.
+///
+/// `deferred` (system messages kept while the incarnation wound down), and what is kept the same
+/// way while waiting here, go back in front of the system queue for the next incarnation, or for
+/// `finalize`.
 async fn after_incarnation<A: Actor>(
     ended: Ended,
     props: &mut Recipe<A>,
     ctx: &Context<A>,
     cell: &ActorCell<A::Msg>,
+    mut deferred: Deferred,
 ) -> Next {
-    let reason = match ended {
+    let next = decide(ended, props, ctx, cell, &mut deferred).await;
+    cell.mailbox.requeue_system(deferred);
+    next
+}
+
+async fn decide<A: Actor>(
+    ended: Ended,
+    props: &mut Recipe<A>,
+    ctx: &Context<A>,
+    cell: &ActorCell<A::Msg>,
+    deferred: &mut Deferred,
+) -> Next {
+    let (reason, stopping) = match ended {
         Ended::RestartRequested if props.restartable() => return Next::Restart,
         Ended::RestartRequested => return Next::Terminate(ExitReason::Shutdown),
-        Ended::Exit(reason) => reason,
+        Ended::Exit(reason) => (reason, false),
+        Ended::Stopping(reason) => (reason, true),
     };
-    if reason == ExitReason::Shutdown || !props.wants_restart(reason.is_normal()) {
+    if reason == ExitReason::Shutdown || !props.wants_restart(stopping || reason.is_normal()) {
         return Next::Terminate(reason);
     }
     let Some(parent) = &ctx.parent else {
         return Next::Terminate(reason);
     };
+    if reason == ExitReason::Killed {
+        // A kill that ended a handler at an await point (see `Guarded`) left its message queued;
+        // it must not count as a second kill while the supervisor decides on a restart.
+        cell.mailbox.discard_system(|m| matches!(m, SystemMsg::Kill));
+    }
     let asked = parent.0.send_system(SystemMsg::ChildFailed { child: ctx.untyped_me(), reason: reason.clone() });
     if !asked {
         return Next::Terminate(reason);
@@ -358,18 +476,19 @@ async fn after_incarnation<A: Actor>(
     loop {
         match next_system_within(cell, Duration::MAX).await {
             Some(SystemMsg::Restart { delay }) => {
-                return if wait_out(cell, delay).await { Next::Restart } else { Next::Terminate(reason) };
+                return if wait_out(cell, delay, deferred).await { Next::Restart } else { Next::Terminate(reason) };
             }
             Some(SystemMsg::RestartNow) => return Next::Restart,
             Some(SystemMsg::Terminate | SystemMsg::Stop | SystemMsg::Shutdown) => return Next::Terminate(reason),
             Some(SystemMsg::Kill) => return Next::Terminate(ExitReason::Killed),
-            _ => {}
+            Some(msg) => keep_between_incarnations(msg, deferred),
+            None => {}
         }
     }
 }
 
 /// Waits `delay` before a restart. False when told to stop meanwhile.
-async fn wait_out<M: Send + 'static>(cell: &ActorCell<M>, delay: Duration) -> bool {
+async fn wait_out<M: Send + 'static>(cell: &ActorCell<M>, delay: Duration, deferred: &mut Deferred) -> bool {
     let deadline = Instant::now() + delay;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -379,8 +498,21 @@ async fn wait_out<M: Send + 'static>(cell: &ActorCell<M>, delay: Duration) -> bo
         match next_system_within(cell, left).await {
             None => return true,
             Some(SystemMsg::Terminate | SystemMsg::Stop | SystemMsg::Shutdown | SystemMsg::Kill) => return false,
-            Some(_) => {}
+            Some(SystemMsg::Restart { .. } | SystemMsg::RestartNow) => {}
+            Some(msg) => keep_between_incarnations(msg, deferred),
         }
+    }
+}
+
+/// A system message that reached an actor waiting for its supervisor. A child of the incarnation
+/// that ended asking what to do is told to terminate (its parent stopped it and has no record of
+/// it any more); everything else is kept for the next incarnation or `finalize`.
+fn keep_between_incarnations(msg: SystemMsg, deferred: &mut Deferred) {
+    match msg {
+        SystemMsg::ChildFailed { child, .. } => {
+            child.0.send_system(SystemMsg::Terminate);
+        }
+        other => deferred.push(other),
     }
 }
 
@@ -480,7 +612,8 @@ impl<F: Future<Output = ActorResult>> Future for Guarded<'_, F> {
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

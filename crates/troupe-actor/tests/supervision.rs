@@ -356,3 +356,255 @@ fn graceful_shutdown_stops_children_first_last_spawned_first() {
         assert_eq!(system.stats().alive(), 0, "every actor stopped");
     });
 }
+
+/// A supervisor of one restartable child of any kind: `spawn` makes it, returns its ref.
+struct Holder<C: Actor> {
+    strategy: SupervisionStrategy,
+    make: Arc<dyn Fn() -> Props<C> + Send + Sync>,
+}
+
+impl<C: Actor> Actor for Holder<C> {
+    type Msg = Reply<ActorRef<C::Msg>>;
+    async fn handle(&mut self, reply: Self::Msg, ctx: &mut Context<Self>) -> ActorResult {
+        reply.send(ctx.spawn((self.make)()));
+        Ok(())
+    }
+    fn supervision(&self) -> SupervisionStrategy {
+        self.strategy
+    }
+}
+
+/// Spawns a [`Holder`] under `strategy` and has it spawn one child from `make`.
+async fn held<C: Actor>(
+    system: &ActorSystem,
+    strategy: SupervisionStrategy,
+    make: impl Fn() -> Props<C> + Send + Sync + 'static,
+) -> ActorRef<C::Msg> {
+    let holder = system.spawn(Holder { strategy, make: Arc::new(make) });
+    holder.ask(|r| r).await.expect("the holder spawns its child")
+}
+
+async fn exits_within(actor: &ActorRef<impl Message>, limit: Duration) -> Option<ExitReason> {
+    tokio::time::timeout(limit, actor.wait_for_exit()).await.ok()
+}
+
+#[test]
+fn killing_a_supervisor_that_is_restarted_later_ends_its_restartable_children() {
+    let system = system();
+    system.block_on(async {
+        // The supervisor's own supervisor restarts it after a backoff; meanwhile its killed
+        // children (restartable) ask it what to do. They used to wait for an answer for ever.
+        let strategy = SupervisionStrategy::one_for_one()
+            .backoff(Backoff::exponential(Duration::from_millis(300), Duration::from_secs(1)));
+        let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicU32::new(0))).collect();
+        let for_factory = starts.clone();
+        let sup = held(&system, strategy, move || {
+            let starts = for_factory.clone();
+            Props::factory(move || Supervisor { strategy: SupervisionStrategy::one_for_one(), starts: starts.clone() })
+        })
+        .await;
+        let children = sup.ask(SupMsg::Children).await.expect("children");
+        wait_for("children to start", || counts(&starts) == vec![1, 1, 1]).await;
+        sup.kill();
+        for child in &children {
+            let exit = exits_within(child, Duration::from_secs(3)).await;
+            assert_eq!(exit, Some(ExitReason::Killed), "a child of the killed supervisor was left waiting");
+        }
+        wait_for("the supervisor to come back", || sup.is_alive()).await;
+        assert_eq!(counts(&starts), vec![1, 1, 1], "the old children were restarted");
+        system.shutdown().await;
+    });
+}
+
+/// A worker whose handler can wait for ever.
+struct Hanger {
+    starts: Arc<AtomicU32>,
+}
+
+impl Actor for Hanger {
+    type Msg = Reply<u32>;
+    async fn started(&mut self, _ctx: &mut Context<Self>) -> ActorResult {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn handle(&mut self, started: Reply<u32>, _ctx: &mut Context<Self>) -> ActorResult {
+        started.send(self.starts.load(Ordering::SeqCst));
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_restartable_actor_killed_inside_an_awaiting_handler_is_restarted() {
+    let system = system();
+    system.block_on(async {
+        let starts = Arc::new(AtomicU32::new(0));
+        let for_factory = starts.clone();
+        let hanger = held(&system, SupervisionStrategy::one_for_one(), move || {
+            let starts = for_factory.clone();
+            Props::factory(move || Hanger { starts: starts.clone() })
+        })
+        .await;
+        // The handler answers, then waits for ever: the kill ends it at that await.
+        assert_eq!(hanger.ask(|r| r).await, Ok(1));
+        hanger.kill();
+        wait_for("the restart", || starts.load(Ordering::SeqCst) == 2).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(hanger.is_alive(), "killed in a handler, a transient actor ended instead of restarting");
+        system.shutdown().await;
+    });
+}
+
+/// A child whose `stopped` hook takes a while.
+struct SlowToStop;
+
+impl Actor for SlowToStop {
+    type Msg = ();
+    async fn handle(&mut self, _: (), _ctx: &mut Context<Self>) -> ActorResult {
+        Ok(())
+    }
+    async fn stopped(&mut self, _reason: &ExitReason, _ctx: &mut Context<Self>) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Spawns a [`SlowToStop`] child when started; fails on request.
+struct Failing {
+    starts: Arc<AtomicU32>,
+}
+
+impl Actor for Failing {
+    type Msg = ();
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        ctx.spawn(SlowToStop);
+        Ok(())
+    }
+    async fn handle(&mut self, _: (), _ctx: &mut Context<Self>) -> ActorResult {
+        Err("asked to fail".into())
+    }
+}
+
+#[test]
+fn a_stop_asked_for_while_a_failed_actor_stops_its_children_is_not_lost() {
+    let system = system();
+    system.block_on(async {
+        let starts = Arc::new(AtomicU32::new(0));
+        let for_factory = starts.clone();
+        let failing = held(&system, SupervisionStrategy::one_for_one(), move || {
+            let starts = for_factory.clone();
+            Props::factory(move || Failing { starts: starts.clone() })
+        })
+        .await;
+        wait_for("the start", || starts.load(Ordering::SeqCst) == 1).await;
+        failing.tell(()).await.expect("tell");
+        // It failed and waits for its child's slow `stopped` hook; the stop arrives meanwhile.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        failing.stop();
+        let exit = exits_within(&failing, Duration::from_secs(3)).await;
+        assert_eq!(exit, Some(ExitReason::Failed("asked to fail".into())), "the stop was forgotten");
+        assert_eq!(starts.load(Ordering::SeqCst), 1, "restarted although asked to stop");
+        system.shutdown().await;
+    });
+}
+
+/// Watches `target` from `started`; fails on request.
+struct StartWatcher {
+    target: ActorRef<WorkerMsg>,
+    downs: Arc<AtomicU32>,
+    starts: Arc<AtomicU32>,
+}
+
+impl Actor for StartWatcher {
+    type Msg = ();
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        ctx.watch(&self.target);
+        Ok(())
+    }
+    async fn handle(&mut self, _: (), _ctx: &mut Context<Self>) -> ActorResult {
+        Err("asked to fail".into())
+    }
+    async fn on_down(&mut self, _down: Down, _ctx: &mut Context<Self>) -> ActorResult {
+        self.downs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_watch_renewed_by_a_restarted_actor_delivers_one_down() {
+    let system = system();
+    system.block_on(async {
+        let target = system.spawn(Worker { starts: Arc::new(AtomicU32::new(0)) });
+        let (downs, starts) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let (for_factory, watched) = ((downs.clone(), starts.clone()), target.clone());
+        let watcher = held(&system, SupervisionStrategy::one_for_one(), move || {
+            let (downs, starts, target) = (for_factory.0.clone(), for_factory.1.clone(), watched.clone());
+            Props::factory(move || StartWatcher {
+                target: target.clone(),
+                downs: downs.clone(),
+                starts: starts.clone(),
+            })
+        })
+        .await;
+        wait_for("the start", || starts.load(Ordering::SeqCst) == 1).await;
+        watcher.tell(()).await.expect("tell");
+        wait_for("the restart", || starts.load(Ordering::SeqCst) == 2).await;
+        target.stop();
+        wait_for("the down", || downs.load(Ordering::SeqCst) >= 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(downs.load(Ordering::SeqCst), 1, "one stop, several Downs");
+        system.shutdown().await;
+    });
+}
+
+/// Fails whenever asked; its strategy panics.
+struct BadStrategy;
+
+impl Actor for BadStrategy {
+    type Msg = Reply<ActorRef<WorkerMsg>>;
+    async fn handle(&mut self, reply: Self::Msg, ctx: &mut Context<Self>) -> ActorResult {
+        reply.send(ctx.spawn(Props::factory(|| Worker { starts: Arc::new(AtomicU32::new(0)) })));
+        Ok(())
+    }
+    fn supervision(&self) -> SupervisionStrategy {
+        panic!("no strategy today")
+    }
+}
+
+/// Sends its own interval ticks through a factory that panics.
+struct BadInterval;
+
+impl Actor for BadInterval {
+    type Msg = Reply<()>;
+    async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+        ctx.interval(Duration::from_millis(1), || panic!("no tick today"));
+        Ok(())
+    }
+    async fn handle(&mut self, reply: Reply<()>, _ctx: &mut Context<Self>) -> ActorResult {
+        reply.send(());
+        Ok(())
+    }
+}
+
+#[test]
+fn panics_in_user_code_outside_handlers_leave_the_node_serving() {
+    // One worker: a panic that took the worker thread with it would stop everything.
+    let system = ActorSystem::builder().workers(1).build().expect("system starts");
+    system.block_on(async {
+        let ticking = system.spawn(BadInterval);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(ticking.ask(|r| r).await, Ok(()), "the actor whose interval panicked");
+
+        let sup = system.spawn(BadStrategy);
+        let child = sup.ask(|r| r).await.expect("child");
+        child.tell(WorkerMsg::Panic).await.expect("tell");
+        let exit = exits_within(&sup, Duration::from_secs(3)).await;
+        assert_eq!(exit, Some(ExitReason::Panicked("no strategy today".into())));
+        assert!(exits_within(&child, Duration::from_secs(3)).await.is_some(), "the child outlived its supervisor");
+
+        let other = system.spawn(Worker { starts: Arc::new(AtomicU32::new(0)) });
+        assert_eq!(other.ask(WorkerMsg::Ping).await, Ok(1), "the node stopped serving");
+        system.shutdown().await;
+    });
+}

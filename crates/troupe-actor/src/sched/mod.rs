@@ -687,6 +687,18 @@ mod tests {
     }
 
     #[test]
+    fn a_task_that_panics_is_ended_and_its_worker_keeps_running() {
+        let pool = StagePool::new("panics", 1, None);
+        pool.spawn(async { panic!("a task panicked on purpose") });
+        let counter = Arc::new(AtomicU64::new(0));
+        for _ in 0..3 {
+            spawn_counting(&pool, &counter);
+        }
+        wait_for_count(&counter, 3, "the only worker died with the panicking task");
+        pool.shutdown();
+    }
+
+    #[test]
     fn collected_tasks_are_never_lost() {
         let pool = StagePool::new("inline", 2, None);
         let counter = Arc::new(AtomicU64::new(0));

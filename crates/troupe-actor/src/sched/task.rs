@@ -20,6 +20,7 @@
 
 use std::cell::UnsafeCell;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -112,16 +113,34 @@ where
             Some(live) => {
                 let waker = live.waker.get_or_insert_with(|| Waker::from(self.clone()));
                 let mut cx = Context::from_waker(waker);
-                live.future.as_mut().poll(&mut cx).is_ready()
+                // Handlers and hooks catch their own panics (the actor fails and is supervised);
+                // what unwinds to here came from user code run outside them (a supervision
+                // strategy, a timer's message factory) or from a bug. It must not take the worker
+                // thread with it: that would strand the task it holds in its LIFO slot and every
+                // wake-up it deferred. The task ends instead, as if completed.
+                match catch_unwind(AssertUnwindSafe(|| live.future.as_mut().poll(&mut cx))) {
+                    Ok(poll) => poll.is_ready(),
+                    Err(panic) => {
+                        tracing::error!(
+                            pool = %self.pool.name,
+                            "a task panicked outside any handler and was ended: {}",
+                            crate::runner::panic_message(&*panic)
+                        );
+                        true
+                    }
+                }
             }
             None => true,
         };
         if done {
             // Drop the future (and everything the actor owned) once the task is marked complete:
-            // a wake-up from its drop glue then finds it complete and is ignored.
+            // a wake-up from its drop glue then finds it complete and is ignored. An actor's
+            // future that is dropped unfinished ends the actor as killed (`runner::Life`).
             let future = slot.take();
             self.state.swap(COMPLETE, Ordering::AcqRel);
-            drop(future);
+            if catch_unwind(AssertUnwindSafe(move || drop(future))).is_err() {
+                tracing::error!(pool = %self.pool.name, "a task's state panicked while being dropped");
+            }
             return;
         }
         if self.state.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire).is_err() {
