@@ -180,6 +180,9 @@ pub(crate) struct AckState {
     delivered: Mutex<Delivered>,
     /// The floor last sent to the receiver.
     floor_sent: AtomicU64,
+    /// Peers made with this state so far (one per time the node was reached again): a plan to
+    /// forget the state of a lost node holds only if the node has not been reached since.
+    peers_made: AtomicU64,
 }
 
 impl AckState {
@@ -190,7 +193,18 @@ impl AckState {
             waiters: Mutex::new(Vec::new()),
             delivered: Mutex::new(Delivered::default()),
             floor_sent: AtomicU64::new(1),
+            peers_made: AtomicU64::new(0),
         }
+    }
+
+    /// A peer is made with this state (the node is reached, for the first time or again).
+    pub(crate) fn peer_made(&self) {
+        self.peers_made.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many peers were made with this state so far.
+    pub(crate) fn peers_made(&self) -> u64 {
+        self.peers_made.load(Ordering::Relaxed)
     }
 
     /// Reserves the next number for a message queued on `lane`; `None` while too much is

@@ -450,6 +450,7 @@ impl NodeShared {
                         .entry(id)
                         .or_insert_with(|| Arc::new(AckState::new(self.settings.queue_bytes * 4)))
                         .clone();
+                    acks.peer_made();
                     let peer =
                         Arc::new(Peer::new(id, info.name.clone(), addrs, &channels, self.settings.queue_bytes, acks));
                     // A node reached again after it was declared down keeps its acknowledgement
@@ -1922,15 +1923,17 @@ impl NodeShared {
     }
 
     /// Drops the acknowledged-delivery state of a lost incarnation if it has not come back
-    /// within ten reconnect periods (its unacknowledged messages are then given up).
+    /// within ten reconnect periods (its unacknowledged messages are then given up). Not if it
+    /// was reached again meanwhile, even if that peer is gone again by then (released while
+    /// idle, say): the node kept its record of what it was given, and numbering from 1 again
+    /// would make it drop our next messages as copies.
     fn forget_acks_later(&self, id: NodeId) {
         let Some(shared) = self.me.upgrade() else { return };
+        let Some(made) = self.acks.lock().get(&id).map(|state| state.peers_made()) else { return };
         let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
         self.runtime.spawn(async move {
             tokio::time::sleep(grace).await;
-            if shared.peer(id).is_none() {
-                shared.acks.lock().remove(&id);
-            }
+            forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made);
         });
     }
 
@@ -2693,6 +2696,17 @@ impl NodeShared {
     }
 }
 
+/// Forgets node `id`'s acknowledgement state unless a peer was made with it since `made` peers
+/// had been (under the map's lock, which a new peer takes to get the state: no peer can be made
+/// in between).
+fn forget_acks_if_not_reached_since(acks: &mut HashMap<NodeId, Arc<AckState>>, id: NodeId, made: u64) -> bool {
+    if acks.get(&id).is_some_and(|state| state.peers_made() == made) {
+        acks.remove(&id);
+        return true;
+    }
+    false
+}
+
 fn actor_id(w: &WireActorId) -> ActorId {
     ActorId { node: NodeId(w.node), serial: w.serial }
 }
@@ -2722,5 +2736,29 @@ fn exit_reason(reason: WireExit) -> ExitReason {
         WireExit::NoActor => ExitReason::NoActor,
         WireExit::NodeDown => ExitReason::NodeDown,
         WireExit::Other(m) => ExitReason::Failed(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_nodes_ack_state_is_forgotten_only_if_it_was_not_reached_again() {
+        let id = NodeId(7);
+        let mut acks = HashMap::new();
+        let state = Arc::new(AckState::new(1 << 20));
+        state.peer_made();
+        acks.insert(id, state.clone());
+        // Lost with one peer made; reached again (a second peer), then released: keep.
+        let made = state.peers_made();
+        state.peer_made();
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(acks.contains_key(&id), "the state of a node that came back was forgotten");
+        // Lost again and not reached since: forget.
+        let made = state.peers_made();
+        assert!(forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(!acks.contains_key(&id));
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made), "nothing left to forget");
     }
 }
