@@ -17,7 +17,7 @@
 //! `Peer` value: a node declared down and reached again keeps its numbering, its unacknowledged
 //! messages (which are then retransmitted) and its record of what was delivered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -35,8 +35,6 @@ struct Unacked {
     lane: (usize, usize),
     /// When it was last queued.
     sent: Instant,
-    /// Times it was due but its lane's queue was busy (see [`AckState::due`]).
-    deferred: u8,
 }
 
 /// The sender's side: frames not yet acknowledged, with a bound on their bytes.
@@ -45,6 +43,11 @@ struct Outstanding {
     frames: BTreeMap<u64, Unacked>,
     bytes: usize,
     limit: usize,
+    /// Per lane, the highest number acknowledged: a frame below it on the same lane was lost
+    /// (a lane is one ordered stream, and the receiver acknowledges in order).
+    acked_on: HashMap<(usize, usize), u64>,
+    /// When an acknowledgement last came.
+    last_ack: Option<Instant>,
 }
 
 impl Outstanding {
@@ -54,7 +57,7 @@ impl Outstanding {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), deferred: 0 });
+        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now() });
         Some(seq)
     }
 
@@ -69,6 +72,8 @@ impl Outstanding {
         match self.frames.remove(&seq) {
             Some(u) => {
                 self.bytes -= u.frame.len();
+                let highest = self.acked_on.entry(u.lane).or_insert(seq);
+                *highest = (*highest).max(seq);
                 true
             }
             None => false,
@@ -79,10 +84,6 @@ impl Outstanding {
         self.frames.keys().next().copied().unwrap_or(self.next_seq)
     }
 }
-
-/// How many times in a row a due frame waits for its lane's queue to empty before it is queued
-/// again anyway.
-const DEFERRALS_MAX: u8 = 3;
 
 /// A reserved sequence number, given up when dropped unless [`filled`](Reserved::fill).
 pub(crate) struct Reserved<'a> {
@@ -189,7 +190,14 @@ impl AckState {
     /// `limit`: bytes of unacknowledged frames above which senders wait.
     pub(crate) fn new(limit: usize) -> Self {
         AckState {
-            outstanding: Mutex::new(Outstanding { next_seq: 1, frames: BTreeMap::new(), bytes: 0, limit }),
+            outstanding: Mutex::new(Outstanding {
+                next_seq: 1,
+                frames: BTreeMap::new(),
+                bytes: 0,
+                limit,
+                acked_on: HashMap::new(),
+                last_ack: None,
+            }),
             waiters: Mutex::new(Vec::new()),
             delivered: Mutex::new(Delivered::default()),
             floor_sent: AtomicU64::new(1),
@@ -231,6 +239,7 @@ impl AckState {
             for seq in seqs {
                 outstanding.remove(*seq);
             }
+            outstanding.last_ack = Some(Instant::now());
         }
         self.wake_waiters();
     }
@@ -254,26 +263,35 @@ impl AckState {
         }
     }
 
-    /// Frames last queued before `now - after`, in sequence order, with their lanes; marks them
-    /// queued now. `idle` runs under this state's lock, so it must take no lock a sender may hold
-    /// while reserving a number (a send queue's). A frame whose lane is not `idle` (its queue still holds frames, among them
-    /// perhaps the original or an earlier copy) waits, but only [`DEFERRALS_MAX`] times: a lane
-    /// that is never idle still gets it again.
+    /// Frames last queued before `now - after` that look lost, in sequence order, with their
+    /// lanes; marks them queued now.
+    ///
+    /// On a live connection nothing is lost (TCP), and a connection that ends has its lane's
+    /// unacknowledged frames queued first on the next one (`unacked_on`): what this catches is
+    /// emulated or injected loss. A frame was lost for sure when a later frame on its lane was
+    /// acknowledged (a lane is one ordered stream, acknowledged in order): it goes again, even
+    /// into a busy lane. Otherwise only the oldest unacknowledged frame of a lane goes again, and
+    /// only once nothing was acknowledged for `after` and its lane is `idle` (nothing queued or
+    /// being written): a slow receiver may still be working through the rest (read, or still in
+    /// its socket), and copying everything unacknowledged again every round would pile copies up
+    /// behind it. Lost frames at the end of a stream thus go again one per round.
+    /// `idle` runs under this state's lock, so it must take no lock a sender may hold while
+    /// reserving a number (a send queue's).
     pub(crate) fn due(
         &self,
         now: Instant,
         after: Duration,
         mut idle: impl FnMut((usize, usize)) -> bool,
     ) -> Vec<((usize, usize), FrameBuf)> {
-        self.requeue(now, |u| {
+        let mut lanes_seen = BTreeSet::new();
+        self.requeue(now, |outstanding, seq, u| {
+            let oldest_of_lane = lanes_seen.insert(u.lane);
             if now.duration_since(u.sent) < after {
                 return false;
             }
-            if u.deferred < DEFERRALS_MAX && !idle(u.lane) {
-                u.deferred += 1;
-                return false;
-            }
-            true
+            let overtaken = outstanding.acked_on.get(&u.lane).is_some_and(|&highest| highest > seq);
+            let quiet = outstanding.last_ack.is_none_or(|at| now.duration_since(at) >= after);
+            overtaken || (oldest_of_lane && quiet && idle(u.lane))
         })
     }
 
@@ -282,23 +300,31 @@ impl AckState {
     /// arrive after messages sent later on the same lane (acknowledged sends keep to their own
     /// lane: see `Peer::pick`).
     pub(crate) fn unacked_on(&self, lane: (usize, usize), now: Instant) -> Vec<FrameBuf> {
-        self.requeue(now, |u| u.lane == lane).into_iter().map(|(_, frame)| frame).collect()
+        self.requeue(now, |_, _, u| u.lane == lane).into_iter().map(|(_, frame)| frame).collect()
     }
 
-    /// The filled frames `pick` chooses, in sequence order, with their lanes, marked queued at
-    /// `now` (their deferrals reset).
-    fn requeue(&self, now: Instant, mut pick: impl FnMut(&mut Unacked) -> bool) -> Vec<((usize, usize), FrameBuf)> {
+    /// The filled frames `pick` chooses (given the rest of the state, the number and the frame),
+    /// in sequence order, with their lanes, marked queued at `now`.
+    fn requeue(
+        &self,
+        now: Instant,
+        mut pick: impl FnMut(&Outstanding, u64, &Unacked) -> bool,
+    ) -> Vec<((usize, usize), FrameBuf)> {
         let mut outstanding = self.outstanding.lock();
-        let mut picked = Vec::new();
-        for u in outstanding.frames.values_mut() {
-            if u.frame.is_empty() || !pick(u) {
-                continue;
-            }
-            u.deferred = 0;
-            u.sent = now;
-            picked.push((u.lane, u.frame.clone()));
-        }
+        let picked: Vec<u64> = outstanding
+            .frames
+            .iter()
+            .filter(|(&seq, u)| !u.frame.is_empty() && pick(&outstanding, seq, u))
+            .map(|(&seq, _)| seq)
+            .collect();
         picked
+            .into_iter()
+            .filter_map(|seq| {
+                let u = outstanding.frames.get_mut(&seq)?;
+                u.sent = now;
+                Some((u.lane, u.frame.clone()))
+            })
+            .collect()
     }
 
     /// The floor last told to the receiver, to tell it again (a floor is sent once, on the
@@ -383,6 +409,41 @@ mod tests {
         }
     }
 
+    /// A frame overtaken on its lane by an acknowledged later one was lost: it goes again even
+    /// into a busy lane. Frames behind a receiver that keeps acknowledging wait, busy lane or
+    /// not, until acknowledgements stop for a period.
+    #[test]
+    fn only_frames_that_look_lost_are_sent_again() {
+        let state = AckState::new(1 << 20);
+        let frame = || {
+            let mut frame = FrameBuf::default();
+            frame.inline().extend_from_slice(&[0; 6]);
+            frame
+        };
+        let mut seqs = Vec::new();
+        for lane in [(1, 0), (1, 0), (1, 1), (1, 0)] {
+            let seq = state.reserve(lane).unwrap();
+            state.fill(seq, frame());
+            seqs.push(seq);
+        }
+        let period = Duration::from_millis(100);
+        let busy = |_| false;
+        let idle = |_| true;
+        // The last frame of lane (1, 0) was acknowledged: the two before it on that lane were
+        // lost; the frame on lane (1, 1) was not overtaken, and acknowledgements are recent.
+        std::thread::sleep(period * 2);
+        state.acked(&[seqs[3]]);
+        let now = Instant::now();
+        let lanes: Vec<_> = state.due(now, period, busy).into_iter().map(|(lane, _)| lane).collect();
+        assert_eq!(lanes, vec![(1, 0), (1, 0)], "the overtaken frames, into a busy lane");
+        assert!(state.due(now, period, idle).is_empty(), "an ack came within the period");
+        // Acknowledgements stopped a period ago: an idle lane's frame goes again, a busy one's not.
+        let quiet = Instant::now() + period;
+        assert!(state.due(quiet, period, busy).iter().all(|(lane, _)| *lane != (1, 1)));
+        let lanes: Vec<_> = state.due(quiet, period, idle).into_iter().map(|(lane, _)| lane).collect();
+        assert!(lanes.contains(&(1, 1)), "{lanes:?}");
+    }
+
     #[test]
     fn reserve_fill_ack_and_floor() {
         let state = AckState::new(10);
@@ -399,13 +460,13 @@ mod tests {
         let now = Instant::now();
         let idle = |_| true;
         assert_eq!(state.due(now, Duration::from_secs(1), idle).len(), 0);
-        // Not into a lane whose queue still holds frames, unless that lasts.
+        // Not into a lane whose queue still holds frames, however long that lasts.
         let later = now + Duration::from_secs(2);
-        for _ in 0..DEFERRALS_MAX {
+        for _ in 0..5 {
             assert_eq!(state.due(later, Duration::from_secs(1), |_| false).len(), 0);
         }
-        assert_eq!(state.due(later, Duration::from_secs(1), |_| false).len(), 2);
-        assert_eq!(state.due(later + Duration::from_secs(2), Duration::from_secs(1), idle).len(), 2);
+        assert_eq!(state.due(later, Duration::from_secs(1), idle).len(), 1, "the lane's oldest");
+        assert_eq!(state.due(later + Duration::from_secs(2), Duration::from_secs(1), idle).len(), 1);
         assert_eq!(state.new_floor(), None, "floor is still 1");
         state.acked(&[a, 99]);
         assert_eq!(state.unacked(), 1);

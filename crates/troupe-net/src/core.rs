@@ -833,6 +833,10 @@ impl NodeShared {
                 if matches!(step, Dispatched::Full { .. }) {
                     // We are about to wait for the target to make room: it must run elsewhere.
                     woken.release();
+                    // And the sender hears now of what this node took in so far (acknowledged
+                    // means taken in, as for a message waiting in a mailbox): held back for as
+                    // long as a slow actor takes, acknowledgements would look lost.
+                    flush_acks(&mut conn, &reply_queue, channel);
                 }
                 if let Err(reason) = self.finish_dispatch(step, &peer, &mut conn).await {
                     return reason;
@@ -843,12 +847,7 @@ impl NodeShared {
             } else {
                 woken.release();
             }
-            if !conn.acks.is_empty() {
-                let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
-                encode_acks(&mut payload, &conn.acks);
-                reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
-                conn.acks.clear();
-            }
+            flush_acks(&mut conn, &reply_queue, channel);
             self.counters.frames_in.fetch_add(std::mem::take(&mut frames), Ordering::Relaxed);
             if conn.delivered > 0 {
                 peer.received.fetch_add(conn.delivered, Ordering::Relaxed);
@@ -921,6 +920,9 @@ impl NodeShared {
                     // A large message is bulk work (its handler may copy or write it again): the
                     // workers take it, in parallel with this thread's next read.
                     woken.release();
+                    if matches!(step, Dispatched::Full { .. }) {
+                        flush_acks(&mut conn, &reply_queue, channel);
+                    }
                     if let Err(reason) = self.finish_dispatch(step, &peer, &mut conn).await {
                         return reason;
                     }
@@ -1782,8 +1784,10 @@ impl NodeShared {
             // among them (a stalled connection or a redialling lane), and copies would pile up.
             // Read before `due`, which holds the acknowledgement lock: a sender holds a queue's
             // lock while it reserves a number, so taking a queue's lock under it would deadlock.
+            // Idle: nothing queued, and nothing taken by a writer that may still be waiting for
+            // room in its socket (a queue's length does not count what its writer holds).
             let idle: Vec<Vec<bool>> =
-                peer.lanes.iter().map(|lanes| lanes.iter().map(|lane| lane.queue.len() == 0).collect()).collect();
+                peer.lanes.iter().map(|lanes| lanes.iter().map(|lane| !lane.queue.has_backlog()).collect()).collect();
             let idle =
                 |(channel, lane): (usize, usize)| idle.get(channel).and_then(|l| l.get(lane)).copied().unwrap_or(true);
             for (lane, frame) in peer.acks.due(Instant::now(), period, idle) {
@@ -2693,6 +2697,16 @@ impl NodeShared {
         }
         write_attached_trailer(buf.inline(), postcard_len);
         Ok(())
+    }
+}
+
+/// Sends the acknowledgements a connection's reader collected, if any.
+fn flush_acks(conn: &mut ConnState, reply_queue: &SendQueue, channel: usize) {
+    if !conn.acks.is_empty() {
+        let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
+        encode_acks(&mut payload, &conn.acks);
+        reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
+        conn.acks.clear();
     }
 }
 
