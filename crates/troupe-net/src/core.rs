@@ -451,8 +451,15 @@ impl NodeShared {
                         .or_insert_with(|| Arc::new(AckState::new(self.settings.queue_bytes * 4)))
                         .clone();
                     acks.peer_made();
-                    let peer =
-                        Arc::new(Peer::new(id, info.name.clone(), addrs, &channels, self.settings.queue_bytes, acks));
+                    let peer = Arc::new(Peer::new(
+                        id,
+                        info.name.clone(),
+                        addrs,
+                        &channels,
+                        self.settings.queue_bytes,
+                        acks,
+                        self.settings.max_frame,
+                    ));
                     // A node reached again after it was declared down keeps its acknowledgement
                     // state: what is still unacknowledged goes first on each lane, before
                     // anything sent from now on (no sender sees this peer yet).
@@ -731,6 +738,8 @@ impl NodeShared {
     async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
         peer.version.store(established.version, Ordering::Relaxed);
+        // Frames larger than it takes would end the connection: senders get `TooLarge` instead.
+        peer.max_frame.store(established.peer_max_frame.min(self.settings.max_frame), Ordering::Relaxed);
         let (reader, leftover) = match self.settings.link {
             // Everything read from here on, including what the handshake read ahead, crosses the emulated link.
             Some(link) => {
@@ -2007,6 +2016,12 @@ impl NodeShared {
         if control.encode(&mut payload).is_err() {
             return false;
         }
+        if HEADER_LEN + payload.len() > peer.max_frame() {
+            // It would end the next hop's connection, and everything in flight on it.
+            self.counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.settings.name, next = %peer.name, len = payload.len(), max = peer.max_frame(), "relayed frame larger than the next hop takes; dropped");
+            return false;
+        }
         // Relayed traffic goes on the default channel, not the control channel, so it cannot
         // delay membership traffic.
         // Bounded like any actor message: a relay hop whose lane is full drops the message
@@ -2375,7 +2390,7 @@ impl NodeShared {
         // reserved for ever would hold the floor down.
         let reserved = crate::acks::Reserved::new(&peer.acks, seq);
         let mut frame = FrameBuf::default();
-        let written = self.write_message(&mut frame, target, tag, Some(seq), lane.0, body);
+        let written = self.write_message(&mut frame, target, tag, Some(seq), lane.0, body, peer.max_frame());
         if written.is_ok() {
             buf.append(&frame);
             reserved.fill(frame);
@@ -2395,7 +2410,7 @@ impl Transport for NodeShared {
             Some(peer) => Some(peer),
             None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
                 let mut frame = FrameBuf::default();
-                self.write_message(&mut frame, target, tag, None, 1, body)?;
+                self.write_message(&mut frame, target, tag, None, 1, body, self.relayed_max_frame())?;
                 return match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
                     true => Ok(()),
                     false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
@@ -2432,7 +2447,7 @@ impl Transport for NodeShared {
                     if opts.ack {
                         self.write_acked(&peer, &mut frame, lane_ix, target, tag, body)?;
                     } else {
-                        self.write_message(&mut frame, target, tag, None, lane_ix.0, body)?;
+                        self.write_message(&mut frame, target, tag, None, lane_ix.0, body, peer.max_frame())?;
                     }
                     let queue = peer.lane(lane_ix).queue.clone();
                     self.runtime.spawn(async move {
@@ -2447,7 +2462,7 @@ impl Transport for NodeShared {
         let monotonic = self.settings.channels[lane_ix.0].2;
         let write = |buf: &mut FrameBuf| {
             if !opts.ack {
-                return self.write_message(buf, target, tag, None, lane_ix.0, body);
+                return self.write_message(buf, target, tag, None, lane_ix.0, body, peer.max_frame());
             }
             // The number is reserved only once the queue has room, and kept or given up here.
             self.write_acked(&peer, buf, lane_ix, target, tag, body)
@@ -2591,7 +2606,8 @@ impl Transport for NodeShared {
             Some(peer) => peer,
             None if self.must_relay(to) => {
                 let mut frame = FrameBuf::default();
-                if self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body).is_err() {
+                let max = self.relayed_max_frame();
+                if self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body, max).is_err() {
                     return false;
                 }
                 return self.relay(self.id, to, self.settings.relay_ttl, frame.to_vec(), None);
@@ -2604,7 +2620,7 @@ impl Transport for NodeShared {
         let lane = peer.lane(peer.pick(1, request, true));
         let pushed = lane.queue.push_now(
             false,
-            |buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body),
+            |buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body, peer.max_frame()),
             || true,
         );
         match pushed {
@@ -2628,6 +2644,12 @@ thread_local! {
 }
 
 impl NodeShared {
+    /// The largest message frame to relay: room is left for the relay wrapping (origin,
+    /// destination, TTL, length), which must fit each hop's limit too.
+    fn relayed_max_frame(&self) -> usize {
+        self.settings.max_frame.saturating_sub(RELAY_OVERHEAD)
+    }
+
     /// Counts bytes a sender wrote to a socket itself.
     fn count_inline(&self, bytes: usize) {
         if bytes > 0 {
@@ -2636,6 +2658,7 @@ impl NodeShared {
     }
 
     /// Writes one whole Message frame.
+    #[allow(clippy::too_many_arguments)] // the frame's fields, spelled out at each call
     fn write_message(
         &self,
         buf: &mut FrameBuf,
@@ -2644,6 +2667,7 @@ impl NodeShared {
         seq: Option<u64>,
         channel: usize,
         body: BodyEncoder<'_>,
+        max: usize,
     ) -> Result<(), Refusal> {
         let envelope = Envelope { target_node: target.node.0, target_serial: target.serial, type_tag: tag, seq };
         self.write_frame(
@@ -2653,6 +2677,7 @@ impl NodeShared {
             channel as u16,
             |buf| envelope.write(buf),
             body,
+            max,
         )
         .map_err(Refusal::Failed)
     }
@@ -2660,6 +2685,7 @@ impl NodeShared {
     /// Appends one whole frame: header, `head` (envelope or reply header), then the body, whose
     /// large payloads are attached after it uncopied (with the trailer that says where the body's
     /// postcard part ends). On failure the buffer is left as it was.
+    #[allow(clippy::too_many_arguments)] // the frame's fields, spelled out at each call
     fn write_frame(
         &self,
         buf: &mut FrameBuf,
@@ -2668,8 +2694,8 @@ impl NodeShared {
         channel: u16,
         head: impl FnOnce(&mut Vec<u8>),
         body: BodyEncoder<'_>,
+        max: usize,
     ) -> Result<(), SendFailure> {
-        let max = self.settings.max_frame;
         let mut attached = Vec::new();
         let inline = buf.inline();
         let start = begin_frame(inline, kind, flags, channel);
@@ -2699,6 +2725,10 @@ impl NodeShared {
         Ok(())
     }
 }
+
+/// Bytes a relay wrapping adds to a frame, at most (a control header and tag, two node ids, a
+/// TTL and a length, as postcard varints), rounded up.
+const RELAY_OVERHEAD: usize = 64;
 
 /// Sends the acknowledgements a connection's reader collected, if any.
 fn flush_acks(conn: &mut ConnState, reply_queue: &SendQueue, channel: usize) {

@@ -2,7 +2,7 @@
 //! acknowledged delivery in both directions, and whether it is up.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use troupe_actor::{ActorId, NodeId};
@@ -45,6 +45,9 @@ pub(crate) struct Peer {
     pub(crate) fence: crate::fence::SignalFence,
     /// Readers of its connections waiting for room in a full mailbox now.
     readers_waiting: AtomicU64,
+    /// The largest frame it takes (from its latest handshake; ours until then): a larger one
+    /// would end the connection.
+    pub(crate) max_frame: AtomicUsize,
 }
 
 /// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
@@ -64,6 +67,7 @@ impl Peer {
         channels: &[(u16, bool)],
         queue_bytes: usize,
         acks: Arc<AckState>,
+        max_frame: usize,
     ) -> Peer {
         let lanes = channels
             .iter()
@@ -92,6 +96,7 @@ impl Peer {
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
             fence: crate::fence::SignalFence::default(),
             readers_waiting: AtomicU64::new(0),
+            max_frame: AtomicUsize::new(max_frame),
         }
     }
 
@@ -156,6 +161,11 @@ impl Peer {
             && self.lane((channel, index)).queue.push_frame(troupe_wire::FrameKind::Control, channel as u16, &payload)
     }
 
+    /// The largest frame to send it.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame.load(Ordering::Relaxed)
+    }
+
     /// Counts a reader's wait for mailbox room until the guard is dropped.
     pub(crate) fn waiting_for_room(&self) -> WaitingForRoom<'_> {
         self.readers_waiting.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +212,7 @@ mod tests {
     /// A peer with a control channel, a one-lane default channel and a four-lane channel 2.
     fn peer() -> Peer {
         let channels = [(1, false), (1, false), (4, false)];
-        Peer::new(NodeId(7), "p".into(), Vec::new(), &channels, 1 << 20, Arc::new(AckState::new(1 << 20)))
+        Peer::new(NodeId(7), "p".into(), Vec::new(), &channels, 1 << 20, Arc::new(AckState::new(1 << 20)), 1 << 20)
     }
 
     fn connect_all(peer: &Peer) {

@@ -810,6 +810,35 @@ async fn acknowledged_messages_to_a_slow_actor_are_not_sent_again() {
     b.shutdown().await;
 }
 
+/// A node that takes smaller frames than the sender's limit: a message too large for it fails
+/// at the sender with `TooLarge` (its limit), instead of ending the connection at every attempt
+/// (an acknowledged one went first again after every reconnect, for ever, and everything behind
+/// it on the lane waited). Messages that fit still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_receiver_takes_fails_at_the_sender() {
+    let a = Node::start(config("a")).await.expect("a");
+    let b = Node::start(NodeConfig { max_frame_bytes: 64 << 10, ..config("b") }).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    let blobs = b.system().spawn(Blobs);
+    b.register("blobs", &blobs).unwrap();
+    let remote: ActorRef<BlobMsg> = a.lookup("b", "blobs").await.expect("lookup");
+    for remote in [remote.clone(), remote.with_options(SendOptions::new().ack())] {
+        let too_large = remote.ask(|r| BlobMsg::Digest(vec![blob(100 << 10, 1)], r)).await;
+        assert!(
+            matches!(&too_large, Err(e) if e.to_string().contains("65536")),
+            "a frame over b's limit: {too_large:?}"
+        );
+        for seed in 0..10u8 {
+            let small = blob(1 << 10, seed);
+            let digest = remote.ask(|r| BlobMsg::Digest(vec![small.clone()], r)).await.expect("a small one");
+            assert_eq!(digest, vec![(small.len(), self::digest(&small))]);
+        }
+    }
+    assert_eq!(b.stats().bad_frames, 0, "b had to refuse a frame: {:?}", b.stats());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// An actor that links to, unlinks from, or fails on request.
 #[derive(Serialize, Deserialize)]
 enum LinkMsg {
