@@ -724,7 +724,9 @@ impl NodeShared {
         self.announce(&peer);
         let name = peer.name.clone();
         let queue = Arc::new(SendQueue::new(self.settings.queue_bytes, false));
+        let reading = peer.reading_inbound();
         let reason = self.clone().run_connection(peer.clone(), opened, queue.clone()).await;
+        drop(reading);
         if queue.overflowed() {
             // The peer's lane asks (acks, pings) and does not read the answers.
             self.drop_for_overflow(&peer);
@@ -1365,7 +1367,7 @@ impl NodeShared {
                     let _ = tx.send(found.map(|(id, ty)| (actor_id(&id), ty)));
                 }
             }
-            Control::Goodbye => self.peer_gone(peer, "left the cluster", Departure::Left),
+            Control::Goodbye => self.peer_leaving(peer),
             Control::AckFloor { next } => peer.acks.advance_to(next),
             Control::Overlay { payload } => {
                 self.tell_membership(DriverInput::Overlay { from: troupe_overlay::PeerId(peer.id.0), payload });
@@ -1843,6 +1845,22 @@ impl NodeShared {
     /// Marks a peer down: stops its lanes, fails what waits on it, tells watchers and user code.
     pub(crate) fn peer_down(&self, peer: &Arc<Peer>, why: &str) {
         self.peer_gone(peer, why, Departure::Lost);
+    }
+
+    /// The peer said goodbye: what it sent before, on the connections it dialled for its lanes,
+    /// is read to the end (it closes them once it has written everything) before it counts as
+    /// gone, for at most [`LEAVE_DRAIN`]. The goodbye comes on the control connection, which
+    /// overtakes the data of a busy lane.
+    fn peer_leaving(&self, peer: &Arc<Peer>) {
+        let Some(shared) = self.me.upgrade() else { return };
+        // Its listener is closing: our lanes must not redial it meanwhile (two failed dials of
+        // the control lane would report it lost instead of gone).
+        peer.releasing.store(true, Ordering::Release);
+        let peer = peer.clone();
+        self.runtime.spawn(async move {
+            peer.inbound_drained(LEAVE_DRAIN).await;
+            shared.peer_gone(&peer, "left the cluster", Departure::Left);
+        });
     }
 
     /// [`peer_down`](Self::peer_down), saying whether the peer told us it left (then nobody is
@@ -2323,6 +2341,15 @@ impl NodeShared {
             return;
         }
         let peers: Vec<Arc<Peer>> = self.peers.read().values().cloned().collect();
+        // What `tell` accepted goes out first (for at most `SHUTDOWN_FLUSH`): the lanes' writers
+        // drain their queues into the sockets. The goodbye follows; each peer reads our lanes to
+        // their end before it takes us for gone.
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while Instant::now() < deadline
+            && peers.iter().any(|p| p.lanes.iter().flatten().any(|lane| lane.queue.has_backlog()))
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         for peer in &peers {
             self.send_control(peer.id, &Control::Goodbye);
         }
@@ -2725,6 +2752,14 @@ impl NodeShared {
         Ok(())
     }
 }
+
+/// How long a shutting-down node waits for its lanes to write what they hold before it says
+/// goodbye.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// How long a node whose peer said goodbye keeps reading the connections that peer dialled (to
+/// their end: the peer closes them once written) before it takes the peer for gone.
+const LEAVE_DRAIN: Duration = Duration::from_secs(5);
 
 /// Bytes a relay wrapping adds to a frame, at most (a control header and tag, two node ids, a
 /// TTL and a length, as postcard varints), rounded up.

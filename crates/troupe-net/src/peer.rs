@@ -48,6 +48,11 @@ pub(crate) struct Peer {
     /// The largest frame it takes (from its latest handshake; ours until then): a larger one
     /// would end the connection.
     pub(crate) max_frame: AtomicUsize,
+    /// Connections it dialled for its lanes that we are reading now: what it sent us before it
+    /// said goodbye is read to the end before it counts as gone.
+    inbound: AtomicUsize,
+    /// Notified (all waiters) when one of those connections ends.
+    inbound_ended: tokio::sync::Notify,
 }
 
 /// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
@@ -97,6 +102,8 @@ impl Peer {
             fence: crate::fence::SignalFence::default(),
             readers_waiting: AtomicU64::new(0),
             max_frame: AtomicUsize::new(max_frame),
+            inbound: AtomicUsize::new(0),
+            inbound_ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -161,6 +168,29 @@ impl Peer {
             && self.lane((channel, index)).queue.push_frame(troupe_wire::FrameKind::Control, channel as u16, &payload)
     }
 
+    /// Counts a connection it dialled for one of its lanes while we read it (until the guard is
+    /// dropped).
+    pub(crate) fn reading_inbound(&self) -> ReadingInbound<'_> {
+        self.inbound.fetch_add(1, Ordering::AcqRel);
+        ReadingInbound(self)
+    }
+
+    /// Waits (at most `limit`) until we read none of the connections it dialled.
+    pub(crate) async fn inbound_drained(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let ended = self.inbound_ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if self.inbound.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        })
+        .await;
+    }
+
     /// The largest frame to send it.
     pub(crate) fn max_frame(&self) -> usize {
         self.max_frame.load(Ordering::Relaxed)
@@ -203,6 +233,16 @@ fn slot(key: u64, lanes: usize) -> usize {
 /// order on one connection.
 pub(crate) fn default_key(target: ActorId) -> u64 {
     target.serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
+}
+
+/// A connection the peer dialled, counted while we read it (see [`Peer::reading_inbound`]).
+pub(crate) struct ReadingInbound<'a>(&'a Peer);
+
+impl Drop for ReadingInbound<'_> {
+    fn drop(&mut self) {
+        self.0.inbound.fetch_sub(1, Ordering::AcqRel);
+        self.0.inbound_ended.notify_waiters();
+    }
 }
 
 #[cfg(test)]

@@ -407,6 +407,30 @@ async fn a_down_comes_after_the_messages_the_actor_sent_before_it_stopped() {
     b.shutdown().await;
 }
 
+/// A node that shuts down right after its `tell`s have been accepted still delivers them: its
+/// lanes write what they hold before the goodbye, and the receiver reads the connections the
+/// leaving node dialled to their end before taking it for gone. (The goodbye used to be written
+/// once the control lane alone was flushed, and the receiver stopped reading the data lanes as
+/// soon as it arrived.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_shuts_down_right_after_its_tells_delivers_them() {
+    let (a, b) = pair().await;
+    let mut events = b.events();
+    // A slow-ish actor with a small mailbox: b's reader waits for room while the goodbye comes.
+    let counter = b.system().spawn(Props::new(Counter(0)).capacity(16));
+    b.register("counter", &counter).unwrap();
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    const N: u64 = 20_000;
+    for _ in 0..N {
+        remote.tell(CounterMsg::Add(1)).await.expect("tell");
+    }
+    a.shutdown().await;
+    let reason = down_reason(&mut events, "a").await;
+    assert_eq!(reason, "left the cluster");
+    assert_eq!(counter.ask(CounterMsg::Get).await.unwrap(), N, "{:?}", b.stats());
+    b.shutdown().await;
+}
+
 /// An actor that ends just before its node leaves is reported with its own exit reason, not as
 /// lost with the node: its Down, waiting for the actor's last messages, takes effect before the
 /// node's goodbye does.
