@@ -3,7 +3,7 @@
 //! Every [`ActorRef`](crate::ActorRef) to a local actor points at one cell. The cell outlives the
 //! actor (refs may be kept after it stops), so everything it holds is small.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::Waker;
 
@@ -212,8 +212,9 @@ impl<M: Send + 'static> CellControl for ActorCell<M> {
     }
 
     fn kill(&self) {
-        self.kill_requested.store(true, Ordering::SeqCst);
-        self.send_system(SystemMsg::Kill);
+        if self.mailbox.push_kill(&self.kill_requested) {
+            self.wake();
+        }
     }
 
     fn message_type(&self) -> &'static str {

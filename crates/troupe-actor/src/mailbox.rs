@@ -157,6 +157,21 @@ impl<M> Mailbox<M> {
         true
     }
 
+    /// Queues a Kill, setting `flag` (the actor's "kill requested", which a handler waiting at
+    /// an await point checks) under the same lock: whoever sees the flag and then takes this
+    /// lock finds the Kill queued (see `runner::decide`, which discards the Kill of a kill that
+    /// already ended the incarnation). False when the actor is gone for good.
+    pub(crate) fn push_kill(&self, flag: &AtomicBool) -> bool {
+        let mut shared = self.shared.lock();
+        flag.store(true, Ordering::SeqCst);
+        if shared.gone {
+            return false;
+        }
+        shared.system.push_back(SystemMsg::Kill);
+        self.has_system.store(true, Ordering::Release);
+        true
+    }
+
     /// Puts `msgs` back in front of the system queue, in their order (messages an actor kept
     /// between two incarnations). Dropped when the actor is gone for good.
     pub(crate) fn requeue_system(&self, msgs: Vec<SystemMsg>) {

@@ -35,6 +35,9 @@ struct Unacked {
     lane: (usize, usize),
     /// When it was last queued.
     sent: Instant,
+    /// Retransmit rounds in a row it was its lane's oldest, due, and held back (see
+    /// [`AckState::due`]).
+    held: u8,
 }
 
 /// The sender's side: frames not yet acknowledged, with a bound on their bytes.
@@ -43,11 +46,10 @@ struct Outstanding {
     frames: BTreeMap<u64, Unacked>,
     bytes: usize,
     limit: usize,
-    /// Per lane, the highest number acknowledged: a frame below it on the same lane was lost
-    /// (a lane is one ordered stream, and the receiver acknowledges in order).
-    acked_on: HashMap<(usize, usize), u64>,
-    /// When an acknowledgement last came.
-    last_ack: Option<Instant>,
+    /// Per lane, the highest number acknowledged (a frame below it on the same lane was lost: a
+    /// lane is one ordered stream, and the receiver acknowledges in order) and when an
+    /// acknowledgement for the lane last came.
+    acked_on: HashMap<(usize, usize), (u64, Instant)>,
 }
 
 impl Outstanding {
@@ -57,7 +59,7 @@ impl Outstanding {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now() });
+        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), held: 0 });
         Some(seq)
     }
 
@@ -68,15 +70,19 @@ impl Outstanding {
         }
     }
 
-    fn remove(&mut self, seq: u64) -> bool {
-        match self.frames.remove(&seq) {
-            Some(u) => {
-                self.bytes -= u.frame.len();
-                let highest = self.acked_on.entry(u.lane).or_insert(seq);
-                *highest = (*highest).max(seq);
-                true
-            }
-            None => false,
+    /// Forgets number `seq` (abandoned, or acknowledged); its frame's lane, if it had one.
+    fn remove(&mut self, seq: u64) -> Option<(usize, usize)> {
+        let u = self.frames.remove(&seq)?;
+        self.bytes -= u.frame.len();
+        Some(u.lane)
+    }
+
+    /// Number `seq` was acknowledged at `now`.
+    fn acknowledged(&mut self, seq: u64, now: Instant) {
+        if let Some(lane) = self.remove(seq) {
+            let (highest, at) = self.acked_on.entry(lane).or_insert((seq, now));
+            *highest = (*highest).max(seq);
+            *at = now;
         }
     }
 
@@ -84,6 +90,10 @@ impl Outstanding {
         self.frames.keys().next().copied().unwrap_or(self.next_seq)
     }
 }
+
+/// Retransmit rounds a lane's oldest unacknowledged frame is held back at most, while its
+/// receiver keeps acknowledging or its lane stays busy (see [`AckState::due`]).
+const HELD_ROUNDS_MAX: u8 = 8;
 
 /// A reserved sequence number, given up when dropped unless [`filled`](Reserved::fill).
 pub(crate) struct Reserved<'a> {
@@ -196,7 +206,6 @@ impl AckState {
                 bytes: 0,
                 limit,
                 acked_on: HashMap::new(),
-                last_ack: None,
             }),
             waiters: Mutex::new(Vec::new()),
             delivered: Mutex::new(Delivered::default()),
@@ -236,10 +245,10 @@ impl AckState {
     pub(crate) fn acked(&self, seqs: &[u64]) {
         {
             let mut outstanding = self.outstanding.lock();
+            let now = Instant::now();
             for seq in seqs {
-                outstanding.remove(*seq);
+                outstanding.acknowledged(*seq, now);
             }
-            outstanding.last_ack = Some(Instant::now());
         }
         self.wake_waiters();
     }
@@ -270,11 +279,13 @@ impl AckState {
     /// unacknowledged frames queued first on the next one (`unacked_on`): what this catches is
     /// emulated or injected loss. A frame was lost for sure when a later frame on its lane was
     /// acknowledged (a lane is one ordered stream, acknowledged in order): it goes again, even
-    /// into a busy lane. Otherwise only the oldest unacknowledged frame of a lane goes again, and
-    /// only once nothing was acknowledged for `after` and its lane is `idle` (nothing queued or
-    /// being written): a slow receiver may still be working through the rest (read, or still in
-    /// its socket), and copying everything unacknowledged again every round would pile copies up
-    /// behind it. Lost frames at the end of a stream thus go again one per round.
+    /// into a busy lane. Otherwise only the oldest unacknowledged frame of a lane goes again:
+    /// once nothing was acknowledged on that lane for `after` and the lane is `idle` (nothing
+    /// queued or being written), or after [`HELD_ROUNDS_MAX`] rounds in any case. A slow
+    /// receiver may still be working through the rest (read, or still in its socket): copying
+    /// everything unacknowledged again every round would pile copies up behind it, while one
+    /// frame per lane now and then costs nothing and leaves no loss unrepaired for long. Lost
+    /// frames at the end of a lane thus go again one per round or so.
     /// `idle` runs under this state's lock, so it must take no lock a sender may hold while
     /// reserving a number (a send queue's).
     pub(crate) fn due(
@@ -283,16 +294,37 @@ impl AckState {
         after: Duration,
         mut idle: impl FnMut((usize, usize)) -> bool,
     ) -> Vec<((usize, usize), FrameBuf)> {
+        let mut outstanding = self.outstanding.lock();
+        let Outstanding { frames, acked_on, .. } = &mut *outstanding;
         let mut lanes_seen = BTreeSet::new();
-        self.requeue(now, |outstanding, seq, u| {
+        let mut picked = Vec::new();
+        for (&seq, u) in frames.iter_mut() {
+            if u.frame.is_empty() {
+                continue;
+            }
             let oldest_of_lane = lanes_seen.insert(u.lane);
             if now.duration_since(u.sent) < after {
-                return false;
+                continue;
             }
-            let overtaken = outstanding.acked_on.get(&u.lane).is_some_and(|&highest| highest > seq);
-            let quiet = outstanding.last_ack.is_none_or(|at| now.duration_since(at) >= after);
-            overtaken || (oldest_of_lane && quiet && idle(u.lane))
-        })
+            let acked = acked_on.get(&u.lane);
+            let overtaken = acked.is_some_and(|&(highest, _)| highest > seq);
+            let send = overtaken
+                || (oldest_of_lane && {
+                    let quiet = acked.is_none_or(|&(_, at)| now.duration_since(at) >= after);
+                    if (quiet && idle(u.lane)) || u.held >= HELD_ROUNDS_MAX {
+                        true
+                    } else {
+                        u.held += 1;
+                        false
+                    }
+                });
+            if send {
+                u.held = 0;
+                u.sent = now;
+                picked.push((u.lane, u.frame.clone()));
+            }
+        }
+        picked
     }
 
     /// Every unacknowledged frame of `lane`, in sequence order, marked queued now: what a lane
@@ -410,8 +442,8 @@ mod tests {
     }
 
     /// A frame overtaken on its lane by an acknowledged later one was lost: it goes again even
-    /// into a busy lane. Frames behind a receiver that keeps acknowledging wait, busy lane or
-    /// not, until acknowledgements stop for a period.
+    /// into a busy lane. A lane's oldest frame waits while its lane is busy or acknowledgements
+    /// for the lane keep coming, but only so many rounds.
     #[test]
     fn only_frames_that_look_lost_are_sent_again() {
         let state = AckState::new(1 << 20);
@@ -421,7 +453,7 @@ mod tests {
             frame
         };
         let mut seqs = Vec::new();
-        for lane in [(1, 0), (1, 0), (1, 1), (1, 0)] {
+        for lane in [(1, 0), (1, 0), (1, 1), (1, 0), (1, 0)] {
             let seq = state.reserve(lane).unwrap();
             state.fill(seq, frame());
             seqs.push(seq);
@@ -429,19 +461,31 @@ mod tests {
         let period = Duration::from_millis(100);
         let busy = |_| false;
         let idle = |_| true;
-        // The last frame of lane (1, 0) was acknowledged: the two before it on that lane were
-        // lost; the frame on lane (1, 1) was not overtaken, and acknowledgements are recent.
         std::thread::sleep(period * 2);
+        // On lane (1, 0) the fourth frame was acknowledged just now: the two before it were lost,
+        // the fifth may still be on its way. Lane (1, 1) never heard anything, and is busy.
         state.acked(&[seqs[3]]);
         let now = Instant::now();
-        let lanes: Vec<_> = state.due(now, period, busy).into_iter().map(|(lane, _)| lane).collect();
-        assert_eq!(lanes, vec![(1, 0), (1, 0)], "the overtaken frames, into a busy lane");
-        assert!(state.due(now, period, idle).is_empty(), "an ack came within the period");
-        // Acknowledgements stopped a period ago: an idle lane's frame goes again, a busy one's not.
-        let quiet = Instant::now() + period;
-        assert!(state.due(quiet, period, busy).iter().all(|(lane, _)| *lane != (1, 1)));
-        let lanes: Vec<_> = state.due(quiet, period, idle).into_iter().map(|(lane, _)| lane).collect();
-        assert!(lanes.contains(&(1, 1)), "{lanes:?}");
+        let sent: Vec<_> = state.due(now, period, busy).into_iter().map(|(lane, _)| lane).collect();
+        assert_eq!(sent, vec![(1, 0), (1, 0)], "the overtaken frames, into a busy lane");
+        // Idle now: lane (1, 1) heard nothing for a period, so its frame goes; lane (1, 0) heard an
+        // acknowledgement just now, so its fifth frame waits.
+        let sent: Vec<_> = state.due(now, period, idle).into_iter().map(|(lane, _)| lane).collect();
+        assert_eq!(sent, vec![(1, 1)]);
+        // A lane whose acknowledgements keep coming (or that stays busy) holds back its oldest
+        // frame only so many rounds.
+        state.acked(&[seqs[0], seqs[1]]);
+        let mut rounds = 0;
+        let later = now + period * 2;
+        loop {
+            let sent: Vec<_> = state.due(later, period, busy).into_iter().map(|(lane, _)| lane).collect();
+            rounds += 1;
+            if sent.contains(&(1, 0)) {
+                break;
+            }
+            assert!(rounds <= HELD_ROUNDS_MAX as usize + 1, "the lane's oldest frame was never sent again");
+        }
+        assert!(rounds > 1, "sent at once into a busy lane");
     }
 
     #[test]

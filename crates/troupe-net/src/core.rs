@@ -444,13 +444,14 @@ impl NodeShared {
                     self.directory.write().insert(id, info.clone());
                     let addrs: Vec<SocketAddr> = info.listen.iter().filter_map(|a| a.parse().ok()).collect();
                     let channels: Vec<(u16, bool)> = self.settings.channels.iter().map(|(_, p, m)| (*p, *m)).collect();
-                    let acks = self
-                        .acks
-                        .lock()
-                        .entry(id)
-                        .or_insert_with(|| Arc::new(AckState::new(self.settings.queue_bytes * 4)))
-                        .clone();
-                    acks.peer_made();
+                    let acks = {
+                        let mut states = self.acks.lock();
+                        let state =
+                            states.entry(id).or_insert_with(|| Arc::new(AckState::new(self.settings.queue_bytes * 4)));
+                        // Counted under the map's lock (see `forget_acks_later`).
+                        state.peer_made();
+                        state.clone()
+                    };
                     let peer = Arc::new(Peer::new(
                         id,
                         info.name.clone(),
@@ -458,7 +459,11 @@ impl NodeShared {
                         &channels,
                         self.settings.queue_bytes,
                         acks,
-                        self.settings.max_frame,
+                        // Its limit, when it comes with a connection (else ours until a
+                        // handshake tells: see `run_connection`).
+                        first.as_ref().map_or(self.settings.max_frame, |(_, opened)| {
+                            opened.established.peer_max_frame.min(self.settings.max_frame)
+                        }),
                     ));
                     // A node reached again after it was declared down keeps its acknowledgement
                     // state: what is still unacknowledged goes first on each lane, before
@@ -522,7 +527,7 @@ impl NodeShared {
             }
         }
         loop {
-            if peer.is_down() || peer.releasing.load(Ordering::Acquire) || self.shutting_down.load(Ordering::Acquire) {
+            if peer.ending() || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
             if peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.overflowed() {
@@ -564,10 +569,7 @@ impl NodeShared {
                     let reason = self.clone().run_connection(peer.clone(), o, queue).await;
                     lane.connected.store(false, Ordering::Release);
                     tracing::debug!(node = %self.settings.name, peer = %peer.name, ?purpose, %reason, "lane disconnected");
-                    if peer.is_down()
-                        || peer.releasing.load(Ordering::Acquire)
-                        || self.shutting_down.load(Ordering::Acquire)
-                    {
+                    if peer.ending() || self.shutting_down.load(Ordering::Acquire) {
                         return;
                     }
                     if control && self.faults.is_partitioned(peer.id) {
@@ -1854,8 +1856,12 @@ impl NodeShared {
     fn peer_leaving(&self, peer: &Arc<Peer>) {
         let Some(shared) = self.me.upgrade() else { return };
         // Its listener is closing: our lanes must not redial it meanwhile (two failed dials of
-        // the control lane would report it lost instead of gone).
-        peer.releasing.store(true, Ordering::Release);
+        // the control lane would report it lost instead of gone), and sends to it fail now
+        // rather than queue for lanes that will not come back. Nothing is relayed through it.
+        if peer.leaving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.relay_routes.lock().forget_via(peer.id);
         let peer = peer.clone();
         self.runtime.spawn(async move {
             peer.inbound_drained(LEAVE_DRAIN).await;
@@ -1873,7 +1879,13 @@ impl NodeShared {
         // queues once a new peer for the same node (see `ensure_peer`) may have taken its
         // snapshot of the unacknowledged frames.
         peer.close_lanes();
-        self.peers.write().remove(&peer.id);
+        {
+            // Only this peer: a newer one for the same node may have taken its place.
+            let mut peers = self.peers.write();
+            if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+                peers.remove(&peer.id);
+            }
+        }
         self.relay_routes.lock().forget_via(peer.id);
         self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
         // Only on our own evidence (not a released peer, nor a failure notice about a node we
@@ -1964,7 +1976,9 @@ impl NodeShared {
         let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
         self.runtime.spawn(async move {
             tokio::time::sleep(grace).await;
-            forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made);
+            if shared.peer(id).is_none() {
+                forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made);
+            }
         });
     }
 
@@ -2254,6 +2268,10 @@ impl NodeShared {
     /// acknowledgement.
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) -> bool {
         let Some(peer) = self.peer(id) else { return true };
+        if peer.is_leaving() {
+            // It said goodbye and is being read to the end; it goes by itself.
+            return true;
+        }
         if peer.acks.unacked() > 0 {
             // Acknowledged messages wait for an answer, and only a peer's connections
             // retransmit them: kept until they are through (the caller asks again later; when
@@ -2344,10 +2362,17 @@ impl NodeShared {
         // What `tell` accepted goes out first (for at most `SHUTDOWN_FLUSH`): the lanes' writers
         // drain their queues into the sockets. The goodbye follows; each peer reads our lanes to
         // their end before it takes us for gone.
+        // Only lanes that can write: not those of a peer that is gone or going, nor those
+        // waiting to redial.
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
-        while Instant::now() < deadline
-            && peers.iter().any(|p| p.lanes.iter().flatten().any(|lane| lane.queue.has_backlog()))
-        {
+        let writing = |p: &Arc<Peer>| {
+            !p.ending()
+                && p.lanes
+                    .iter()
+                    .flatten()
+                    .any(|lane| lane.connected.load(Ordering::Acquire) && lane.queue.has_backlog())
+        };
+        while Instant::now() < deadline && peers.iter().any(writing) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for peer in &peers {
@@ -2445,7 +2470,7 @@ impl Transport for NodeShared {
             }
             None => self.peer_on_demand(target.node),
         };
-        let Some(peer) = peer else {
+        let Some(peer) = peer.filter(|peer| !peer.is_leaving()) else {
             return Err(Refusal::Failed(if target.node == self.id {
                 SendFailure::NotRunning
             } else {
@@ -2644,6 +2669,9 @@ impl Transport for NodeShared {
                 None => return false,
             },
         };
+        if peer.is_leaving() {
+            return false;
+        }
         let lane = peer.lane(peer.pick(1, request, true));
         let pushed = lane.queue.push_now(
             false,

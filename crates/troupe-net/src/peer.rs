@@ -39,6 +39,9 @@ pub(crate) struct Peer {
     pub(crate) announced: AtomicBool,
     /// Being closed on purpose: its lanes do not redial.
     pub(crate) releasing: AtomicBool,
+    /// It said goodbye: its lanes do not redial, sends to it fail, and what it sent before is
+    /// read to the end before it counts as gone (`NodeShared::peer_leaving`).
+    pub(crate) leaving: AtomicBool,
     /// The wire protocol version negotiated on its latest connection.
     pub(crate) version: std::sync::atomic::AtomicU16,
     /// Its actor signals, applied in arrival order once the messages before them are in.
@@ -98,6 +101,7 @@ impl Peer {
             pong: tokio::sync::Notify::new(),
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
             fence: crate::fence::SignalFence::default(),
             readers_waiting: AtomicU64::new(0),
@@ -189,6 +193,16 @@ impl Peer {
             }
         })
         .await;
+    }
+
+    /// Whether it said goodbye (see [`leaving`](Self::leaving)).
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Whether its lanes must not redial: it is down, being released, or leaving.
+    pub(crate) fn ending(&self) -> bool {
+        self.is_down() || self.releasing.load(Ordering::Acquire) || self.is_leaving()
     }
 
     /// The largest frame to send it.
