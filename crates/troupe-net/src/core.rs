@@ -2362,15 +2362,12 @@ impl NodeShared {
         // What `tell` accepted goes out first (for at most `SHUTDOWN_FLUSH`): the lanes' writers
         // drain their queues into the sockets. The goodbye follows; each peer reads our lanes to
         // their end before it takes us for gone.
-        // Only lanes that can write: not those of a peer that is gone or going, nor those
-        // waiting to redial.
+        // Only the lanes of peers that are up (connected) and not gone or going: a lane still
+        // dialling, as a data lane is until its first message, connects and writes in time; a
+        // peer that cannot be reached would only hold the shutdown for the whole wait.
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let writing = |p: &Arc<Peer>| {
-            !p.ending()
-                && p.lanes
-                    .iter()
-                    .flatten()
-                    .any(|lane| lane.connected.load(Ordering::Acquire) && lane.queue.has_backlog())
+            !p.ending() && p.up.load(Ordering::Acquire) && p.lanes.iter().flatten().any(|lane| lane.queue.has_backlog())
         };
         while Instant::now() < deadline && peers.iter().any(writing) {
             tokio::time::sleep(Duration::from_millis(5)).await;
