@@ -476,7 +476,12 @@ async fn links_across_processes() {
     // c is SIGKILLed: the actor here that one in c linked to fails.
     let here = a.system().spawn(Service::default());
     let there = spawn_linked(here.clone()).await;
-    echo_roundtrip(&sink_c, 1).await;
+    // The link is made in `there`'s `started` and travels on c's control connection: an ask of
+    // `there` (answered after `started`) and then a lookup (answered on that same connection)
+    // make sure it reached a before c dies. (An echo of c's sink alone raced it: its answer comes
+    // on another connection, and once in a loaded full run the link lost.)
+    echo_roundtrip(&there, 1).await;
+    a.lookup::<ServiceMsg>("c", "sink").await.expect("lookup");
     c.kill9();
     assert_eq!(exit_of(UntypedRef::from(&here)).await, ExitReason::LinkFailed(there.id()));
     a.shutdown().await;
