@@ -427,12 +427,11 @@ async fn stop_children<A: Actor>(
     wound
 }
 
+/// Decides what follows an incarnation ([`decide`]); then `deferred` (system messages kept while
+/// the incarnation wound down), and what was kept the same way while deciding, go back in front
+/// of the system queue, for the next incarnation or for `finalize`.
 // `props` is only read, but taken `&mut`: `&Recipe<A>` would be `Send` only for `Sync` actors,
 // and the actor's future must be `Send`.
-///
-/// `deferred` (system messages kept while the incarnation wound down), and what is kept the same
-/// way while waiting here, go back in front of the system queue for the next incarnation, or for
-/// `finalize`.
 async fn after_incarnation<A: Actor>(
     ended: Ended,
     props: &mut Recipe<A>,
@@ -445,6 +444,8 @@ async fn after_incarnation<A: Actor>(
     next
 }
 
+/// Restart or terminate: by the restart type, the reason and whether a stop was asked for, and,
+/// for a restart after a failure, by the supervisor's answer (waiting out its backoff).
 async fn decide<A: Actor>(
     ended: Ended,
     props: &mut Recipe<A>,
