@@ -332,31 +332,14 @@ impl AckState {
     /// arrive after messages sent later on the same lane (acknowledged sends keep to their own
     /// lane: see `Peer::pick`).
     pub(crate) fn unacked_on(&self, lane: (usize, usize), now: Instant) -> Vec<FrameBuf> {
-        self.requeue(now, |_, _, u| u.lane == lane).into_iter().map(|(_, frame)| frame).collect()
-    }
-
-    /// The filled frames `pick` chooses (given the rest of the state, the number and the frame),
-    /// in sequence order, with their lanes, marked queued at `now`.
-    fn requeue(
-        &self,
-        now: Instant,
-        mut pick: impl FnMut(&Outstanding, u64, &Unacked) -> bool,
-    ) -> Vec<((usize, usize), FrameBuf)> {
         let mut outstanding = self.outstanding.lock();
-        let picked: Vec<u64> = outstanding
-            .frames
-            .iter()
-            .filter(|(&seq, u)| !u.frame.is_empty() && pick(&outstanding, seq, u))
-            .map(|(&seq, _)| seq)
-            .collect();
-        picked
-            .into_iter()
-            .filter_map(|seq| {
-                let u = outstanding.frames.get_mut(&seq)?;
-                u.sent = now;
-                Some((u.lane, u.frame.clone()))
-            })
-            .collect()
+        let mut frames = Vec::new();
+        for u in outstanding.frames.values_mut().filter(|u| u.lane == lane && !u.frame.is_empty()) {
+            u.sent = now;
+            u.held = 0;
+            frames.push(u.frame.clone());
+        }
+        frames
     }
 
     /// The floor last told to the receiver, to tell it again (a floor is sent once, on the
