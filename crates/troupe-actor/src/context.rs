@@ -245,6 +245,13 @@ impl<A: Actor> Context<A> {
         TimerHandle(state)
     }
 
+    /// Kills every child at once, forgetting them (they stop without waiting for each other).
+    pub(crate) fn kill_children(&mut self) {
+        for child in std::mem::take(&mut self.children).into_values() {
+            child.kill();
+        }
+    }
+
     pub(crate) fn cancel_timers(&mut self) {
         for timer in self.timers.drain(..) {
             timer.cancel();

@@ -148,13 +148,7 @@ impl<M> Mailbox<M> {
     /// Queues a system message; it is never refused for capacity. Returns false when the actor is
     /// gone for good. The caller wakes the actor.
     pub(crate) fn push_system(&self, msg: SystemMsg) -> bool {
-        let mut shared = self.shared.lock();
-        if shared.gone {
-            return false;
-        }
-        shared.system.push_back(msg);
-        self.has_system.store(true, Ordering::Release);
-        true
+        self.push_system_then(msg, || {})
     }
 
     /// Queues a Kill, setting `flag` (the actor's "kill requested", which a handler waiting at
@@ -162,12 +156,17 @@ impl<M> Mailbox<M> {
     /// lock finds the Kill queued (see `runner::decide`, which discards the Kill of a kill that
     /// already ended the incarnation). False when the actor is gone for good.
     pub(crate) fn push_kill(&self, flag: &AtomicBool) -> bool {
+        self.push_system_then(SystemMsg::Kill, || flag.store(true, Ordering::SeqCst))
+    }
+
+    /// `push_system`, running `first` under the lock before anything else.
+    fn push_system_then(&self, msg: SystemMsg, first: impl FnOnce()) -> bool {
         let mut shared = self.shared.lock();
-        flag.store(true, Ordering::SeqCst);
+        first();
         if shared.gone {
             return false;
         }
-        shared.system.push_back(SystemMsg::Kill);
+        shared.system.push_back(msg);
         self.has_system.store(true, Ordering::Release);
         true
     }

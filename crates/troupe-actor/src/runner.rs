@@ -83,9 +83,7 @@ impl<A: Actor> Drop for Life<A> {
     fn drop(&mut self) {
         if !self.finished {
             // Its children would outlive it with nobody to supervise or stop them.
-            for child in std::mem::take(&mut self.ctx.children).into_values() {
-                child.kill();
-            }
+            self.ctx.kill_children();
             finalize(&self.cell, &mut self.rx, &self.ctx, ExitReason::Killed);
         }
     }
@@ -371,9 +369,7 @@ async fn stop_children<A: Actor>(
 ) -> Wound {
     let mut wound = Wound { killed: kill, stop: None };
     if kill {
-        for child in std::mem::take(&mut ctx.children).into_values() {
-            child.kill();
-        }
+        ctx.kill_children();
         return wound;
     }
     let grace = ctx.system.shared.config.child_shutdown_timeout;
@@ -397,9 +393,7 @@ async fn stop_children<A: Actor>(
                 }
                 Some(SystemMsg::Kill) => {
                     child.kill();
-                    for other in std::mem::take(&mut ctx.children).into_values() {
-                        other.kill();
-                    }
+                    ctx.kill_children();
                     wound.killed = true;
                     return wound;
                 }

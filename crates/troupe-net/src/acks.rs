@@ -77,13 +77,31 @@ impl Outstanding {
         Some(u.lane)
     }
 
-    /// Number `seq` was acknowledged at `now`.
-    fn acknowledged(&mut self, seq: u64, now: Instant) {
-        if let Some(lane) = self.remove(seq) {
-            let (highest, at) = self.acked_on.entry(lane).or_insert((seq, now));
-            *highest = (*highest).max(seq);
-            *at = now;
+    /// Numbers `seqs` were acknowledged at `now`. The lanes' records are updated once per lane
+    /// (a batch of acknowledgements is nearly always for one lane).
+    fn acknowledged(&mut self, seqs: &[u64], now: Instant) {
+        let mut last: Option<((usize, usize), u64)> = None;
+        for &seq in seqs {
+            let Some(lane) = self.remove(seq) else { continue };
+            match &mut last {
+                Some((l, highest)) if *l == lane => *highest = (*highest).max(seq),
+                _ => {
+                    if let Some((l, highest)) = last.replace((lane, seq)) {
+                        self.note_acked(l, highest, now);
+                    }
+                }
+            }
         }
+        if let Some((lane, highest)) = last {
+            self.note_acked(lane, highest, now);
+        }
+    }
+
+    /// Lane `lane` had numbers up to `seq` acknowledged at `now`.
+    fn note_acked(&mut self, lane: (usize, usize), seq: u64, now: Instant) {
+        let (highest, at) = self.acked_on.entry(lane).or_insert((seq, now));
+        *highest = (*highest).max(seq);
+        *at = now;
     }
 
     fn floor(&self) -> u64 {
@@ -244,11 +262,7 @@ impl AckState {
     /// The receiver acknowledged `seqs`.
     pub(crate) fn acked(&self, seqs: &[u64]) {
         {
-            let mut outstanding = self.outstanding.lock();
-            let now = Instant::now();
-            for seq in seqs {
-                outstanding.acknowledged(*seq, now);
-            }
+            self.outstanding.lock().acknowledged(seqs, Instant::now());
         }
         self.wake_waiters();
     }
@@ -487,7 +501,7 @@ mod tests {
         let now = Instant::now();
         let idle = |_| true;
         assert_eq!(state.due(now, Duration::from_secs(1), idle).len(), 0);
-        // Not into a lane whose queue still holds frames, however long that lasts.
+        // Not into a lane whose queue still holds frames (for up to `HELD_ROUNDS_MAX` rounds).
         let later = now + Duration::from_secs(2);
         for _ in 0..5 {
             assert_eq!(state.due(later, Duration::from_secs(1), |_| false).len(), 0);

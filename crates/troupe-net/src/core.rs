@@ -461,9 +461,9 @@ impl NodeShared {
                         acks,
                         // Its limit, when it comes with a connection (else ours until a
                         // handshake tells: see `run_connection`).
-                        first.as_ref().map_or(self.settings.max_frame, |(_, opened)| {
-                            opened.established.peer_max_frame.min(self.settings.max_frame)
-                        }),
+                        first
+                            .as_ref()
+                            .map_or(self.settings.max_frame, |(_, opened)| self.frame_limit(&opened.established)),
                     ));
                     // A node reached again after it was declared down keeps its acknowledgement
                     // state: what is still unacknowledged goes first on each lane, before
@@ -743,7 +743,7 @@ impl NodeShared {
         let Opened { reader, writer, established, leftover } = opened;
         peer.version.store(established.version, Ordering::Relaxed);
         // Frames larger than it takes would end the connection: senders get `TooLarge` instead.
-        peer.max_frame.store(established.peer_max_frame.min(self.settings.max_frame), Ordering::Relaxed);
+        peer.max_frame.store(self.frame_limit(&established), Ordering::Relaxed);
         let (reader, leftover) = match self.settings.link {
             // Everything read from here on, including what the handshake read ahead, crosses the emulated link.
             Some(link) => {
@@ -1793,8 +1793,8 @@ impl NodeShared {
                 self.drop_for_overflow(&peer);
                 return;
             }
-            // Not into a queue that still holds frames: the original, or an earlier copy, may be
-            // among them (a stalled connection or a redialling lane), and copies would pile up.
+            // Which lanes are idle, for `AckState::due` (a lane's oldest frame waits while its
+            // queue holds frames: the original, or an earlier copy, may be among them).
             // Read before `due`, which holds the acknowledgement lock: a sender holds a queue's
             // lock while it reserves a number, so taking a queue's lock under it would deadlock.
             // Idle: nothing queued, and nothing taken by a writer that may still be waiting for
@@ -2696,6 +2696,12 @@ thread_local! {
 }
 
 impl NodeShared {
+    /// The largest frame to send a peer that shook hands as `established`: the smaller of its
+    /// limit and ours.
+    fn frame_limit(&self, established: &troupe_wire::Established) -> usize {
+        established.peer_max_frame.min(self.settings.max_frame)
+    }
+
     /// The largest message frame to relay: room is left for the relay wrapping (origin,
     /// destination, TTL, length), which must fit each hop's limit too.
     fn relayed_max_frame(&self) -> usize {

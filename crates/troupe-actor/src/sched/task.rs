@@ -113,11 +113,11 @@ where
             Some(live) => {
                 let waker = live.waker.get_or_insert_with(|| Waker::from(self.clone()));
                 let mut cx = Context::from_waker(waker);
-                // Handlers and hooks catch their own panics (the actor fails and is supervised);
-                // what unwinds to here came from user code run outside them (a supervision
-                // strategy, a timer's message factory) or from a bug. It must not take the worker
-                // thread with it: that would strand the task it holds in its LIFO slot and every
-                // wake-up it deferred. The task ends instead, as if completed.
+                // Handlers, hooks, supervision strategies and interval factories catch their own
+                // panics; what unwinds to here came from other user code run in a task (a future
+                // given to `StagePool::spawn`) or from a bug. It must not take the worker thread
+                // with it: that would strand the task it holds in its LIFO slot and every wake-up
+                // it deferred. The task ends instead, as if completed.
                 match catch_unwind(AssertUnwindSafe(|| live.future.as_mut().poll(&mut cx))) {
                     Ok(poll) => poll.is_ready(),
                     Err(panic) => {

@@ -157,16 +157,20 @@ struct Asker {
 impl Actor for Asker {
     type Msg = Reply<Result<u64, String>>;
     async fn handle(&mut self, done: Self::Msg, _ctx: &mut Context<Self>) -> ActorResult {
-        let start = Instant::now();
-        let answer = self.echo.ask(|r| ServiceMsg::Echo(self.payload.clone(), r)).await;
-        let ns = start.elapsed().as_nanos() as u64;
-        done.send(match answer {
-            Ok(echoed) if echoed == self.payload => Ok(ns),
-            Ok(_) => Err("wrong echo".into()),
-            Err(e) => Err(e.to_string()),
-        });
+        done.send(timed_echo(&self.echo, &self.payload).await.map_err(|e| e.to_string()));
         Ok(())
     }
+}
+
+/// One echo ask of `payload`, checked; how long it took (ns).
+async fn timed_echo(echo: &ActorRef<ServiceMsg>, payload: &Payload) -> anyhow::Result<u64> {
+    let start = Instant::now();
+    let echoed = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
+    let ns = start.elapsed().as_nanos() as u64;
+    if echoed != *payload {
+        bail!("ask64: wrong echo");
+    }
+    Ok(ns)
 }
 
 /// One ask64 series: troupe's asks and the raw ping-pongs paired with them.
@@ -214,15 +218,7 @@ async fn ask64(node: &Node, echo: &ActorRef<ServiceMsg>, raw: &str, n: u64) -> a
     asker.stop();
     let from_actor = from_actor?;
 
-    let from_task = async || -> anyhow::Result<u64> {
-        let start = Instant::now();
-        let echoed = echo.ask(|r| ServiceMsg::Echo(payload.clone(), r)).await?;
-        let ns = start.elapsed().as_nanos() as u64;
-        if echoed != payload {
-            bail!("ask64: wrong echo");
-        }
-        Ok(ns)
-    };
+    let from_task = async || timed_echo(echo, &payload).await;
     let from_task = paired((n / 5).max(1), from_task, &mut raw_ping).await?;
     Ok((from_actor, from_task))
 }
