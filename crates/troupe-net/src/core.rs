@@ -2760,9 +2760,19 @@ impl NodeShared {
         let offset = start.offset();
         head(inline);
         let body_at = inline.len();
-        if let Err(e) = body(inline, &mut attached) {
-            inline.truncate(offset);
-            return Err(e);
+        // The buffer may be a lane's queue, shared by every sender: a `Serialize` that panics
+        // must not leave half a frame there for the next frame to follow (the receiver would
+        // misread everything after it). The panic goes on once the buffer is as it was.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut *inline, &mut attached))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                inline.truncate(offset);
+                return Err(e);
+            }
+            Err(panic) => {
+                inline.truncate(offset);
+                std::panic::resume_unwind(panic);
+            }
         }
         if attached.is_empty() {
             let len = inline.len() - offset;
