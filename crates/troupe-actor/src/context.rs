@@ -140,7 +140,9 @@ impl<A: Actor> Context<A> {
     /// Spawns a child supervised by this actor. The child stops before this actor does.
     pub fn spawn<C: Actor>(&mut self, props: impl Into<Props<C>>) -> ActorRef<C::Msg> {
         let (child, start) = self.system.prepare(props.into(), Some(self.untyped_me()));
-        self.children.insert(child.id(), child.untyped());
+        if start.runs() {
+            self.children.insert(child.id(), child.untyped());
+        }
         start.start();
         child
     }

@@ -243,6 +243,12 @@ pub(crate) struct Starter {
 }
 
 impl Starter {
+    /// False when the actor never runs (the node was shutting down): it is already gone, and no
+    /// supervisor may wait for it to stop.
+    pub(crate) fn runs(&self) -> bool {
+        self.waker.is_some()
+    }
+
     pub(crate) fn start(self) {
         if let Some(waker) = self.waker {
             waker.wake();
@@ -285,7 +291,7 @@ impl ActorSystem {
     pub fn spawn<A: Actor>(&self, props: impl Into<Props<A>>) -> ActorRef<A::Msg> {
         let guardian = self.shared.guardian.get().cloned();
         let (actor, start) = self.prepare(props.into(), guardian.clone());
-        if let Some(guardian) = guardian {
+        if let Some(guardian) = guardian.filter(|_| start.runs()) {
             guardian.0.send_system(SystemMsg::Adopt(actor.untyped()));
         }
         start.start();

@@ -608,3 +608,37 @@ fn panics_in_user_code_outside_handlers_leave_the_node_serving() {
         system.shutdown().await;
     });
 }
+
+/// Spawns a child in a handler that is still running when the node shuts down.
+struct LateSpawner {
+    stopped: Arc<AtomicU32>,
+}
+
+impl Actor for LateSpawner {
+    type Msg = ();
+    async fn handle(&mut self, _: (), ctx: &mut Context<Self>) -> ActorResult {
+        std::thread::sleep(Duration::from_millis(200));
+        ctx.spawn(Worker { starts: Arc::new(AtomicU32::new(0)) });
+        Ok(())
+    }
+    async fn stopped(&mut self, _reason: &ExitReason, _ctx: &mut Context<Self>) {
+        self.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_child_spawned_while_the_node_shuts_down_does_not_hold_up_the_shutdown() {
+    let system = system();
+    system.block_on(async {
+        let stopped = Arc::new(AtomicU32::new(0));
+        let spawner = system.spawn(LateSpawner { stopped: stopped.clone() });
+        spawner.tell(()).await.expect("tell");
+        // The handler is sleeping when the shutdown begins; its child never starts, and its
+        // parent used to wait for it to stop (5 s, then 5 s more after killing it).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        system.shutdown().await;
+        assert!(started.elapsed() < Duration::from_secs(2), "shutdown took {:?}", started.elapsed());
+        assert_eq!(stopped.load(Ordering::SeqCst), 1, "the spawner's stopped hook did not run");
+    });
+}
