@@ -103,30 +103,17 @@ pub(crate) fn run_actor<A: Actor>(life: Life<A>) -> impl Future<Output = ()> + S
     async move {
         let life = &mut life;
         loop {
-            let next = 'incarnation: {
+            let (ended, deferred) = 'incarnation: {
                 let mut actor = match create(&mut life.recipe, life.cell.id) {
                     Ok(actor) => actor,
-                    Err(reason) => {
-                        break 'incarnation Box::pin(after_incarnation(
-                            Ended::Exit(reason),
-                            &mut life.recipe,
-                            &life.ctx,
-                            &life.cell,
-                            Deferred::new(),
-                        ))
-                        .await
-                    }
+                    Err(reason) => break 'incarnation (Ended::Exit(reason), Deferred::new()),
                 };
                 let ended = run_incarnation(&mut actor, &mut life.ctx, &life.cell, &mut life.rx).await;
                 // Everything after an incarnation is rare and slow: boxed, so it does not grow
                 // every actor's future (its idle memory).
-                Box::pin(async {
-                    let mut deferred = Deferred::new();
-                    let ended = wind_down(actor, ended, &mut life.ctx, &life.cell, &mut deferred).await;
-                    after_incarnation(ended, &mut life.recipe, &life.ctx, &life.cell, deferred).await
-                })
-                .await
+                Box::pin(wind_down(actor, ended, &mut life.ctx, &life.cell)).await
             };
+            let next = Box::pin(after_incarnation(ended, &mut life.recipe, &life.ctx, &life.cell, deferred)).await;
             match next {
                 Next::Restart => {
                     life.ctx.stop_requested = false;
@@ -146,26 +133,27 @@ pub(crate) fn run_actor<A: Actor>(life: Life<A>) -> impl Future<Output = ()> + S
 
 /// Ends an incarnation: stops the children, cancels timers, runs the `stopped` hook (unless
 /// killed). A stop asked for meanwhile is remembered in the result; other system messages that
-/// arrive meanwhile are kept in `deferred`.
+/// arrive meanwhile are returned with it, for [`after_incarnation`].
 async fn wind_down<A: Actor>(
     mut actor: A,
     ended: Ended,
     ctx: &mut Context<A>,
     cell: &ActorCell<A::Msg>,
-    deferred: &mut Deferred,
-) -> Ended {
+) -> (Ended, Deferred) {
     let killed_before = matches!(ended, Ended::Exit(ExitReason::Killed) | Ended::Stopping(ExitReason::Killed));
-    let wound = stop_children(ctx, cell, killed_before, deferred).await;
+    let mut deferred = Deferred::new();
+    let wound = stop_children(ctx, cell, killed_before, &mut deferred).await;
     ctx.cancel_timers();
     let ended = match wound.stop {
         Some(stop) => ended.stopping(stop),
         None => ended,
     };
     if wound.killed {
-        return match ended {
+        let ended = match ended {
             Ended::Stopping(_) => Ended::Stopping(ExitReason::Killed),
             _ => Ended::Exit(ExitReason::Killed),
         };
+        return (ended, deferred);
     }
     let reason = match &ended {
         Ended::Exit(reason) | Ended::Stopping(reason) => reason.clone(),
@@ -176,7 +164,7 @@ async fn wind_down<A: Actor>(
         Ok(())
     };
     let _ = guarded(stopped, &cell.kill_requested, &cell.id, Hook::Stopped).await;
-    ended
+    (ended, deferred)
 }
 
 fn create<A: Actor>(props: &mut Recipe<A>, id: ActorId) -> Result<A, ExitReason> {
