@@ -28,6 +28,19 @@ pub(crate) enum Watcher {
     Callback(Box<dyn FnOnce(&ExitReason) + Send>),
 }
 
+impl Watcher {
+    /// False for an entry nobody will hear any more: its watcher has terminated, or its waiter
+    /// gave up. (Checked while the watched actor's lifecycle lock is held, so it takes no
+    /// lifecycle lock itself.)
+    fn may_listen(&self) -> bool {
+        match self {
+            Watcher::Monitor(c) | Watcher::Link(c) => !c.is_gone(),
+            Watcher::Signal(tx) => !tx.is_closed(),
+            Watcher::Callback(_) => true,
+        }
+    }
+}
+
 /// What an actor's watchers and the registry need; one per actor, so every field is one word.
 #[derive(Default)]
 pub(crate) struct Lifecycle {
@@ -48,6 +61,9 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     fn kill(&self);
     fn message_type(&self) -> &'static str;
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+    /// True once the actor has terminated for good. Takes no lifecycle lock: it is asked about
+    /// watchers while the watched actor's lifecycle lock is held.
+    fn is_gone(&self) -> bool;
 
     fn is_alive(&self) -> bool {
         self.lifecycle().lock().exit.is_none()
@@ -78,7 +94,10 @@ pub(crate) trait CellControl: Send + Sync + 'static {
                 if duplicate {
                     return false;
                 }
-                life.watchers.push(watcher);
+                // Watchers that terminated before this actor (short-lived actors watching a
+                // long-lived one, `wait_for_exit` calls that timed out) are dropped now and then,
+                // or the list would grow with every one of them.
+                life.watchers.push_pruning(watcher, Watcher::may_listen);
                 true
             }
             Some(reason) => {
@@ -100,6 +119,8 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     /// The actor `from`, linked to this one, ended with `reason`: a failure makes this one fail,
     /// a normal stop just ends the link. (A remote proxy passes the news on to its node.)
     fn link_ended(&self, from: ActorId, reason: &ExitReason) {
+        // `from` is gone: this actor's half of the link would only keep its cell alive.
+        self.remove_link(from);
         if !reason.is_normal() {
             self.send_system(SystemMsg::LinkExit { from, reason: reason.clone() });
         }
@@ -223,5 +244,69 @@ impl<M: Send + 'static> CellControl for ActorCell<M> {
 
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
+    }
+
+    fn is_gone(&self) -> bool {
+        self.mailbox.is_gone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::prelude::*;
+    use crate::UntypedRef;
+
+    /// Lives as long as the test.
+    struct Target;
+    struct Nothing;
+    impl Message for Nothing {}
+    impl Actor for Target {
+        type Msg = Nothing;
+        async fn handle(&mut self, _: Nothing, _: &mut Context<Self>) -> ActorResult {
+            Ok(())
+        }
+    }
+
+    /// Watches (or links to) the target when it starts, then stops.
+    struct Passer {
+        target: UntypedRef,
+        link: bool,
+    }
+    impl Actor for Passer {
+        type Msg = Nothing;
+        async fn started(&mut self, ctx: &mut Context<Self>) -> ActorResult {
+            if self.link {
+                ctx.link(self.target.clone());
+            } else {
+                ctx.watch(self.target.clone());
+            }
+            ctx.stop();
+            Ok(())
+        }
+        async fn handle(&mut self, _: Nothing, _: &mut Context<Self>) -> ActorResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_long_lived_actor_keeps_no_entries_for_watchers_that_ended() {
+        let system = ActorSystem::builder().workers(2).build().expect("system starts");
+        let target = system.spawn(Target).untyped();
+        system.block_on(async {
+            for i in 0..1_000 {
+                let passer = system.spawn(Passer { target: target.clone(), link: i % 2 == 1 });
+                assert!(passer.wait_for_exit().await.is_normal());
+                // A waiter that gives up leaves an entry behind too.
+                let _ = tokio::time::timeout(Duration::ZERO, target.wait_for_exit()).await;
+            }
+        });
+        let entries = target.0.lifecycle().lock().watchers.len();
+        // Links are dropped as their other end stops; monitors and waiters that gave up when the
+        // list next fills. 1,000 of each were added.
+        assert!(entries <= 64, "the target still holds {entries} watcher entries");
+        assert!(target.is_alive());
+        system.shutdown_blocking();
     }
 }

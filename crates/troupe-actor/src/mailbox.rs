@@ -257,6 +257,11 @@ impl<M> Mailbox<M> {
         drained
     }
 
+    /// True once [`close_and_drain`](Self::close_and_drain) ran: the actor is gone for good.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.shared.lock().gone
+    }
+
     /// Reopens a mailbox closed by [`close_for_senders`](Self::close_for_senders) (after a restart).
     pub(crate) fn reopen(&self) {
         self.shared.lock().closed = false;

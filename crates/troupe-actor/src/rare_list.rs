@@ -18,6 +18,22 @@ impl<T> RareList<T> {
         self.0.get_or_insert_with(Default::default).push(item);
     }
 
+    /// Pushes `item`, first dropping the items `keep` rejects if the list is full (the push would
+    /// reallocate). Amortised O(1) per push: a pruning that frees less than half of the room
+    /// doubles it, so the next one is at least as many pushes away as this one cost.
+    pub(crate) fn push_pruning(&mut self, item: T, keep: impl FnMut(&T) -> bool) {
+        if let Some(items) = &mut self.0 {
+            let room = items.capacity();
+            if items.len() == room && room >= 4 {
+                items.retain(keep);
+                if items.len() > room / 2 {
+                    items.reserve_exact(2 * room - items.len());
+                }
+            }
+        }
+        self.push(item);
+    }
+
     pub(crate) fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
         if let Some(items) = &mut self.0 {
             items.retain(keep);
@@ -32,6 +48,11 @@ impl<T> RareList<T> {
         T: PartialEq,
     {
         self.0.as_ref().is_some_and(|items| items.contains(item))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |items| items.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -69,5 +90,31 @@ mod tests {
         assert_eq!(list.take(), [4]);
         assert!(list.is_empty());
         assert_eq!(std::mem::size_of::<RareList<String>>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn pruning_pushes_drop_rejected_items_and_stay_amortised() {
+        let mut list = RareList::default();
+        // Every item but the newest is stale: the list never holds more than one fill's worth.
+        let mut checks = 0usize;
+        for i in 0..10_000u32 {
+            list.push_pruning(i, |&x| {
+                checks += 1;
+                x + 1 == i
+            });
+            assert!(list.len() <= 8, "stale items piled up: {}", list.len());
+        }
+        assert!(checks < 2 * 10_000, "pruning was not amortised: {checks} checks");
+        // Nothing stale: the room doubles instead of pruning on every push.
+        let mut list = RareList::default();
+        let mut checks = 0usize;
+        for i in 0..10_000u32 {
+            list.push_pruning(i, |_| {
+                checks += 1;
+                true
+            });
+        }
+        assert_eq!(list.len(), 10_000);
+        assert!(checks < 2 * 10_000, "pruning was not amortised: {checks} checks");
     }
 }

@@ -654,6 +654,10 @@ impl CellControl for RemoteProxy {
         "<remote>"
     }
 
+    fn is_gone(&self) -> bool {
+        self.has_exited()
+    }
+
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
     }
