@@ -236,6 +236,35 @@ async fn acked_messages_survive_connection_drops() {
     a.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_cut_off_with_its_connection_is_sent_again() {
+    // As above, every connection A makes to B goes through the proxy; 100 ms each way keeps the
+    // watch on the wire long enough to cut it.
+    let port = free_port();
+    let b_listen = format!("127.0.0.1:{port}");
+    let link = LinkConfig::rtt(Duration::from_millis(200));
+    let proxy = LinkProxy::start("127.0.0.1:0".parse().unwrap(), b_listen.parse().unwrap(), link).await.expect("proxy");
+    let proxy_addr = proxy.local_addr().to_string();
+    let b = spawn_node("b", &[("TROUPE_LISTEN", &b_listen), ("TROUPE_ADVERTISE", &proxy_addr)]).await;
+    assert_eq!(b.addr, b_listen);
+    let a = start(troupe::NodeConfig { ack_retransmit_ms: 200, reconnect_min_ms: 20, ..config("a") }).await;
+    connect(&a, &proxy_addr).await;
+    let on_b = sink(&a, "b").await;
+    echo_roundtrip(&on_b, 1).await;
+    let connections = proxy.stats().connections;
+    let downed = watch(&a, &on_b).await;
+    // The watch is written to the proxy, and lost with the connection.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    proxy.sever_all();
+    // The stop is queued behind the watch: once B has it, B must have had the watch too.
+    on_b.stop();
+    let down = tokio::time::timeout(PATIENCE, downed).await.expect("Down in time").expect("watcher");
+    assert_eq!((down.id, down.reason), (on_b.id(), ExitReason::Normal));
+    assert!(proxy.stats().connections > connections, "the lanes must have redialled: {:?}", proxy.stats());
+    assert!(a.stats().retransmits > 0, "the watch must have been sent again: {:?}", a.stats());
+    a.shutdown().await;
+}
+
 /// Resident set size of process `pid` (`"self"` for this one), in bytes.
 fn rss_of(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");

@@ -1051,8 +1051,17 @@ impl NodeShared {
                 Dispatched::Done
             }
             FrameKind::Control => {
-                match Control::decode(payload) {
-                    Ok(control) => self.on_control(peer, control),
+                let numbered = header.flags & flags::ACK_REQUESTED != 0;
+                let decoded = match numbered {
+                    true => Control::decode_numbered(payload).map(|(seq, control)| (Some(seq), control)),
+                    false => Control::decode(payload).map(|control| (None, control)),
+                };
+                match decoded {
+                    Ok((seq, control)) => {
+                        if seq.is_none_or(|seq| self.first_arrival(peer, seq, conn)) {
+                            self.on_control(peer, control);
+                        }
+                    }
                     Err(error) => {
                         self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %peer.name, %error, "bad control frame");
@@ -1198,26 +1207,37 @@ impl NodeShared {
                 return None;
             }
         }
-        if let Some(seq) = env.seq {
-            match peer.acks.arrival(seq) {
-                Arrival::First => conn.acks.push(seq),
-                Arrival::Duplicate => {
-                    conn.acks.push(seq);
-                    self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                Arrival::OutOfWindow => {
-                    // No honest sender gets this far ahead: neither recorded nor acknowledged.
-                    self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    if !std::mem::replace(&mut conn.warned_window, true) {
-                        tracing::warn!(peer = %peer.name, seq, "acknowledged message numbered far ahead; dropped (logged once per connection)");
-                    }
-                    return None;
-                }
-            }
+        if env.seq.is_some_and(|seq| !self.first_arrival(peer, seq, conn)) {
+            return None;
         }
         let (body, attached) = self.split_body(&peer.name, header, body, frame)?;
         Some((target, env.type_tag, body, attached))
+    }
+
+    /// A numbered frame (an acknowledged message, or a numbered control message) numbered `seq`
+    /// arrived from `peer`: true the first time, when it is to be handled. Its acknowledgement
+    /// goes with the connection's next batch, the first time and for every copy (the sender
+    /// missed the earlier acknowledgement); copies are counted as duplicates.
+    fn first_arrival(&self, peer: &Peer, seq: u64, conn: &mut ConnState) -> bool {
+        match peer.acks.arrival(seq) {
+            Arrival::First => {
+                conn.acks.push(seq);
+                true
+            }
+            Arrival::Duplicate => {
+                conn.acks.push(seq);
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Arrival::OutOfWindow => {
+                // No honest sender gets this far ahead: neither recorded nor acknowledged.
+                self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut conn.warned_window, true) {
+                    tracing::warn!(peer = %peer.name, seq, "acknowledged frame numbered far ahead; dropped (logged once per connection)");
+                }
+                false
+            }
+        }
     }
 
     /// A body's postcard part and its attached payloads: sliced from `frame` when the frame has a
@@ -1320,7 +1340,7 @@ impl NodeShared {
     fn dead_letters(&self, peer: &Peer, target: ActorId, count: u64) {
         self.counters.dead_letters.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
-        self.send_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
+        peer.push_actor_control(&Control::Down { target: wire_id(target), reason: WireExit::NoActor });
     }
 
     /// Completes the ask a Reply frame from node `from` answers.
@@ -1548,13 +1568,13 @@ impl NodeShared {
     /// connection made on demand (so a watcher still hears of a Down from a node whose
     /// connections the overlay released). False when it cannot go anywhere.
     pub(crate) fn send_actor_control(&self, to: NodeId, control: &Control) -> bool {
-        if self.peer(to).is_some() {
-            return self.send_control(to, control);
+        if let Some(peer) = self.peer(to) {
+            return peer.push_actor_control(control);
         }
         if to != self.id && self.must_relay(to) {
             return self.relay_control(to, control);
         }
-        self.peer_on_demand(to).is_some() && self.send_control(to, control)
+        self.peer_on_demand(to).is_some_and(|peer| peer.push_actor_control(control))
     }
 
     /// Sends actor signal `signal` to node `to` so that it takes effect after the messages this
@@ -1603,7 +1623,7 @@ impl NodeShared {
             [marker] if peer.version.load(Ordering::Relaxed) == 4 => Control::After { marker: *marker, signal },
             _ => Control::AfterAll { markers, signal },
         };
-        peer.push_control((0, 0), &control) || self.send_actor_control(peer.id, &plain)
+        peer.push_actor_control(&control) || self.send_actor_control(peer.id, &plain)
     }
 
     /// Takes in an actor signal (or any control message about actors) that arrived on a

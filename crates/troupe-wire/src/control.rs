@@ -248,6 +248,26 @@ impl Control {
             .map_err(|e| WireError::Malformed { what: "control message", detail: e.to_string() })
     }
 
+    /// Appends the payload of a numbered Control frame (protocol version 6; the frame carries
+    /// [`flags::ACK_REQUESTED`](crate::flags::ACK_REQUESTED)): `seq` as a postcard varint, then
+    /// this message.
+    pub fn encode_numbered(&self, seq: u64, out: &mut Vec<u8>) -> Result<(), WireError> {
+        postcard::to_io(&(seq, self), out)
+            .map(|_| ())
+            .map_err(|e| WireError::Malformed { what: "numbered control message", detail: e.to_string() })
+    }
+
+    /// Decodes the payload of a numbered Control frame into its sequence number and message.
+    /// Trailing bytes are an error.
+    pub fn decode_numbered(payload: &[u8]) -> Result<(u64, Control), WireError> {
+        let malformed = |detail: String| WireError::Malformed { what: "numbered control message", detail };
+        let (numbered, rest) = postcard::take_from_bytes(payload).map_err(|e| malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(malformed(format!("{} trailing bytes", rest.len())));
+        }
+        Ok(numbered)
+    }
+
     /// Decodes a Control frame payload. Trailing bytes are an error.
     pub fn decode(payload: &[u8]) -> Result<Control, WireError> {
         let malformed = |detail: String| WireError::Malformed { what: "control message", detail };

@@ -18,7 +18,9 @@ const LEN_FIELD_MAX: usize = u32::MAX as usize;
 /// Frame flag bits (the `flags` byte of the header).
 pub mod flags {
     /// On a Message frame: the envelope carries a sequence number and the receiver must answer with an
-    /// Ack frame listing it.
+    /// Ack frame listing it. On a Control frame (protocol version 6): the payload is a sequence number
+    /// then the control message ([`Control::decode_numbered`](crate::Control::decode_numbered)),
+    /// numbered and acknowledged like an acknowledged message, from the same sequence.
     pub const ACK_REQUESTED: u8 = 1;
     /// On a Message or Reply frame: the body carries attached payloads after its postcard part
     /// (see [`split_attached`](crate::split_attached)).

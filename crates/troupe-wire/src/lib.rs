@@ -56,7 +56,11 @@ pub use handshake::{
 /// - 5: [`Control::AfterAll`] and [`Signal::Down`]: a stop, and a Down, wait for the messages
 ///   sent before them on every connection of the default channel. A version-5 node sends older
 ///   nodes the plain signal, and still applies a version-4 node's [`Control::After`].
-pub const PROTOCOL_VERSION: u16 = 5;
+/// - 6: numbered control frames ([`flags::ACK_REQUESTED`] on a Control frame, see
+///   [`Control::decode_numbered`]): actor signals (watch, down, stop, kill, link, unlink) are
+///   acknowledged and sent again after a lost connection, like acknowledged messages. A version-6
+///   node sends older nodes the plain frame.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The oldest wire protocol version this build accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

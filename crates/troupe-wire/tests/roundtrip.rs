@@ -222,6 +222,16 @@ proptest! {
     }
 
     #[test]
+    fn numbered_control_round_trips(seq: u64, c in control(), junk in proptest::collection::vec(any::<u8>(), 1..4)) {
+        let mut payload = Vec::new();
+        c.encode_numbered(seq, &mut payload).unwrap();
+        prop_assert_eq!(Control::decode_numbered(&payload).unwrap(), (seq, c.clone()));
+        // Trailing bytes are refused.
+        payload.extend_from_slice(&junk);
+        prop_assert!(Control::decode_numbered(&payload).is_err());
+    }
+
+    #[test]
     fn acks_round_trip(seqs in proptest::collection::vec(any::<u64>(), 0..200)) {
         let mut out = Vec::new();
         encode_acks(&mut out, &seqs);
