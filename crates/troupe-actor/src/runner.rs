@@ -291,6 +291,9 @@ async fn handle_system<A: Actor>(
         }
         SystemMsg::ChildTerminated { id } => {
             ctx.children.remove(&id);
+            if let Some(history) = &mut ctx.restarts {
+                history.forget_child(id);
+            }
             Flow::Continue
         }
         SystemMsg::Adopt(child) => {
@@ -315,7 +318,23 @@ fn supervise<A: Actor>(
         return Flow::Continue;
     }
     let history = ctx.restarts.get_or_insert_with(Default::default);
-    let Some(recent) = history.record(&strategy, Instant::now()) else {
+    // The root guardian has nobody to give up to: giving up would stop every top-level actor and
+    // leave those spawned later unsupervised, so it counts each one's restarts on its own and
+    // stops for good only the one past its limit.
+    let root = ctx.parent.is_none();
+    let recorded = match root {
+        true => history.record_child(child.id(), &strategy, Instant::now()),
+        false => history.record(&strategy, Instant::now()),
+    };
+    let Some(recent) = recorded else {
+        if root {
+            tracing::error!(
+                child = %child.id(), %reason,
+                "restart intensity exceeded ({} in {:?}); the top-level actor stays stopped", strategy.max_restarts, strategy.within
+            );
+            child.0.send_system(SystemMsg::Terminate);
+            return Flow::Continue;
+        }
         tracing::error!(
             supervisor = %ctx.id(), child = %child.id(), %reason,
             "restart intensity exceeded ({} in {:?}); supervisor gives up", strategy.max_restarts, strategy.within

@@ -1,7 +1,9 @@
 //! Supervision strategies: which children restart when one fails, how often, and how soon.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use crate::id::ActorId;
 
 /// Which children are restarted when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +48,9 @@ pub struct SupervisionStrategy {
     /// Which children restart.
     pub kind: StrategyKind,
     /// At most this many restarts within `within`; one more and the parent gives up, stops all
-    /// its children and fails itself with `ExitReason::RestartLimit` (escalation).
+    /// its children and fails itself with `ExitReason::RestartLimit` (escalation). The node's
+    /// root guardian, which supervises the top-level actors and has nobody to give up to, counts
+    /// each top-level actor's restarts on its own and stops for good only the one past its limit.
     pub max_restarts: u32,
     /// The intensity window.
     pub within: Duration,
@@ -99,19 +103,36 @@ impl SupervisionStrategy {
 #[derive(Debug, Default)]
 pub(crate) struct RestartHistory {
     recent: VecDeque<Instant>,
+    /// The root guardian's: a window per top-level actor (it has nobody to give up to, so one
+    /// actor's failures must not use up another's restarts).
+    per_child: HashMap<ActorId, VecDeque<Instant>>,
 }
 
 impl RestartHistory {
     /// Records a restart at `now`; returns the number of restarts in the window (including this
     /// one), or `None` when that exceeds the strategy's limit.
     pub(crate) fn record(&mut self, strategy: &SupervisionStrategy, now: Instant) -> Option<u32> {
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > strategy.within) {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(now);
-        let n = self.recent.len() as u32;
-        (n <= strategy.max_restarts).then_some(n)
+        record_in(&mut self.recent, strategy, now)
     }
+
+    /// [`record`](Self::record) in a window of `child`'s own.
+    pub(crate) fn record_child(&mut self, child: ActorId, strategy: &SupervisionStrategy, now: Instant) -> Option<u32> {
+        record_in(self.per_child.entry(child).or_default(), strategy, now)
+    }
+
+    /// Forgets `child`'s own window (it terminated).
+    pub(crate) fn forget_child(&mut self, child: ActorId) {
+        self.per_child.remove(&child);
+    }
+}
+
+fn record_in(recent: &mut VecDeque<Instant>, strategy: &SupervisionStrategy, now: Instant) -> Option<u32> {
+    while recent.front().is_some_and(|t| now.duration_since(*t) > strategy.within) {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+    let n = recent.len() as u32;
+    (n <= strategy.max_restarts).then_some(n)
 }
 
 #[cfg(test)]

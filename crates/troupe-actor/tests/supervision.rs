@@ -175,6 +175,39 @@ fn restart_intensity_exhaustion_escalates() {
 }
 
 #[test]
+fn a_top_level_actor_past_its_restart_limit_stops_alone() {
+    let system = system();
+    system.block_on(async {
+        let worker = |starts: &Arc<AtomicU32>| {
+            let starts = starts.clone();
+            Props::factory(move || Worker { starts: starts.clone() })
+        };
+        let (flapping_starts, steady_starts) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let flapping = system.spawn(worker(&flapping_starts));
+        let steady = system.spawn(worker(&steady_starts));
+        // The root guardian's default: 10 restarts within 10 s.
+        for expected in 2..=11 {
+            flapping.tell(WorkerMsg::Panic).await.expect("tell");
+            wait_for("restart", || flapping_starts.load(Ordering::SeqCst) == expected).await;
+        }
+        flapping.tell(WorkerMsg::Panic).await.expect("tell");
+        let reason = tokio::time::timeout(Duration::from_secs(5), flapping.wait_for_exit()).await.expect("it ends");
+        assert!(matches!(reason, ExitReason::Panicked(_)), "{reason}");
+        // The others go on, and their restarts are their own.
+        assert_eq!(steady.ask(WorkerMsg::Ping).await.expect("steady answers"), 1);
+        steady.tell(WorkerMsg::Panic).await.expect("tell");
+        wait_for("steady restarted", || steady_starts.load(Ordering::SeqCst) == 2).await;
+        // A top-level actor spawned now is supervised and stopped by the shutdown.
+        let later_starts = Arc::new(AtomicU32::new(0));
+        let later = system.spawn(worker(&later_starts));
+        later.tell(WorkerMsg::Panic).await.expect("tell");
+        wait_for("later restarted", || later_starts.load(Ordering::SeqCst) == 2).await;
+        assert_eq!(system.shutdown().await, ExitReason::Shutdown);
+        assert!(!later.is_alive() && !steady.is_alive());
+    });
+}
+
+#[test]
 fn backoff_delays_restarts() {
     let system = system();
     system.block_on(async {
