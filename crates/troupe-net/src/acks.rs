@@ -54,13 +54,15 @@ struct Outstanding {
 
 impl Outstanding {
     fn reserve(&mut self, lane: (usize, usize)) -> Option<u64> {
-        if self.bytes >= self.limit {
-            return None;
-        }
+        (self.bytes < self.limit).then(|| self.number(lane))
+    }
+
+    /// The next number, reserved for a frame on `lane` whatever the bound.
+    fn number(&mut self, lane: (usize, usize)) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), held: 0 });
-        Some(seq)
+        seq
     }
 
     fn fill(&mut self, seq: u64, frame: FrameBuf) {
@@ -246,6 +248,30 @@ impl AckState {
     /// unacknowledged. Follow with [`fill`](Self::fill) or [`abandon`](Self::abandon).
     pub(crate) fn reserve(&self, lane: (usize, usize)) -> Option<u64> {
         self.outstanding.lock().reserve(lane)
+    }
+
+    /// Reserves the next number for a control message queued on `lane`, whatever is
+    /// unacknowledged (a few bytes each, and bounded by the queue's overflow mark: a signal must
+    /// not go unnumbered, or wait, behind acknowledged messages).
+    pub(crate) fn reserve_control(&self, lane: (usize, usize)) -> u64 {
+        self.outstanding.lock().number(lane)
+    }
+
+    /// Gives up every unacknowledged frame of `lane` and returns how many there were (the
+    /// control lane's signals of a peer declared gone: they would take effect if the node came
+    /// back, after its actors' watchers and links heard of its loss).
+    pub(crate) fn abandon_lane(&self, lane: (usize, usize)) -> usize {
+        let abandoned = {
+            let mut outstanding = self.outstanding.lock();
+            let seqs: Vec<u64> =
+                outstanding.frames.iter().filter(|(_, u)| u.lane == lane).map(|(seq, _)| *seq).collect();
+            for &seq in &seqs {
+                outstanding.remove(seq);
+            }
+            seqs.len()
+        };
+        self.wake_waiters();
+        abandoned
     }
 
     /// Keeps the frame of reserved number `seq` for retransmission.
@@ -517,6 +543,28 @@ mod tests {
         state.acked(&[b]);
         assert_eq!(state.new_floor(), Some(c + 1), "an abandoned number does not hold the floor");
         assert_eq!(state.new_floor(), None);
+    }
+
+    #[test]
+    fn control_numbers_ignore_the_bound_and_a_lane_can_be_given_up() {
+        let state = AckState::new(10);
+        let six = || {
+            let mut frame = FrameBuf::default();
+            frame.inline().extend_from_slice(&[0; 6]);
+            frame
+        };
+        let message = state.reserve((1, 0)).unwrap();
+        state.fill(message, six());
+        let signals: Vec<u64> = (0..3).map(|_| state.reserve_control((0, 0))).collect();
+        for &seq in &signals {
+            state.fill(seq, six());
+        }
+        assert_eq!(state.reserve((1, 0)), None, "24 bytes unacked, limit 10");
+        assert_eq!(state.unacked(), 4);
+        assert_eq!(state.abandon_lane((0, 0)), 3);
+        assert_eq!(state.unacked(), 1, "only the message is left");
+        state.acked(&[message]);
+        assert_eq!(state.new_floor(), Some(signals[2] + 1), "given-up numbers do not hold the floor");
     }
 
     #[test]

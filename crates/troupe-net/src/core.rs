@@ -1340,7 +1340,7 @@ impl NodeShared {
     fn dead_letters(&self, peer: &Peer, target: ActorId, count: u64) {
         self.counters.dead_letters.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
-        peer.push_actor_control(&Control::Down { target: wire_id(target), reason: WireExit::NoActor });
+        self.send_actor_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });
     }
 
     /// Completes the ask a Reply frame from node `from` answers.
@@ -1899,6 +1899,11 @@ impl NodeShared {
         // queues once a new peer for the same node (see `ensure_peer`) may have taken its
         // snapshot of the unacknowledged frames.
         peer.close_lanes();
+        // Its signals not yet acknowledged (a watch, a link, a stop) are void: its actors'
+        // watchers and links hear of its loss now, and must not be watched, linked or stopped
+        // by them should the node be reached again. Given up before it leaves the map, so a
+        // newer peer (see `ensure_peer`) never queues them again.
+        peer.acks.abandon_lane((0, 0));
         {
             // Only this peer: a newer one for the same node may have taken its place.
             let mut peers = self.peers.write();
@@ -2327,6 +2332,13 @@ impl NodeShared {
             // Its acknowledged-delivery state stays while the node lives: both sides keep
             // theirs, so a later connection numbers on where this one left off.
             tracing::debug!(node = %shared.settings.name, peer = %peer.name, "connections released");
+            // A sender that took this peer before it left the map can have queued an
+            // acknowledged message or signal after the check above; its acknowledgement may
+            // never have come back, and only a peer's lanes send it again: a new peer does.
+            if peer.acks.unacked() > 0 && shared.peer(peer.id).is_none() && !shared.shutting_down.load(Ordering::Acquire) {
+                tracing::debug!(node = %shared.settings.name, peer = %peer.name, "acknowledged frames left after the release; reconnecting");
+                shared.peer_on_demand(peer.id);
+            }
         });
         true
     }

@@ -176,38 +176,30 @@ impl Peer {
     /// forms) on the control lane. To a node of protocol version 6 or later it goes numbered
     /// from the acknowledged messages' sequence and is kept until acknowledged: a control
     /// connection lost with it on the wire sends it again, in order, on the next one (a lost
-    /// watch would leave its watcher waiting for ever). Plain to older nodes, to a node whose
-    /// version is not known yet (no handshake so far), and when the unacknowledged frames are
-    /// at their bound. False as for [`push_control`](Self::push_control).
+    /// watch would leave its watcher waiting for ever). Plain to older nodes and to a node whose
+    /// version is not known yet (no handshake so far). False as for
+    /// [`push_control`](Self::push_control).
     pub(crate) fn push_actor_control(&self, control: &troupe_wire::Control) -> bool {
-        /// Why a numbered push did not happen.
-        enum NotNumbered {
-            NoRoom,
-            Encoding,
-        }
         const LANE: (usize, usize) = (0, 0);
         if self.version.load(Ordering::Relaxed) < 6 {
             return self.push_control(LANE, control);
         }
-        // The number is reserved under the queue's lock, so numbers go out in queue order.
+        // Numbered under the queue's lock, so numbers go out in queue order; never plain once
+        // the version allows numbers, or a plain signal lost with a connection could be
+        // overtaken by a later numbered one sent again (a link, then its unlink).
         let pushed = self.lane(LANE).queue.push_unbounded(|buf| {
-            let seq = self.acks.reserve(LANE).ok_or(NotNumbered::NoRoom)?;
-            let reserved = crate::acks::Reserved::new(&self.acks, seq);
             let mut payload = Vec::new();
-            control.encode_numbered(seq, &mut payload).map_err(|_| NotNumbered::Encoding)?;
+            let seq = self.acks.reserve_control(LANE);
+            let reserved = crate::acks::Reserved::new(&self.acks, seq);
+            control.encode_numbered(seq, &mut payload)?;
             let mut frame = crate::framebuf::FrameBuf::default();
             let (kind, flag) = (troupe_wire::FrameKind::Control, troupe_wire::flags::ACK_REQUESTED);
-            troupe_wire::encode_frame(frame.inline(), kind, flag, 0, &payload, usize::MAX)
-                .map_err(|_| NotNumbered::Encoding)?;
+            troupe_wire::encode_frame(frame.inline(), kind, flag, 0, &payload, usize::MAX)?;
             buf.append(&frame);
             reserved.fill(frame);
-            Ok(())
+            Ok::<(), troupe_wire::WireError>(())
         });
-        match pushed {
-            Some(Ok(())) => true,
-            Some(Err(NotNumbered::NoRoom)) => self.push_control(LANE, control),
-            Some(Err(NotNumbered::Encoding)) | None => false,
-        }
+        matches!(pushed, Some(Ok(())))
     }
 
     /// Counts a connection it dialled for one of its lanes while we read it (until the guard is
