@@ -2,7 +2,7 @@
 //! and the tasks that move frames (listener, lanes, readers). It implements
 //! [`troupe_actor::Transport`], which is how remote `ActorRef`s reach the network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -283,6 +283,10 @@ pub(crate) struct NodeShared {
     exported: RwLock<IdMap<u64, Arc<dyn Inbound>>>,
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
+    /// Watches other nodes hold on this node's actors, as (watcher's node, watched actor): one
+    /// exit callback each, however often that node asks again (a proxy dropped and made anew
+    /// asks again); an entry goes when its Down is sent or its node is gone.
+    remote_watches: Mutex<HashSet<(NodeId, ActorId)>>,
     proxies_since_sweep: AtomicU64,
     /// Nodes reported lost by failure notices, with when: a node that detects a loss someone
     /// reported within [`NOTICE_MEMORY`] does not report it again.
@@ -358,6 +362,7 @@ impl NodeShared {
             exported: RwLock::new(id_map()),
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
+            remote_watches: Mutex::new(HashSet::new()),
             proxies_since_sweep: AtomicU64::new(0),
             lost_notices: Mutex::new(HashMap::new()),
             quarantined: Mutex::new(HashMap::new()),
@@ -1472,10 +1477,16 @@ impl NodeShared {
                 let id = actor_id(&target);
                 match self.exported_local(id) {
                     Some(actor) => {
+                        if !self.remote_watches.lock().insert((from, id)) {
+                            return Ok(());
+                        }
                         let me = self.me.clone();
                         let watcher = from;
                         actor.untyped().on_exit(move |reason| {
-                            if let Some(shared) = me.upgrade() {
+                            let Some(shared) = me.upgrade() else { return };
+                            // Not when the watcher's node was lost meanwhile (nobody to tell),
+                            // nor twice when it came back and asked again.
+                            if shared.remote_watches.lock().remove(&(watcher, id)) {
                                 let down = Signal::Down { target: wire_id(id), reason: wire_exit(reason) };
                                 shared.send_after_messages(watcher, down);
                             }
@@ -1963,6 +1974,7 @@ impl NodeShared {
             pending.complete(ReplyOutcome::NoReply, &[], None);
         }
         self.lookups.lock().retain(|_, (to, _)| !gone(*to));
+        self.remote_watches.lock().retain(|(watcher, _)| !gone(*watcher));
     }
 
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
@@ -2377,6 +2389,7 @@ impl NodeShared {
         let mut stats = self.counters.snapshot();
         stats.frame_pool_bytes = self.frame_pool.lock().bytes() as u64;
         stats.relay_waiting = self.relay_waits.messages() as u64;
+        stats.remote_watches = self.remote_watches.lock().len() as u64;
         for peer in self.peers.read().values() {
             stats.unacked += peer.acks.unacked() as u64;
             stats.messages_out += peer.messages_sent();

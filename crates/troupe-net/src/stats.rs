@@ -75,6 +75,9 @@ pub struct NodeStats {
     pub frame_pool_bytes: u64,
     /// Relayed messages waiting here for room in full mailboxes, now (a gauge, not a counter).
     pub relay_waiting: u64,
+    /// Watches other nodes hold on this node's actors, now (a gauge): one per watching node
+    /// and watched actor.
+    pub remote_watches: u64,
 }
 
 impl Counters {
@@ -102,6 +105,7 @@ impl Counters {
             failure_notices_withheld: get(&self.failure_notices_withheld),
             frame_pool_bytes: 0,
             relay_waiting: 0,
+            remote_watches: 0,
         }
     }
 }

@@ -364,6 +364,50 @@ async fn watched_finisher(
     (finisher, remote, exit)
 }
 
+/// A node that watches a remote actor again and again (each time through a fresh proxy: the old
+/// one was dropped with its last ref) holds one watch on it, not one per proxy; the watch goes
+/// with its Down, and with the watching node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_remote_actor_again_holds_one_watch() {
+    let (a, b) = quick_pair().await;
+    let counter = b.system().spawn(Counter(0));
+    b.register("counter", &counter).unwrap();
+    let other = b.system().spawn(Counter(0));
+    b.register("other", &other).unwrap();
+    let watches = || b.stats().remote_watches;
+    for _ in 0..20 {
+        let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+        // Watched until this wait is dropped: long enough to ask b.
+        let _ = tokio::time::timeout(Duration::from_millis(5), remote.wait_for_exit()).await;
+    }
+    let remote_other: ActorRef<CounterMsg> = a.lookup("b", "other").await.expect("lookup");
+    let other_exit = tokio::spawn(async move { remote_other.wait_for_exit().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while watches() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(watches(), 2, "one watch per watched actor");
+    // A watch asked for again by a fresh proxy still hears of the exit, through the first
+    // one; the watch goes with its Down.
+    let remote: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    let counter_exit = tokio::spawn(async move { remote.wait_for_exit().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    counter.stop();
+    let exit = tokio::time::timeout(Duration::from_secs(5), counter_exit).await.expect("Down in time").expect("join");
+    assert_eq!(exit, ExitReason::Normal);
+    assert_eq!(watches(), 1);
+    assert!(tokio::time::timeout(Duration::from_millis(200), other_exit).await.is_err(), "other is alive");
+    // The watching node leaves: its watches go too.
+    a.shutdown().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while watches() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(watches(), 0, "the watches of a node that left");
+    b.shutdown().await;
+}
+
 /// The Down for an actor that stopped comes after the messages it sent before it stopped: a
 /// watcher that hears of the exit has had the actor's last messages handed over already, on every
 /// connection they took (four here, one per counter's partition key). (The Down travels on the
