@@ -18,7 +18,7 @@
 //! messages (which are then retransmitted) and its record of what was delivered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -214,6 +214,8 @@ pub(crate) struct AckState {
     /// Peers made with this state so far (one per time the node was reached again): a plan to
     /// forget the state of a lost node holds only if the node has not been reached since.
     peers_made: AtomicU64,
+    /// The node's wire protocol version, once a handshake told (0 before).
+    version: AtomicU16,
 }
 
 impl AckState {
@@ -231,7 +233,19 @@ impl AckState {
             delivered: Mutex::new(Delivered::default()),
             floor_sent: AtomicU64::new(1),
             peers_made: AtomicU64::new(0),
+            version: AtomicU16::new(0),
         }
+    }
+
+    /// The wire protocol version a connection to the node settled on (the same for all of them:
+    /// it is one build), so that a peer made for it again speaks it before its own handshake.
+    pub(crate) fn remember_version(&self, version: u16) {
+        self.version.store(version, Ordering::Relaxed);
+    }
+
+    /// The version [`remember_version`](Self::remember_version) recorded, if any.
+    pub(crate) fn known_version(&self) -> Option<u16> {
+        Some(self.version.load(Ordering::Relaxed)).filter(|&v| v > 0)
     }
 
     /// A peer is made with this state (the node is reached, for the first time or again).

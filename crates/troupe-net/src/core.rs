@@ -285,7 +285,7 @@ pub(crate) struct NodeShared {
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
     /// Watches other nodes hold on this node's actors, as (watcher's node, watched actor): one
     /// exit callback each, however often that node asks again (a proxy dropped and made anew
-    /// asks again); an entry goes when its Down is sent or its node is gone.
+    /// asks again); an entry goes when its Down is sent or its node is gone for good.
     remote_watches: Mutex<HashSet<(NodeId, ActorId)>>,
     proxies_since_sweep: AtomicU64,
     /// Nodes reported lost by failure notices, with when: a node that detects a loss someone
@@ -417,10 +417,17 @@ impl NodeShared {
     fn channel_index(&self, name: Option<&str>) -> usize {
         match name {
             None => 1,
-            Some(name) => self.settings.channels.iter().position(|(n, _, _)| n == name).unwrap_or_else(|| {
-                tracing::warn!(channel = name, "unknown channel; using the default channel");
-                1
-            }),
+            // The control channel carries the node's own frames, not actor messages.
+            Some(name) => self.settings.channels.iter().skip(1).position(|(n, _, _)| n == name).map_or_else(
+                || {
+                    tracing::warn!(
+                        channel = name,
+                        "unknown channel (or the reserved control channel); using the default channel"
+                    );
+                    1
+                },
+                |index| index + 1,
+            ),
         }
     }
 
@@ -747,6 +754,7 @@ impl NodeShared {
     async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
         peer.version.store(established.version, Ordering::Relaxed);
+        peer.acks.remember_version(established.version);
         // Frames larger than it takes would end the connection: senders get `TooLarge` instead.
         peer.max_frame.store(self.frame_limit(&established), Ordering::Relaxed);
         let (reader, leftover) = match self.settings.link {
@@ -1910,15 +1918,17 @@ impl NodeShared {
         // queues once a new peer for the same node (see `ensure_peer`) may have taken its
         // snapshot of the unacknowledged frames.
         peer.close_lanes();
-        // Its signals not yet acknowledged (a watch, a link, a stop) are void: its actors'
-        // watchers and links hear of its loss now, and must not be watched, linked or stopped
-        // by them should the node be reached again. Given up before it leaves the map, so a
-        // newer peer (see `ensure_peer`) never queues them again.
-        peer.acks.abandon_lane((0, 0));
         {
             // Only this peer: a newer one for the same node may have taken its place.
             let mut peers = self.peers.write();
-            if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            let newer = peers.get(&peer.id).is_some_and(|p| !Arc::ptr_eq(p, peer));
+            if !newer {
+                // Its signals not yet acknowledged (a watch, a link, a stop) are void: its
+                // actors' watchers and links hear of its loss now, and must not be watched,
+                // linked or stopped by them should the node be reached again. Given up under
+                // the map's lock, so no newer peer (see `ensure_peer`) queues them again; and
+                // not at all when a newer peer (a released one's successor) owns them now.
+                peer.acks.abandon_lane((0, 0));
                 peers.remove(&peer.id);
             }
         }
@@ -1942,7 +1952,10 @@ impl NodeShared {
         self.helper_lost(peer.id);
         let probe = match departure {
             Departure::Lost => Some(peer.addrs.clone()),
-            Departure::Left => None,
+            Departure::Left => {
+                self.forget_remote_watches_of(peer.id);
+                None
+            }
         };
         self.tell_membership(DriverInput::NodeLost(peer.id, probe));
     }
@@ -1974,7 +1987,13 @@ impl NodeShared {
             pending.complete(ReplyOutcome::NoReply, &[], None);
         }
         self.lookups.lock().retain(|_, (to, _)| !gone(*to));
-        self.remote_watches.lock().retain(|(watcher, _)| !gone(*watcher));
+    }
+
+    /// Node `id` is gone for good (it said goodbye, or was not reached again for a long while):
+    /// the watches it held on our actors go. (Not on a mere loss: a node we take for lost may
+    /// be alive and still waiting for a Down.)
+    fn forget_remote_watches_of(&self, id: NodeId) {
+        self.remote_watches.lock().retain(|(watcher, _)| *watcher != id);
     }
 
     /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
@@ -2013,8 +2032,8 @@ impl NodeShared {
         let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
         self.runtime.spawn(async move {
             tokio::time::sleep(grace).await;
-            if shared.peer(id).is_none() {
-                forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made);
+            if shared.peer(id).is_none() && forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made) {
+                shared.forget_remote_watches_of(id);
             }
         });
     }

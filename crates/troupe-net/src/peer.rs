@@ -88,6 +88,7 @@ impl Peer {
                     .collect()
             })
             .collect();
+        let version = acks.known_version().unwrap_or(troupe_wire::MIN_PROTOCOL_VERSION);
         Peer {
             id,
             name,
@@ -102,7 +103,7 @@ impl Peer {
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
-            version: std::sync::atomic::AtomicU16::new(troupe_wire::MIN_PROTOCOL_VERSION),
+            version: std::sync::atomic::AtomicU16::new(version),
             fence: crate::fence::SignalFence::default(),
             readers_waiting: AtomicU64::new(0),
             max_frame: AtomicUsize::new(max_frame),
