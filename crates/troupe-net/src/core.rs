@@ -848,7 +848,9 @@ impl NodeShared {
                         &mut conn,
                     )
                 });
-                if frames > before {
+                // Frames of a peer we cut ourselves off from (`Node::partition`) were dropped
+                // unread: they say nothing about the connection.
+                if frames > before && !self.faults.is_partitioned(peer.id) {
                     unanswered = 0;
                 }
                 let step = match run {
@@ -979,7 +981,13 @@ impl NodeShared {
                         return "idle ping unanswered".into();
                     }
                     unanswered += 1;
-                    reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
+                    // Nor do we ping such a peer: our pings, which it answers, kept its side of
+                    // the connection busy, so it never took us for silent (a one-sided partition
+                    // went unnoticed on loaded machines, the two sides' pings keeping each other
+                    // alive).
+                    if !self.faults.is_partitioned(peer.id) {
+                        reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
+                    }
                 }
             }
         }
