@@ -18,7 +18,7 @@
 //! messages (which are then retransmitted) and its record of what was delivered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,8 @@ pub(crate) struct AckState {
     peers_made: AtomicU64,
     /// The node's wire protocol version, once a handshake told (0 before).
     version: AtomicU16,
+    /// The largest frame both sides take, once a handshake told (0 before).
+    max_frame: AtomicUsize,
 }
 
 impl AckState {
@@ -234,18 +236,27 @@ impl AckState {
             floor_sent: AtomicU64::new(1),
             peers_made: AtomicU64::new(0),
             version: AtomicU16::new(0),
+            max_frame: AtomicUsize::new(0),
         }
     }
 
-    /// The wire protocol version a connection to the node settled on (the same for all of them:
-    /// it is one build), so that a peer made for it again speaks it before its own handshake.
-    pub(crate) fn remember_version(&self, version: u16) {
+    /// What a handshake with the node settled (the same on every connection: it is one build
+    /// and one configuration): its wire protocol version, and the largest frame both sides take.
+    /// A peer made for the node again uses them before its own first handshake, so its signals
+    /// are numbered and its frames sized for the node from the start.
+    pub(crate) fn remember_handshake(&self, version: u16, max_frame: usize) {
         self.version.store(version, Ordering::Relaxed);
+        self.max_frame.store(max_frame, Ordering::Relaxed);
     }
 
-    /// The version [`remember_version`](Self::remember_version) recorded, if any.
+    /// The version [`remember_handshake`](Self::remember_handshake) recorded, if any.
     pub(crate) fn known_version(&self) -> Option<u16> {
         Some(self.version.load(Ordering::Relaxed)).filter(|&v| v > 0)
+    }
+
+    /// The frame limit [`remember_handshake`](Self::remember_handshake) recorded, if any.
+    pub(crate) fn known_max_frame(&self) -> Option<usize> {
+        Some(self.max_frame.load(Ordering::Relaxed)).filter(|&m| m > 0)
     }
 
     /// A peer is made with this state (the node is reached, for the first time or again).

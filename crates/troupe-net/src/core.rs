@@ -754,9 +754,10 @@ impl NodeShared {
     async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
         peer.version.store(established.version, Ordering::Relaxed);
-        peer.acks.remember_version(established.version);
         // Frames larger than it takes would end the connection: senders get `TooLarge` instead.
-        peer.max_frame.store(self.frame_limit(&established), Ordering::Relaxed);
+        let max_frame = self.frame_limit(&established);
+        peer.max_frame.store(max_frame, Ordering::Relaxed);
+        peer.acks.remember_handshake(established.version, max_frame);
         let (reader, leftover) = match self.settings.link {
             // Everything read from here on, including what the handshake read ahead, crosses the emulated link.
             Some(link) => {

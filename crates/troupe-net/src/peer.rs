@@ -89,6 +89,7 @@ impl Peer {
             })
             .collect();
         let version = acks.known_version().unwrap_or(troupe_wire::MIN_PROTOCOL_VERSION);
+        let max_frame = acks.known_max_frame().map_or(max_frame, |known| known.min(max_frame));
         Peer {
             id,
             name,
@@ -330,5 +331,25 @@ mod tests {
             (2, 3),
             "with the default channel down too, the message waits for its own lane"
         );
+    }
+
+    #[test]
+    fn a_peer_made_again_starts_from_what_the_last_handshake_settled() {
+        let acks = Arc::new(AckState::new(1 << 20));
+        let channels = [(1, false), (1, false)];
+        let make = |acks: &Arc<AckState>| {
+            Peer::new(NodeId(7), "p".into(), Vec::new(), &channels, 1 << 20, acks.clone(), 1 << 20)
+        };
+        let first = make(&acks);
+        assert_eq!(first.version.load(Ordering::Relaxed), troupe_wire::MIN_PROTOCOL_VERSION);
+        assert_eq!(first.max_frame(), 1 << 20, "ours, until a handshake tells");
+        acks.remember_handshake(6, 64 << 10);
+        let again = make(&acks);
+        assert_eq!(again.version.load(Ordering::Relaxed), 6, "signals numbered before its own handshake");
+        assert_eq!(again.max_frame(), 64 << 10, "frames sized for the node before its own handshake");
+        assert!(again.push_actor_control(&troupe_wire::Control::Kill {
+            target: troupe_wire::WireActorId { node: 7, serial: 1 }
+        }));
+        assert_eq!(acks.unacked(), 1, "the signal went numbered");
     }
 }
