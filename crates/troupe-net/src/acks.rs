@@ -38,6 +38,8 @@ struct Unacked {
     /// Retransmit rounds in a row it was its lane's oldest, due, and held back (see
     /// [`AckState::due`]).
     held: u8,
+    /// A signal that is void once the node is declared lost (see [`AckState::reserve_control`]).
+    void_on_loss: bool,
 }
 
 /// The sender's side: frames not yet acknowledged, with a bound on their bytes.
@@ -54,14 +56,15 @@ struct Outstanding {
 
 impl Outstanding {
     fn reserve(&mut self, lane: (usize, usize)) -> Option<u64> {
-        (self.bytes < self.limit).then(|| self.number(lane))
+        (self.bytes < self.limit).then(|| self.number(lane, false))
     }
 
     /// The next number, reserved for a frame on `lane` whatever the bound.
-    fn number(&mut self, lane: (usize, usize)) -> u64 {
+    fn number(&mut self, lane: (usize, usize), void_on_loss: bool) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.frames.insert(seq, Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), held: 0 });
+        let unacked = Unacked { frame: FrameBuf::default(), lane, sent: Instant::now(), held: 0, void_on_loss };
+        self.frames.insert(seq, unacked);
         seq
     }
 
@@ -277,19 +280,21 @@ impl AckState {
 
     /// Reserves the next number for a control message queued on `lane`, whatever is
     /// unacknowledged (a few bytes each, and bounded by the queue's overflow mark: a signal must
-    /// not go unnumbered, or wait, behind acknowledged messages).
-    pub(crate) fn reserve_control(&self, lane: (usize, usize)) -> u64 {
-        self.outstanding.lock().number(lane)
+    /// not go unnumbered, or wait, behind acknowledged messages). `void_on_loss` for a signal
+    /// that starts something (a watch, a link, a stop): see [`abandon_void`](Self::abandon_void).
+    pub(crate) fn reserve_control(&self, lane: (usize, usize), void_on_loss: bool) -> u64 {
+        self.outstanding.lock().number(lane, void_on_loss)
     }
 
-    /// Gives up every unacknowledged frame of `lane` and returns how many there were (the
-    /// control lane's signals of a peer declared gone: they would take effect if the node came
-    /// back, after its actors' watchers and links heard of its loss).
-    pub(crate) fn abandon_lane(&self, lane: (usize, usize)) -> usize {
+    /// Gives up the unacknowledged signals reserved `void_on_loss` and returns how many there
+    /// were: the node was declared lost, and its actors' watchers and links heard of it, so a
+    /// watch, a link or a stop must not take effect should the node be reached again. (A Down
+    /// or an unlink is kept: a node taken for lost may be alive and still waiting for it.)
+    pub(crate) fn abandon_void(&self) -> usize {
         let abandoned = {
             let mut outstanding = self.outstanding.lock();
             let seqs: Vec<u64> =
-                outstanding.frames.iter().filter(|(_, u)| u.lane == lane).map(|(seq, _)| *seq).collect();
+                outstanding.frames.iter().filter(|(_, u)| u.void_on_loss).map(|(seq, _)| *seq).collect();
             for &seq in &seqs {
                 outstanding.remove(seq);
             }
@@ -571,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn control_numbers_ignore_the_bound_and_a_lane_can_be_given_up() {
+    fn control_numbers_ignore_the_bound_and_void_signals_can_be_given_up() {
         let state = AckState::new(10);
         let six = || {
             let mut frame = FrameBuf::default();
@@ -580,15 +585,15 @@ mod tests {
         };
         let message = state.reserve((1, 0)).unwrap();
         state.fill(message, six());
-        let signals: Vec<u64> = (0..3).map(|_| state.reserve_control((0, 0))).collect();
+        let signals: Vec<u64> = (0..3).map(|i| state.reserve_control((0, 0), i != 1)).collect();
         for &seq in &signals {
             state.fill(seq, six());
         }
         assert_eq!(state.reserve((1, 0)), None, "24 bytes unacked, limit 10");
         assert_eq!(state.unacked(), 4);
-        assert_eq!(state.abandon_lane((0, 0)), 3);
-        assert_eq!(state.unacked(), 1, "only the message is left");
-        state.acked(&[message]);
+        assert_eq!(state.abandon_void(), 2);
+        assert_eq!(state.unacked(), 2, "the message and the signal kept on a loss are left");
+        state.acked(&[message, signals[1]]);
         assert_eq!(state.new_floor(), Some(signals[2] + 1), "given-up numbers do not hold the floor");
     }
 

@@ -212,6 +212,7 @@ pub(crate) async fn write_loop(
     queue: Arc<SendQueue>,
     stop: Arc<tokio::sync::Notify>,
     written: impl Fn(usize),
+    muted: impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let socket = match &writer {
         WriteHalf::Tcp(socket) => Some(socket.clone()),
@@ -219,7 +220,7 @@ pub(crate) async fn write_loop(
     };
     // Detached however this ends (the task may be aborted).
     let attached = Attached { generation: queue.attach(socket), queue: &queue };
-    let result = drain(&mut writer, &attached, &stop, written).await;
+    let result = drain(&mut writer, &attached, &stop, written, muted).await;
     drop(attached);
     if result.is_ok() {
         writer.shutdown().await;
@@ -244,6 +245,7 @@ async fn drain(
     attached: &Attached<'_>,
     stop: &tokio::sync::Notify,
     written: impl Fn(usize),
+    muted: impl Fn() -> bool,
 ) -> std::io::Result<()> {
     let Attached { queue, generation } = *attached;
     let mut buf = FrameBuf::default();
@@ -264,6 +266,13 @@ async fn drain(
                 }
             }
             Taken::Frames => {}
+        }
+        if muted() {
+            // Cut off from the other side (`Node::partition`): what it would have read is dropped
+            // here, as on a broken link (acknowledged frames stay kept for retransmission).
+            buf.clear();
+            queue.written(generation);
+            continue;
         }
         let result = match writer {
             WriteHalf::Tcp(socket) => buf.write_tcp(socket, &queue.moved).await,
@@ -314,8 +323,13 @@ mod tests {
         let stream = Buffering::default();
         let queue = Arc::new(SendQueue::new(1 << 20, false));
         let stop = Arc::new(tokio::sync::Notify::new());
-        let writer =
-            tokio::spawn(write_loop(WriteHalf::Stream(Box::new(stream.clone())), queue.clone(), stop.clone(), |_| {}));
+        let writer = tokio::spawn(write_loop(
+            WriteHalf::Stream(Box::new(stream.clone())),
+            queue.clone(),
+            stop.clone(),
+            |_| {},
+            || false,
+        ));
         assert!(queue.push_frame(troupe_wire::FrameKind::Control, 0, b"the only frame"));
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !stream.delivered.lock().ends_with(b"the only frame") {

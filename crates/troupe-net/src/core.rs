@@ -769,10 +769,19 @@ impl NodeShared {
         };
         let channel = established.purpose.channel as usize;
         let stop = Arc::new(tokio::sync::Notify::new());
-        let shared = self.clone();
-        let mut write = self.runtime.spawn(conn::write_loop(writer, queue.clone(), stop.clone(), move |n| {
-            shared.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-        }));
+        let (shared, faults) = (self.clone(), self.clone());
+        let peer_id = peer.id;
+        let mut write = self.runtime.spawn(conn::write_loop(
+            writer,
+            queue.clone(),
+            stop.clone(),
+            move |n| {
+                shared.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            },
+            // Nothing goes to a peer we cut ourselves off from: not even retransmissions or
+            // acknowledgement floors, which kept its side of the connection looking alive.
+            move || faults.faults.active() && faults.faults.is_partitioned(peer_id),
+        ));
         let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
         let reason = tokio::select! {
             r = read => r,
@@ -982,13 +991,8 @@ impl NodeShared {
                         return "idle ping unanswered".into();
                     }
                     unanswered += 1;
-                    // Nor do we ping such a peer: our pings, which it answers, kept its side of
-                    // the connection busy, so it never took us for silent (a one-sided partition
-                    // went unnoticed on loaded machines, the two sides' pings keeping each other
-                    // alive).
-                    if !self.faults.is_partitioned(peer.id) {
-                        reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
-                    }
+                    // (To a peer we cut ourselves off from, the writer drops it.)
+                    reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
                 }
             }
         }
@@ -1932,12 +1936,13 @@ impl NodeShared {
             let mut peers = self.peers.write();
             let newer = peers.get(&peer.id).is_some_and(|p| !Arc::ptr_eq(p, peer));
             if !newer {
-                // Its signals not yet acknowledged (a watch, a link, a stop) are void: its
-                // actors' watchers and links hear of its loss now, and must not be watched,
-                // linked or stopped by them should the node be reached again. Given up under
-                // the map's lock, so no newer peer (see `ensure_peer`) queues them again; and
-                // not at all when a newer peer (a released one's successor) owns them now.
-                peer.acks.abandon_lane((0, 0));
+                // Its signals not yet acknowledged that start something (a watch, a link, a
+                // stop) are void: its actors' watchers and links hear of its loss now, and must
+                // not be watched, linked or stopped by them should the node be reached again.
+                // Given up under the map's lock, so no newer peer (see `ensure_peer`) queues
+                // them again; and not at all when a newer peer (a released one's successor)
+                // owns them now.
+                peer.acks.abandon_void();
                 peers.remove(&peer.id);
             }
         }

@@ -191,7 +191,7 @@ impl Peer {
         // overtaken by a later numbered one sent again (a link, then its unlink).
         let pushed = self.lane(LANE).queue.push_unbounded(|buf| {
             let mut payload = Vec::new();
-            let seq = self.acks.reserve_control(LANE);
+            let seq = self.acks.reserve_control(LANE, starts_something(control));
             let reserved = crate::acks::Reserved::new(&self.acks, seq);
             control.encode_numbered(seq, &mut payload)?;
             let mut frame = crate::framebuf::FrameBuf::default();
@@ -288,6 +288,18 @@ impl Drop for ReadingInbound<'_> {
     fn drop(&mut self) {
         self.0.inbound.fetch_sub(1, Ordering::AcqRel);
         self.0.inbound_ended.notify_waiters();
+    }
+}
+
+/// Whether an actor signal starts something at the receiver (a watch, a link, a stop, a kill),
+/// rather than reporting or cancelling (a Down, an unlink): the former is void once the node is
+/// declared lost (see `AckState::abandon_void`).
+fn starts_something(control: &troupe_wire::Control) -> bool {
+    use troupe_wire::{Control, Signal};
+    match control {
+        Control::Watch { .. } | Control::Link { .. } | Control::Stop { .. } | Control::Kill { .. } => true,
+        Control::After { signal, .. } | Control::AfterAll { signal, .. } => matches!(signal, Signal::Stop { .. }),
+        _ => false,
     }
 }
 

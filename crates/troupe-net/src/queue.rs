@@ -652,8 +652,13 @@ mod tests {
         // The lane's writer runs (and has attached its socket) before the sender writes.
         let (socket, mut theirs) = pair().await;
         let stop = Arc::new(Notify::new());
-        let writer =
-            tokio::spawn(crate::conn::write_loop(crate::conn::WriteHalf::Tcp(socket), q.clone(), stop.clone(), |_| {}));
+        let writer = tokio::spawn(crate::conn::write_loop(
+            crate::conn::WriteHalf::Tcp(socket),
+            q.clone(),
+            stop.clone(),
+            |_| {},
+            || false,
+        ));
         tokio::task::yield_now().await;
         let (_, inline) = q.push_now(true, bytes(big.clone()), || true).unwrap();
         assert!(inline > 0 && inline < big.len(), "a partial inline write: {inline}");
@@ -673,8 +678,13 @@ mod tests {
         q.detach(generation);
         let (socket, mut theirs) = pair().await;
         let stop = Arc::new(Notify::new());
-        let writer =
-            tokio::spawn(crate::conn::write_loop(crate::conn::WriteHalf::Tcp(socket), q.clone(), stop.clone(), |_| {}));
+        let writer = tokio::spawn(crate::conn::write_loop(
+            crate::conn::WriteHalf::Tcp(socket),
+            q.clone(),
+            stop.clone(),
+            |_| {},
+            || false,
+        ));
         q.push(None, bytes(vec![8; 100])).unwrap().unwrap();
         let mut got = [0u8; 100];
         theirs.read_exact(&mut got).await.unwrap();

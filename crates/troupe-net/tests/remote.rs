@@ -1149,6 +1149,35 @@ async fn a_one_sided_partition_looks_like_an_unreachable_node_to_the_other_side(
     b.shutdown().await;
 }
 
+/// The partitioning side sends nothing either, retransmissions included: a signal it sent after
+/// the cut is never acknowledged (it drops the acknowledgements unread), and its retransmission
+/// every 100 ms used to keep the other side's connection looking alive for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioning_node_sends_nothing_not_even_retransmissions() {
+    let slow_pings = |name| NodeConfig {
+        idle_ping_ms: 1000,
+        ping_timeout_ms: 300,
+        ping_attempts: 2,
+        ack_retransmit_ms: 100,
+        ..config(name)
+    };
+    let a = Node::start(slow_pings("a")).await.expect("a");
+    let b = Node::start(slow_pings("b")).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    assert!(b.wait_for_peer("a", Duration::from_secs(5)).await.is_some());
+    let counter = a.system().spawn(Counter(0));
+    a.register("counter", &counter).unwrap();
+    let remote: ActorRef<CounterMsg> = b.lookup("a", "counter").await.expect("lookup");
+    let mut events = a.events();
+    b.partition(a.id(), true);
+    // A numbered signal from b to a after the cut.
+    let _watch = tokio::spawn(async move { remote.wait_for_exit().await });
+    let down = down_reason(&mut events, "b").await;
+    assert!(!down.is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Joins `node` as a cluster member named `name` (a real handshake with the cluster secret, on
 /// the control channel) without being a troupe node: a stand-in for a buggy or hostile member.
 async fn raw_member(node: &Node, name: &str) -> tokio::net::TcpStream {
