@@ -268,11 +268,13 @@ async fn drain(
             Taken::Frames => {}
         }
         if muted() {
-            // Cut off from the other side (`Node::partition`): what it would have read is dropped
-            // here, as on a broken link (acknowledged frames stay kept for retransmission).
+            // Cut off from the other side (`Node::partition`): the connection ends here, as a
+            // broken link would, and what was taken is dropped with it (acknowledged frames stay
+            // kept for retransmission). Not just dropped on a connection that goes on: a frame
+            // cut in half would corrupt the stream should the cut heal.
             buf.clear();
             queue.written(generation);
-            continue;
+            return Ok(());
         }
         let result = match writer {
             WriteHalf::Tcp(socket) => buf.write_tcp(socket, &queue.moved).await,

@@ -778,8 +778,9 @@ impl NodeShared {
             move |n| {
                 shared.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
             },
-            // Nothing goes to a peer we cut ourselves off from: not even retransmissions or
-            // acknowledgement floors, which kept its side of the connection looking alive.
+            // Nothing goes to a peer we cut ourselves off from, not even retransmissions or
+            // acknowledgement floors, which kept its side of the connection looking alive: the
+            // writer ends the connection the first time it has something for it.
             move || faults.faults.active() && faults.faults.is_partitioned(peer_id),
         ));
         let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
@@ -2726,6 +2727,10 @@ impl Transport for NodeShared {
         if to == self.id {
             // Never for an honest port: a port is its sender's own, and one naming this node is
             // refused when decoded (a port that goes out and comes back is a new port each hop).
+            return false;
+        }
+        if self.faults.active() && self.faults.is_partitioned(to) {
+            // Cut off (`Node::partition`): a reply written inline would bypass the writer.
             return false;
         }
         let header = ReplyHeader { request, status };

@@ -501,8 +501,9 @@ impl Node {
         self.shared.faults.set_receive(f);
     }
 
-    /// Cuts this node off from `peer` (nothing sent, not even retransmissions, acknowledgements
-    /// or pings; nothing accepted; no reconnection) or heals the cut. Acknowledged messages sent
+    /// Cuts this node off from `peer` (nothing sent, not even retransmissions, acknowledgements,
+    /// pings or replies: its connections end the first time they would carry something; nothing
+    /// accepted; no reconnection) or heals the cut. Acknowledged messages sent
     /// meanwhile are kept and sent again once the cut heals. The peer is declared down when its connections time out; its redials are
     /// refused in the handshake, so it finds this node unreachable too, even if only this side
     /// was cut.
