@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    config, connect, count, echo_roundtrip, eventually, free_port, sink, spawn_node, start, wait_count, PATIENCE,
+    config, connect, count, echo_roundtrip, eventually, free_port, sink, spawn_node, start, wait_count, ChildNode,
+    PATIENCE,
 };
 use tokio::sync::oneshot;
 use troupe::net::emulation::{LinkConfig, LinkProxy};
@@ -174,20 +175,25 @@ async fn watch_across_processes() {
     a.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acked_messages_survive_connection_drops() {
-    // B listens on a port chosen here and advertises the proxy, so every connection A makes to
-    // B (all lanes, all redials) goes through the proxy, which cuts them on demand.
+/// Node B as a process, and node A here connected to it through a proxy emulating `link`: B
+/// listens on a port chosen here and advertises the proxy, so every connection A makes to B (all
+/// lanes, all redials) goes through the proxy, which cuts them on demand. (proxy, B, A).
+async fn behind_a_proxy(link: LinkConfig) -> (LinkProxy, ChildNode, Node) {
     let port = free_port();
     let b_listen = format!("127.0.0.1:{port}");
-    // A few milliseconds of delay keep bytes "on the wire" when a cut happens: they are lost.
-    let link = LinkConfig::rtt(Duration::from_millis(6));
     let proxy = LinkProxy::start("127.0.0.1:0".parse().unwrap(), b_listen.parse().unwrap(), link).await.expect("proxy");
     let proxy_addr = proxy.local_addr().to_string();
     let b = spawn_node("b", &[("TROUPE_LISTEN", &b_listen), ("TROUPE_ADVERTISE", &proxy_addr)]).await;
     assert_eq!(b.addr, b_listen);
     let a = start(troupe::NodeConfig { ack_retransmit_ms: 200, reconnect_min_ms: 20, ..config("a") }).await;
     connect(&a, &proxy_addr).await;
+    (proxy, b, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_survive_connection_drops() {
+    // A few milliseconds of delay keep bytes "on the wire" when a cut happens: they are lost.
+    let (proxy, _b, a) = behind_a_proxy(LinkConfig::rtt(Duration::from_millis(6))).await;
     let plain = sink(&a, "b").await;
     echo_roundtrip(&plain, 10).await;
     let acked = plain.with_options(SendOptions::new().ack());
@@ -238,17 +244,8 @@ async fn acked_messages_survive_connection_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_cut_off_with_its_connection_is_sent_again() {
-    // As above, every connection A makes to B goes through the proxy; 100 ms each way keeps the
-    // watch on the wire long enough to cut it.
-    let port = free_port();
-    let b_listen = format!("127.0.0.1:{port}");
-    let link = LinkConfig::rtt(Duration::from_millis(200));
-    let proxy = LinkProxy::start("127.0.0.1:0".parse().unwrap(), b_listen.parse().unwrap(), link).await.expect("proxy");
-    let proxy_addr = proxy.local_addr().to_string();
-    let b = spawn_node("b", &[("TROUPE_LISTEN", &b_listen), ("TROUPE_ADVERTISE", &proxy_addr)]).await;
-    assert_eq!(b.addr, b_listen);
-    let a = start(troupe::NodeConfig { ack_retransmit_ms: 200, reconnect_min_ms: 20, ..config("a") }).await;
-    connect(&a, &proxy_addr).await;
+    // 100 ms each way keeps the watch on the wire long enough to cut it.
+    let (proxy, _b, a) = behind_a_proxy(LinkConfig::rtt(Duration::from_millis(200))).await;
     let on_b = sink(&a, "b").await;
     echo_roundtrip(&on_b, 1).await;
     let connections = proxy.stats().connections;

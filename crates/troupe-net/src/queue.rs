@@ -601,6 +601,17 @@ mod tests {
         (Arc::new(write), theirs)
     }
 
+    /// Runs a lane writer for `q` on `socket`; notify the returned `Notify` to stop it.
+    fn spawn_writer(
+        socket: Arc<OwnedWriteHalf>,
+        q: &Arc<SendQueue>,
+    ) -> (Arc<Notify>, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let stop = Arc::new(Notify::new());
+        let write =
+            crate::conn::write_loop(crate::conn::WriteHalf::Tcp(socket), q.clone(), stop.clone(), |_| {}, || false);
+        (stop, tokio::spawn(write))
+    }
+
     fn bytes(payload: Vec<u8>) -> impl FnOnce(&mut FrameBuf) -> Result<(), ()> {
         move |b| {
             b.inline().extend_from_slice(&payload);
@@ -651,14 +662,7 @@ mod tests {
 
         // The lane's writer runs (and has attached its socket) before the sender writes.
         let (socket, mut theirs) = pair().await;
-        let stop = Arc::new(Notify::new());
-        let writer = tokio::spawn(crate::conn::write_loop(
-            crate::conn::WriteHalf::Tcp(socket),
-            q.clone(),
-            stop.clone(),
-            |_| {},
-            || false,
-        ));
+        let (stop, writer) = spawn_writer(socket, &q);
         tokio::task::yield_now().await;
         let (_, inline) = q.push_now(true, bytes(big.clone()), || true).unwrap();
         assert!(inline > 0 && inline < big.len(), "a partial inline write: {inline}");
@@ -677,14 +681,7 @@ mod tests {
         assert!(inline < big.len());
         q.detach(generation);
         let (socket, mut theirs) = pair().await;
-        let stop = Arc::new(Notify::new());
-        let writer = tokio::spawn(crate::conn::write_loop(
-            crate::conn::WriteHalf::Tcp(socket),
-            q.clone(),
-            stop.clone(),
-            |_| {},
-            || false,
-        ));
+        let (stop, writer) = spawn_writer(socket, &q);
         q.push(None, bytes(vec![8; 100])).unwrap().unwrap();
         let mut got = [0u8; 100];
         theirs.read_exact(&mut got).await.unwrap();
