@@ -541,14 +541,16 @@ mod tests {
         assert!(rounds > 1, "sent at once into a busy lane");
     }
 
+    /// A frame of six bytes.
+    fn six() -> FrameBuf {
+        let mut frame = FrameBuf::default();
+        frame.inline().extend_from_slice(&[0; 6]);
+        frame
+    }
+
     #[test]
     fn reserve_fill_ack_and_floor() {
         let state = AckState::new(10);
-        let six = || {
-            let mut frame = FrameBuf::default();
-            frame.inline().extend_from_slice(&[0; 6]);
-            frame
-        };
         let a = state.reserve((1, 0)).unwrap();
         state.fill(a, six());
         let b = state.reserve((1, 0)).unwrap();
@@ -578,11 +580,6 @@ mod tests {
     #[test]
     fn control_numbers_ignore_the_bound_and_void_signals_can_be_given_up() {
         let state = AckState::new(10);
-        let six = || {
-            let mut frame = FrameBuf::default();
-            frame.inline().extend_from_slice(&[0; 6]);
-            frame
-        };
         let message = state.reserve((1, 0)).unwrap();
         state.fill(message, six());
         let signals: Vec<u64> = (0..3).map(|i| state.reserve_control((0, 0), i != 1)).collect();
