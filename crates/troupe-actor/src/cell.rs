@@ -24,19 +24,20 @@ pub(crate) enum Watcher {
     Link(Arc<dyn CellControl>),
     /// A non-actor waiter (`ActorRef::wait_for_exit`, system shutdown).
     Signal(tokio::sync::oneshot::Sender<ExitReason>),
-    /// A function to call (`UntypedRef::on_exit`; the transport reports exits to remote watchers).
-    Callback(Box<dyn FnOnce(&ExitReason) + Send>),
+    /// A function to call (`UntypedRef::on_exit`; the transport reports exits to remote watchers),
+    /// and, for `UntypedRef::on_exit_while`, whether it is still wanted.
+    Callback(Box<dyn FnOnce(&ExitReason) + Send>, Option<Box<dyn Fn() -> bool + Send>>),
 }
 
 impl Watcher {
-    /// False for an entry nobody will hear any more: its watcher has terminated, or its waiter
-    /// gave up. (Checked while the watched actor's lifecycle lock is held, so it takes no
-    /// lifecycle lock itself.)
+    /// False for an entry nobody will hear any more: its watcher has terminated, its waiter gave
+    /// up, or its callback is no longer wanted. (Checked while the watched actor's lifecycle lock
+    /// is held, so it takes no lifecycle lock itself.)
     fn may_listen(&self) -> bool {
         match self {
             Watcher::Monitor(c) | Watcher::Link(c) => !c.is_gone(),
             Watcher::Signal(tx) => !tx.is_closed(),
-            Watcher::Callback(_) => true,
+            Watcher::Callback(_, wanted) => wanted.as_ref().is_none_or(|wanted| wanted()),
         }
     }
 }
@@ -89,7 +90,7 @@ pub(crate) trait CellControl: Send + Sync + 'static {
                         life.watchers.iter().any(|w| matches!(w, Watcher::Monitor(o) if o.id() == c.id()))
                     }
                     Watcher::Link(c) => life.watchers.iter().any(|w| matches!(w, Watcher::Link(o) if o.id() == c.id())),
-                    Watcher::Signal(_) | Watcher::Callback(_) => false,
+                    Watcher::Signal(_) | Watcher::Callback(..) => false,
                 };
                 if duplicate {
                     return false;
@@ -130,7 +131,7 @@ pub(crate) trait CellControl: Send + Sync + 'static {
     fn remove_watcher(&self, watcher_id: ActorId) {
         self.lifecycle().lock().watchers.retain(|w| match w {
             Watcher::Monitor(c) | Watcher::Link(c) => c.id() != watcher_id,
-            Watcher::Signal(_) | Watcher::Callback(_) => true,
+            Watcher::Signal(_) | Watcher::Callback(..) => true,
         });
     }
 
@@ -205,7 +206,7 @@ pub(crate) fn notify_watcher(id: ActorId, watcher: Watcher, reason: &ExitReason)
         Watcher::Signal(tx) => {
             let _ = tx.send(reason.clone());
         }
-        Watcher::Callback(f) => {
+        Watcher::Callback(f, _) => {
             // A user's callback: its panic must not keep the other watchers from hearing of the
             // exit, nor unwind through whoever noticed it (a worker, a connection's reader).
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(reason))).is_err() {
@@ -298,13 +299,15 @@ mod tests {
             for i in 0..1_000 {
                 let passer = system.spawn(Passer { target: target.clone(), link: i % 2 == 1 });
                 assert!(passer.wait_for_exit().await.is_normal());
-                // A waiter that gives up leaves an entry behind too.
+                // A waiter that gives up leaves an entry behind too, and so does a callback
+                // nobody wants any more.
                 let _ = tokio::time::timeout(Duration::ZERO, target.wait_for_exit()).await;
+                target.on_exit_while(|| false, |_| {});
             }
         });
         let entries = target.0.lifecycle().lock().watchers.len();
-        // Links are dropped as their other end stops; monitors and waiters that gave up when the
-        // list next fills. 1,000 of each were added.
+        // Links are dropped as their other end stops; monitors, waiters that gave up and
+        // unwanted callbacks when the list next fills. 1,000 of each were added.
         assert!(entries <= 64, "the target still holds {entries} watcher entries");
         assert!(target.is_alive());
         system.shutdown_blocking();

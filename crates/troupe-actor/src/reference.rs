@@ -393,7 +393,19 @@ impl UntypedRef {
     /// on whatever thread notices the exit, so it must be quick; a panic in it is caught and
     /// logged.
     pub fn on_exit(&self, f: impl FnOnce(&ExitReason) + Send + 'static) {
-        self.0.add_watcher(Watcher::Callback(Box::new(f)));
+        self.0.add_watcher(Watcher::Callback(Box::new(f), None));
+    }
+
+    /// Like [`on_exit`](Self::on_exit), but `f` may be dropped unrun once `wanted` returns false
+    /// (asked now and then while the actor lives, when its list of watchers fills up): a
+    /// long-lived actor does not keep callbacks nobody needs. `wanted` runs under the actor's
+    /// lifecycle lock: it must be quick and must not touch this actor's watchers.
+    pub fn on_exit_while(
+        &self,
+        wanted: impl Fn() -> bool + Send + 'static,
+        f: impl FnOnce(&ExitReason) + Send + 'static,
+    ) {
+        self.0.add_watcher(Watcher::Callback(Box::new(f), Some(Box::new(wanted))));
     }
 
     /// True when the actor lives on this node.

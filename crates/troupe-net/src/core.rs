@@ -1502,9 +1502,14 @@ impl NodeShared {
                         if !self.remote_watches.lock().insert((from, id)) {
                             return Ok(());
                         }
-                        let me = self.me.clone();
+                        let (me, still) = (self.me.clone(), self.me.clone());
                         let watcher = from;
-                        actor.untyped().on_exit(move |reason| {
+                        // Dropped unrun once the watch is forgotten (its node gone for good), so
+                        // a long-lived actor does not keep one per watching node that ever was.
+                        let wanted = move || {
+                            still.upgrade().is_some_and(|shared| shared.remote_watches.lock().contains(&(watcher, id)))
+                        };
+                        actor.untyped().on_exit_while(wanted, move |reason| {
                             let Some(shared) = me.upgrade() else { return };
                             // Not when the watcher's node was lost meanwhile (nobody to tell),
                             // nor twice when it came back and asked again.
