@@ -769,7 +769,7 @@ impl NodeShared {
         };
         let channel = established.purpose.channel as usize;
         let stop = Arc::new(tokio::sync::Notify::new());
-        let (shared, faults) = (self.clone(), self.clone());
+        let (shared, node) = (self.clone(), self.clone());
         let peer_id = peer.id;
         let mut write = self.runtime.spawn(conn::write_loop(
             writer,
@@ -781,7 +781,7 @@ impl NodeShared {
             // Nothing goes to a peer we cut ourselves off from, not even retransmissions or
             // acknowledgement floors, which kept its side of the connection looking alive: the
             // writer ends the connection the first time it has something for it.
-            move || faults.faults.active() && faults.faults.is_partitioned(peer_id),
+            move || node.faults.is_partitioned(peer_id),
         ));
         let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
         let reason = tokio::select! {
@@ -1061,7 +1061,7 @@ impl NodeShared {
         channel: usize,
         conn: &mut ConnState,
     ) -> Dispatched {
-        if self.faults.active() && self.faults.is_partitioned(peer.id) {
+        if self.faults.is_partitioned(peer.id) {
             return Dispatched::Done;
         }
         match header.kind {
@@ -2734,7 +2734,7 @@ impl Transport for NodeShared {
             // refused when decoded (a port that goes out and comes back is a new port each hop).
             return false;
         }
-        if self.faults.active() && self.faults.is_partitioned(to) {
+        if self.faults.is_partitioned(to) {
             // Cut off (`Node::partition`): a reply written inline would bypass the writer.
             return false;
         }

@@ -75,7 +75,12 @@ impl Faults {
         }
     }
 
+    /// Whether this node cut itself off from `peer`. Cheap when no fault is armed (one atomic
+    /// load): the read and write paths ask it for every batch.
     pub(crate) fn is_partitioned(&self, peer: NodeId) -> bool {
+        if !self.active() {
+            return false;
+        }
         let p = self.partitioned.read();
         !p.is_empty() && p.contains(&peer)
     }
