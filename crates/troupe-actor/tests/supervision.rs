@@ -59,14 +59,8 @@ impl Actor for Supervisor {
     async fn handle(&mut self, msg: SupMsg, ctx: &mut Context<Self>) -> ActorResult {
         match msg {
             SupMsg::Children(reply) => {
-                let children = self
-                    .starts
-                    .iter()
-                    .map(|starts| {
-                        let starts = starts.clone();
-                        ctx.spawn(Props::factory(move || Worker { starts: starts.clone() }))
-                    })
-                    .collect();
+                let children =
+                    self.starts.iter().map(|starts| ctx.spawn(counting(starts, |starts| Worker { starts }))).collect();
                 reply.send(children);
             }
         }
@@ -178,10 +172,7 @@ fn restart_intensity_exhaustion_escalates() {
 fn a_top_level_actor_past_its_restart_limit_stops_alone() {
     let system = system();
     system.block_on(async {
-        let worker = |starts: &Arc<AtomicU32>| {
-            let starts = starts.clone();
-            Props::factory(move || Worker { starts: starts.clone() })
-        };
+        let worker = |starts: &Arc<AtomicU32>| counting(starts, |starts| Worker { starts });
         let (flapping_starts, steady_starts) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
         let flapping = system.spawn(worker(&flapping_starts));
         let steady = system.spawn(worker(&steady_starts));
@@ -408,6 +399,13 @@ impl<C: Actor> Actor for Holder<C> {
 }
 
 /// Spawns a [`Holder`] under `strategy` and has it spawn one child from `make`.
+/// Props that make a new actor with `make` at each (re)start, handing it a clone of `starts`
+/// (the counters it records its starts in).
+fn counting<C: Actor, T: Clone + Send + Sync + 'static>(starts: &T, make: fn(T) -> C) -> Props<C> {
+    let starts = starts.clone();
+    Props::factory(move || make(starts.clone()))
+}
+
 async fn held<C: Actor>(
     system: &ActorSystem,
     strategy: SupervisionStrategy,
@@ -432,8 +430,7 @@ fn killing_a_supervisor_that_is_restarted_later_ends_its_restartable_children() 
         let starts: Vec<_> = (0..3).map(|_| Arc::new(AtomicU32::new(0))).collect();
         let for_factory = starts.clone();
         let sup = held(&system, strategy, move || {
-            let starts = for_factory.clone();
-            Props::factory(move || Supervisor { strategy: SupervisionStrategy::one_for_one(), starts: starts.clone() })
+            counting(&for_factory, |starts| Supervisor { strategy: SupervisionStrategy::one_for_one(), starts })
         })
         .await;
         let children = sup.ask(SupMsg::Children).await.expect("children");
@@ -474,8 +471,7 @@ fn a_restartable_actor_killed_inside_an_awaiting_handler_is_restarted() {
         let starts = Arc::new(AtomicU32::new(0));
         let for_factory = starts.clone();
         let hanger = held(&system, SupervisionStrategy::one_for_one(), move || {
-            let starts = for_factory.clone();
-            Props::factory(move || Hanger { starts: starts.clone() })
+            counting(&for_factory, |starts| Hanger { starts })
         })
         .await;
         // The handler answers, then waits for ever: the kill ends it at that await.
@@ -525,8 +521,7 @@ fn a_stop_asked_for_while_a_failed_actor_stops_its_children_is_not_lost() {
         let starts = Arc::new(AtomicU32::new(0));
         let for_factory = starts.clone();
         let failing = held(&system, SupervisionStrategy::one_for_one(), move || {
-            let starts = for_factory.clone();
-            Props::factory(move || Failing { starts: starts.clone() })
+            counting(&for_factory, |starts| Failing { starts })
         })
         .await;
         wait_for("the start", || starts.load(Ordering::SeqCst) == 1).await;
