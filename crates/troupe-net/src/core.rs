@@ -34,6 +34,7 @@ use crate::framepool::FramePool;
 use crate::idmap::{id_map, IdMap};
 use crate::membership::{DriverHandle, DriverInput};
 use crate::peer::{default_key, Peer};
+use crate::peer_map::PeerMap;
 use crate::queue::{QueueRefusal, SendQueue};
 use crate::stats::{Counters, NodeStats};
 use crate::tls::TlsContext;
@@ -279,7 +280,7 @@ pub(crate) struct NodeShared {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) advertised: RwLock<Vec<String>>,
-    pub(crate) peers: RwLock<IdMap<NodeId, Arc<Peer>>>,
+    pub(crate) peers: PeerMap,
     exported: RwLock<IdMap<u64, Arc<dyn Inbound>>>,
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
@@ -358,7 +359,7 @@ impl NodeShared {
             runtime,
             tls,
             advertised: RwLock::new(Vec::new()),
-            peers: RwLock::new(id_map()),
+            peers: PeerMap::default(),
             exported: RwLock::new(id_map()),
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
@@ -407,7 +408,7 @@ impl NodeShared {
     }
 
     pub(crate) fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
-        self.peers.read().get(&id).cloned()
+        self.peers.get(id)
     }
 
     pub(crate) fn peer_named(&self, name: &str) -> Option<Arc<Peer>> {
@@ -2532,32 +2533,19 @@ impl NodeShared {
     }
 }
 
-impl Transport for NodeShared {
-    fn local_node(&self) -> NodeId {
-        self.id
-    }
-
-    fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
-        // A stopped node has no peers left and makes none (`ensure_peer`), and relays nothing.
-        let peer = match self.peer(target.node) {
-            Some(peer) => Some(peer),
-            None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
-                let mut frame = FrameBuf::default();
-                self.write_message(&mut frame, target, tag, None, 1, body, self.relayed_max_frame())?;
-                return match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
-                    true => Ok(()),
-                    false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
-                };
-            }
-            None => self.peer_on_demand(target.node),
-        };
-        let Some(peer) = peer.filter(|peer| !peer.is_leaving()) else {
-            return Err(Refusal::Failed(if target.node == self.id {
-                SendFailure::NotRunning
-            } else {
-                SendFailure::Unreachable(target.node)
-            }));
-        };
+impl NodeShared {
+    /// `Transport::try_send` through `peer`, the peer for `target`'s node.
+    fn try_send_to(
+        &self,
+        peer: &Arc<Peer>,
+        target: ActorId,
+        opts: &SendOptions,
+        tag: u64,
+        body: BodyEncoder<'_>,
+    ) -> Result<(), Refusal> {
+        if peer.is_leaving() {
+            return Err(Refusal::Failed(SendFailure::Unreachable(target.node)));
+        }
         let channel = self.channel_index(opts.channel.as_deref());
         let key = opts.partition_key.unwrap_or_else(|| default_key(target));
         let lane_ix = peer.pick(channel, key, !opts.ack);
@@ -2571,14 +2559,14 @@ impl Transport for NodeShared {
                         // Lost on the way, as a real link loses it: numbered and kept like any
                         // acknowledged frame, so the retransmit round sends it again.
                         let mut frame = FrameBuf::default();
-                        self.write_acked(&peer, &mut frame, lane_ix, target, tag, body)?;
+                        self.write_acked(peer, &mut frame, lane_ix, target, tag, body)?;
                     }
                     return Ok(());
                 }
                 Verdict::Delay(delay) => {
                     let mut frame = FrameBuf::default();
                     if opts.ack {
-                        self.write_acked(&peer, &mut frame, lane_ix, target, tag, body)?;
+                        self.write_acked(peer, &mut frame, lane_ix, target, tag, body)?;
                     } else {
                         self.write_message(&mut frame, target, tag, None, lane_ix.0, body, peer.max_frame())?;
                     }
@@ -2598,7 +2586,7 @@ impl Transport for NodeShared {
                 return self.write_message(buf, target, tag, None, lane_ix.0, body, peer.max_frame());
             }
             // The number is reserved only once the queue has room, and kept or given up here.
-            self.write_acked(&peer, buf, lane_ix, target, tag, body)
+            self.write_acked(peer, buf, lane_ix, target, tag, body)
         };
         let pushed = match (monotonic, opts.ack) {
             (true, false) => lane.queue.push(Some(target), write).map(|result| (result, 0)),
@@ -2620,6 +2608,35 @@ impl Transport for NodeShared {
             Err(QueueRefusal::Full) => Err(Refusal::Full),
             Err(QueueRefusal::Closed) => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
         }
+    }
+}
+
+impl Transport for NodeShared {
+    fn local_node(&self) -> NodeId {
+        self.id
+    }
+
+    fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
+        self.peers.with(target.node, |peer| match peer {
+            Some(peer) => self.try_send_to(peer, target, opts, tag, body),
+            // A stopped node has no peers left and makes none (`ensure_peer`), and relays nothing.
+            None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
+                let mut frame = FrameBuf::default();
+                self.write_message(&mut frame, target, tag, None, 1, body, self.relayed_max_frame())?;
+                match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
+                    true => Ok(()),
+                    false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
+                }
+            }
+            None => match self.peer_on_demand(target.node) {
+                Some(peer) => self.try_send_to(&peer, target, opts, tag, body),
+                None => Err(Refusal::Failed(if target.node == self.id {
+                    SendFailure::NotRunning
+                } else {
+                    SendFailure::Unreachable(target.node)
+                })),
+            },
+        })
     }
 
     fn poll_ready(

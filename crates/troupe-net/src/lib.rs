@@ -27,6 +27,7 @@ mod membership;
 mod node;
 mod overlays;
 mod peer;
+mod peer_map;
 mod probe;
 mod queue;
 mod routes;
