@@ -281,6 +281,9 @@ pub(crate) struct NodeShared {
     pub(crate) tls: Option<TlsContext>,
     pub(crate) advertised: RwLock<Vec<String>>,
     pub(crate) peers: PeerMap,
+    /// Released peers whose connections are still being read to their end, by node: a new peer
+    /// for the node follows its predecessor (see `Peer::after_predecessor`).
+    released: Mutex<IdMap<NodeId, Weak<Peer>>>,
     exported: RwLock<IdMap<u64, Arc<dyn Inbound>>>,
     pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
     proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
@@ -360,6 +363,7 @@ impl NodeShared {
             tls,
             advertised: RwLock::new(Vec::new()),
             peers: PeerMap::default(),
+            released: Mutex::new(id_map()),
             exported: RwLock::new(id_map()),
             named: RwLock::new(HashMap::new()),
             proxies: Mutex::new(HashMap::new()),
@@ -486,6 +490,11 @@ impl NodeShared {
                             self.requeue_unacked(&peer, (channel, index));
                         }
                     }
+                    if let Some(old) = self.released.lock().get(&id).and_then(Weak::upgrade) {
+                        if !old.is_down() {
+                            peer.follow(old);
+                        }
+                    }
                     peers.insert(id, peer.clone());
                     (peer, true)
                 }
@@ -539,11 +548,15 @@ impl NodeShared {
                 }
             }
         }
+        let lane_queue = peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.clone();
+        // A released peer's lane still dials once for frames a sender queued before the release
+        // finished the queue: they are written, then the connection ends (see `release_peer`).
+        let flushing = || peer.releasing.load(Ordering::Acquire) && !peer.is_down() && lane_queue.has_backlog();
         loop {
-            if peer.ending() || self.shutting_down.load(Ordering::Acquire) {
+            if (peer.ending() && !flushing()) || self.shutting_down.load(Ordering::Acquire) {
                 return;
             }
-            if peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.overflowed() {
+            if lane_queue.overflowed() {
                 // Its reader closed the connection for it: no redial, the peer goes.
                 self.drop_for_overflow(&peer);
                 return;
@@ -593,6 +606,10 @@ impl NodeShared {
                 Err(error) => {
                     failures += 1;
                     tracing::debug!(node = %self.settings.name, peer = %peer.name, ?purpose, %error, "dial failed");
+                    if peer.ending() {
+                        // A released peer's last dial (see `flushing`): no retry, and no Down.
+                        return;
+                    }
                     if control && failures >= 2 {
                         self.peer_down(&peer, "unreachable");
                         return;
@@ -784,16 +801,41 @@ impl NodeShared {
             // writer ends the connection the first time it has something for it.
             move || node.faults.is_partitioned(peer_id),
         ));
-        let read = self.clone().read_loop(peer.clone(), reader, leftover, queue, channel);
+        let read = self.clone().read_loop(peer.clone(), reader, leftover, queue.clone(), channel);
+        tokio::pin!(read);
+        // Registered now, so a stop notified while one side of a released connection is waited
+        // for below is not missed (`notify_waiters` keeps no permit).
+        let peer_down = peer.stop.notified();
+        let node_stopping = self.stop.notified();
+        tokio::pin!(peer_down, node_stopping);
+        peer_down.as_mut().enable();
+        node_stopping.as_mut().enable();
+        let releasing = || peer.releasing.load(Ordering::Acquire);
         let reason = tokio::select! {
-            r = read => r,
+            r = &mut read => {
+                if releasing() {
+                    // Released, and the other side ended its sending side (or the read failed):
+                    // ours ends once it has written what it still has, so the other side reads
+                    // that too. (A lane's queue is finished by the release already; the queue
+                    // of a connection the other side dialled is finished here.)
+                    queue.finish();
+                    let _ = released_wait(&mut write, peer_down.as_mut(), node_stopping.as_mut()).await;
+                }
+                r
+            }
             w = &mut write => match w {
+                Ok(Ok(())) if releasing() => {
+                    // Released: our side wrote all it had and ended its sending side. What the
+                    // other side wrote before it heard of the release is still read, until it
+                    // ends its own side (it releases too).
+                    released_wait(&mut read, peer_down.as_mut(), node_stopping.as_mut()).await.unwrap_or_else(str::to_string)
+                }
                 Ok(Ok(())) => "writer finished".to_string(),
                 Ok(Err(e)) => format!("write failed: {e}"),
                 Err(e) => format!("writer task: {e}"),
             },
-            _ = peer.stop.notified() => "peer down".to_string(),
-            _ = self.stop.notified() => "node stopping".to_string(),
+            _ = peer_down.as_mut() => "peer down".to_string(),
+            _ = node_stopping.as_mut() => "node stopping".to_string(),
         };
         stop.notify_one();
         if !write.is_finished() {
@@ -824,6 +866,9 @@ impl NodeShared {
         channel: usize,
     ) -> String {
         let Some(transport) = self.transport() else { return "node gone".into() };
+        // Nothing from this peer is handed on before what its released predecessor's
+        // connections still carry.
+        peer.after_predecessor(RELEASE_READ_OUT).await;
         let decoder = FrameDecoder::new(self.settings.max_frame);
         let mut conn = ConnState {
             acks: Vec::new(),
@@ -1422,13 +1467,16 @@ impl NodeShared {
             Control::Overlay { payload } => {
                 self.tell_membership(DriverInput::Overlay { from: troupe_overlay::PeerId(peer.id.0), payload });
             }
-            Control::Release => {
-                // Kept while our acknowledged messages to it are outstanding: its side closes,
-                // and our lanes redial to get them through.
+            // Only from the peer in the map: one already released (this frame read from its old
+            // connections to their end) must not release its successor.
+            Control::Release if self.peer(peer.id).is_some_and(|current| Arc::ptr_eq(&current, peer)) => {
+                // Our acknowledged messages still outstanding go on a new connection once the
+                // old ones are through (see `release_peer`).
                 if self.release_peer(peer.id, false) {
                     self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
                 }
             }
+            Control::Release => {}
             Control::Relay { origin, to, ttl, frame } => self.on_relay(peer, NodeId(origin), NodeId(to), ttl, frame),
             Control::Broadcast { payload } => {
                 self.tell_membership(DriverInput::Plumtree { from: troupe_overlay::PeerId(peer.id.0), payload });
@@ -1607,13 +1655,24 @@ impl NodeShared {
     /// connection made on demand (so a watcher still hears of a Down from a node whose
     /// connections the overlay released). False when it cannot go anywhere.
     pub(crate) fn send_actor_control(&self, to: NodeId, control: &Control) -> bool {
-        if let Some(peer) = self.peer(to) {
-            return peer.push_actor_control(control);
+        for _ in 0..RELEASED_RETRIES {
+            let peer = match self.peer(to) {
+                Some(peer) => peer,
+                None if to != self.id && self.must_relay(to) => return self.relay_control(to, control),
+                None => match self.peer_on_demand(to) {
+                    Some(peer) => peer,
+                    None => return false,
+                },
+            };
+            if peer.push_actor_control(control) {
+                return true;
+            }
+            if !peer.releasing.load(Ordering::Acquire) || peer.is_leaving() {
+                return false;
+            }
+            // Released after we took it (see `refused_by_release`): the node's next peer takes it.
         }
-        if to != self.id && self.must_relay(to) {
-            return self.relay_control(to, control);
-        }
-        self.peer_on_demand(to).is_some_and(|peer| peer.push_actor_control(control))
+        false
     }
 
     /// Sends actor signal `signal` to node `to` so that it takes effect after the messages this
@@ -2339,17 +2398,20 @@ impl NodeShared {
     }
 
     /// Closes this node's connections to a peer on purpose (not a failure: no Down events, its
-    /// acknowledged-delivery state is kept while the node lives). With `tell`, the peer is told
-    /// first so it closes its side instead of redialling. Queued messages are flushed first (for
-    /// at most a second). False (nothing done) while acknowledged messages to it wait for their
-    /// acknowledgement.
+    /// acknowledged-delivery state is kept while the node lives). With `tell` (we decided), the
+    /// peer is told first so it releases its side too instead of redialling; without, the peer
+    /// told us. Nothing either side wrote on them is lost: queued messages are written (a lane
+    /// still dialling gets a second), then each side ends its sending side and reads the
+    /// other's to its end (see [`RELEASE_READ_OUT`]). With `tell`, false (nothing done) while
+    /// acknowledged messages to the peer wait for their acknowledgement; told, the release goes
+    /// ahead, and a new connection takes what is still unacknowledged once it is done.
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) -> bool {
         let Some(peer) = self.peer(id) else { return true };
         if peer.is_leaving() {
             // It said goodbye and is being read to the end; it goes by itself.
             return true;
         }
-        if peer.acks.unacked() > 0 {
+        if tell && peer.acks.unacked() > 0 {
             // Acknowledged messages wait for an answer, and only a peer's connections
             // retransmit them: kept until they are through (the caller asks again later; when
             // the other side lets go first, these lanes redial).
@@ -2367,16 +2429,31 @@ impl NodeShared {
             let mut peers = self.peers.write();
             if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
                 peers.remove(&peer.id);
+                self.released.lock().insert(peer.id, Arc::downgrade(&peer));
             }
         }
         self.relay_routes.lock().forget_via(peer.id);
         let Some(shared) = self.me.upgrade() else { return true };
         self.runtime.spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while Instant::now() < deadline && peer.lanes.iter().flatten().any(|l| l.queue.len() > 0) {
+            // Its lanes write what they have (a lane with frames but no connection dials for
+            // them once more) and end their sending side; each reader goes on until the other
+            // side, released too, ends its own: neither loses what the other wrote before it
+            // heard of the release. Not marked down before that: signals held for messages still
+            // being read (see `fence`) must keep waiting for them. Whatever is still open after
+            // `RELEASE_READ_OUT` is closed.
+            peer.finish_lanes();
+            let deadline = Instant::now() + RELEASE_READ_OUT;
+            while Instant::now() < deadline && !peer.is_down() && (peer.has_connections() || peer.has_backlog()) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            {
+                let mut released = shared.released.lock();
+                if released.get(&peer.id).is_some_and(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(&peer))) {
+                    released.remove(&peer.id);
+                }
+            }
             if peer.down.swap(true, Ordering::AcqRel) {
+                // Gone meanwhile (`peer_gone` closed it).
                 return;
             }
             shared.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
@@ -2617,26 +2694,43 @@ impl Transport for NodeShared {
     }
 
     fn try_send(&self, target: ActorId, opts: &SendOptions, tag: u64, body: BodyEncoder<'_>) -> Result<(), Refusal> {
-        self.peers.with(target.node, |peer| match peer {
-            Some(peer) => self.try_send_to(peer, target, opts, tag, body),
-            // A stopped node has no peers left and makes none (`ensure_peer`), and relays nothing.
-            None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
-                let mut frame = FrameBuf::default();
-                self.write_message(&mut frame, target, tag, None, 1, body, self.relayed_max_frame())?;
-                match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
-                    true => Ok(()),
-                    false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut released = false;
+            let result = self.peers.with(target.node, |peer| match peer {
+                Some(peer) => {
+                    let result = self.try_send_to(peer, target, opts, tag, &mut *body);
+                    released = refused_by_release(peer, &result);
+                    result
                 }
+                // A stopped node has no peers left and makes none (`ensure_peer`), and relays nothing.
+                None if !opts.ack && target.node != self.id && self.must_relay(target.node) => {
+                    let mut frame = FrameBuf::default();
+                    self.write_message(&mut frame, target, tag, None, 1, &mut *body, self.relayed_max_frame())?;
+                    match self.relay(self.id, target.node, self.settings.relay_ttl, frame.to_vec(), None) {
+                        true => Ok(()),
+                        false => Err(Refusal::Failed(SendFailure::Unreachable(target.node))),
+                    }
+                }
+                None => match self.peer_on_demand(target.node) {
+                    Some(peer) => {
+                        let result = self.try_send_to(&peer, target, opts, tag, &mut *body);
+                        released = refused_by_release(&peer, &result);
+                        result
+                    }
+                    None => Err(Refusal::Failed(if target.node == self.id {
+                        SendFailure::NotRunning
+                    } else {
+                        SendFailure::Unreachable(target.node)
+                    })),
+                },
+            });
+            // The peer was released after this send took it: the node's next peer takes it.
+            if !released || attempts == RELEASED_RETRIES {
+                return result;
             }
-            None => match self.peer_on_demand(target.node) {
-                Some(peer) => self.try_send_to(&peer, target, opts, tag, body),
-                None => Err(Refusal::Failed(if target.node == self.id {
-                    SendFailure::NotRunning
-                } else {
-                    SendFailure::Unreachable(target.node)
-                })),
-            },
-        })
+        }
     }
 
     fn poll_ready(
@@ -2756,37 +2850,44 @@ impl Transport for NodeShared {
             return false;
         }
         let header = ReplyHeader { request, status };
-        let peer = match self.peer(to) {
-            Some(peer) => peer,
-            None if self.must_relay(to) => {
-                let mut frame = FrameBuf::default();
-                let max = self.relayed_max_frame();
-                if self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body, max).is_err() {
-                    return false;
-                }
-                return self.relay(self.id, to, self.settings.relay_ttl, frame.to_vec(), None);
-            }
-            None => match self.peer_on_demand(to) {
+        for _ in 0..RELEASED_RETRIES {
+            let peer = match self.peer(to) {
                 Some(peer) => peer,
-                None => return false,
-            },
-        };
-        if peer.is_leaving() {
-            return false;
-        }
-        let lane = peer.lane(peer.pick(1, request, true));
-        let pushed = lane.queue.push_now(
-            false,
-            |buf| self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), body, peer.max_frame()),
-            || true,
-        );
-        match pushed {
-            Ok((result, inline)) => {
-                self.count_inline(inline);
-                result.is_ok()
+                None if self.must_relay(to) => {
+                    let mut frame = FrameBuf::default();
+                    let max = self.relayed_max_frame();
+                    let write =
+                        self.write_frame(&mut frame, FrameKind::Reply, 0, 1, |buf| header.write(buf), body, max);
+                    return write.is_ok() && self.relay(self.id, to, self.settings.relay_ttl, frame.to_vec(), None);
+                }
+                None => match self.peer_on_demand(to) {
+                    Some(peer) => peer,
+                    None => return false,
+                },
+            };
+            if peer.is_leaving() {
+                return false;
             }
-            Err(_) => false,
+            let lane = peer.lane(peer.pick(1, request, true));
+            let pushed = lane.queue.push_now(
+                false,
+                |buf| {
+                    let max = peer.max_frame();
+                    self.write_frame(buf, FrameKind::Reply, 0, 1, |buf| header.write(buf), &mut *body, max)
+                },
+                || true,
+            );
+            match pushed {
+                Ok((result, inline)) => {
+                    self.count_inline(inline);
+                    return result.is_ok();
+                }
+                // Released after we took it (see `refused_by_release`): the node's next peer takes it.
+                Err(QueueRefusal::Closed) if peer.releasing.load(Ordering::Acquire) => {}
+                Err(_) => return false,
+            }
         }
+        false
     }
 
     fn system(&self) -> &ActorSystem {
@@ -2898,6 +2999,40 @@ impl NodeShared {
         Ok(())
     }
 }
+
+/// Waits for one side of a released connection to end (see `run_connection`): at most
+/// [`RELEASE_READ_OUT`], and not past a stop of the peer or the node; why it stopped waiting
+/// otherwise.
+async fn released_wait<T>(
+    side: impl std::future::Future<Output = T>,
+    peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Result<T, &'static str> {
+    tokio::select! {
+        ended = side => Ok(ended),
+        _ = tokio::time::sleep(RELEASE_READ_OUT) => Err("released; the other side did not end its side"),
+        _ = peer_down => Err("peer down"),
+        _ = node_stopping => Err("node stopping"),
+    }
+}
+
+/// How often a send refused by a peer released meanwhile (see [`refused_by_release`]) goes again
+/// to the node's next peer: more than once only if that one is released at once too.
+const RELEASED_RETRIES: u32 = 3;
+
+/// Whether `result` of a send through `peer` is a refusal because the peer was released (its
+/// queues finished) after the sender took it: the message goes to the node's next peer then,
+/// which a lookup now finds or makes (a released peer leaves the map before its queues finish).
+fn refused_by_release(peer: &Peer, result: &Result<(), Refusal>) -> bool {
+    matches!(result, Err(Refusal::Failed(SendFailure::Unreachable(_))))
+        && peer.releasing.load(Ordering::Acquire)
+        && !peer.is_leaving()
+}
+
+/// How long a released peer's connections are read after our side of them ended, for what the
+/// other side wrote before it heard of the release: it ends its own side once it has written
+/// that (within about a second), and the connections close then.
+const RELEASE_READ_OUT: Duration = Duration::from_secs(5);
 
 /// How long a shutting-down node waits for its lanes to write what they hold before it says
 /// goodbye.

@@ -30,6 +30,8 @@ mod peer;
 mod peer_map;
 mod probe;
 mod queue;
+#[cfg(test)]
+mod release_tests;
 mod routes;
 mod snapshot;
 mod stats;

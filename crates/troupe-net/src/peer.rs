@@ -56,6 +56,9 @@ pub(crate) struct Peer {
     inbound: AtomicUsize,
     /// Notified (all waiters) when one of those connections ends.
     inbound_ended: tokio::sync::Notify,
+    /// The released peer for the same node whose connections were still being read when this
+    /// one was made: this one's readers wait for it (see [`Peer::after_predecessor`]).
+    predecessor: parking_lot::Mutex<Option<Arc<Peer>>>,
 }
 
 /// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
@@ -110,7 +113,30 @@ impl Peer {
             max_frame: AtomicUsize::new(max_frame),
             inbound: AtomicUsize::new(0),
             inbound_ended: tokio::sync::Notify::new(),
+            predecessor: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Makes `old`, a released peer for the same node still reading its connections to their
+    /// end, this one's predecessor.
+    pub(crate) fn follow(&self, old: Arc<Peer>) {
+        *self.predecessor.lock() = Some(old);
+    }
+
+    /// Waits (at most `limit`) until the predecessor, if any, is done: its connections read to
+    /// their end and closed. A reader of this peer's connections waits for it before it hands on
+    /// any message, so what a sender wrote before the release is delivered before what it
+    /// wrote after.
+    pub(crate) async fn after_predecessor(&self, limit: std::time::Duration) {
+        let Some(old) = self.predecessor.lock().clone() else { return };
+        let stopped = old.stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        // `down` is set just before the release's `close_lanes` notifies `stop`.
+        if !old.is_down() {
+            let _ = tokio::time::timeout(limit, stopped).await;
+        }
+        self.predecessor.lock().take();
     }
 
     /// Actor messages queued to it so far, over all lanes (including ones since sent).
@@ -251,6 +277,25 @@ impl Peer {
     /// Whether a reader of its connections is waiting for room in a full mailbox.
     pub(crate) fn is_waiting_for_room(&self) -> bool {
         self.readers_waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// Lets every lane write what it has queued and then end its sending side (a release), taking
+    /// nothing new; readers go on until the other side ends too (see `NodeShared::release_peer`).
+    pub(crate) fn finish_lanes(&self) {
+        for lane in self.lanes.iter().flatten() {
+            lane.queue.finish();
+        }
+    }
+
+    /// Whether frames wait in one of its lanes, or a writer is writing some.
+    pub(crate) fn has_backlog(&self) -> bool {
+        self.lanes.iter().flatten().any(|lane| lane.queue.has_backlog())
+    }
+
+    /// Whether a connection of one of its lanes, or one it dialled for its own, is still open.
+    pub(crate) fn has_connections(&self) -> bool {
+        self.inbound.load(Ordering::Acquire) > 0
+            || self.lanes.iter().flatten().any(|lane| lane.connected.load(Ordering::Acquire))
     }
 
     /// Shuts every lane queue (senders see the peer as unreachable).

@@ -337,7 +337,9 @@ impl SendQueue {
                 state.front = frame;
             }
         }
-        let more = !state.front.is_empty() || !state.buf.is_empty();
+        // Also when closed: a writer that found nothing to take while this write went on waits to
+        // hear that it may end.
+        let more = !state.front.is_empty() || !state.buf.is_empty() || state.closed;
         drop(state);
         if more {
             self.ready.notify_one();
@@ -394,7 +396,9 @@ impl SendQueue {
                 && state.buf.is_empty()
                 && state.latest.as_ref().is_none_or(|l| l.order.is_empty());
             if empty {
-                return if state.closed { Taken::Closed } else { Taken::Nothing };
+                // Not while a sender writes inline: what the socket does not take of its frame
+                // comes back to `front` for this writer (the sender notifies `ready`).
+                return if state.closed && state.writing.is_none() { Taken::Closed } else { Taken::Nothing };
             }
             if state.writing.is_some() || state.generation != generation {
                 // A sender is writing inline (it notifies `ready` when it is done), or this
@@ -468,13 +472,26 @@ impl SendQueue {
         self.state.lock().latest.as_ref().map_or(0, |l| l.replaced)
     }
 
+    /// Takes no more frames, but lets the writer write what is queued: it then ends its
+    /// connection's sending side (a release: see `NodeShared::release_peer`). Waiters see
+    /// `Closed`.
+    pub(crate) fn finish(&self) {
+        self.shut(false);
+    }
+
     /// Refuses further pushes, drops what waits and wakes every waiter (they see `Closed`).
     pub(crate) fn close(&self) {
+        self.shut(true);
+    }
+
+    fn shut(&self, discard: bool) {
         let waiters = {
             let mut state = self.state.lock();
             state.closed = true;
-            state.buf = FrameBuf::default();
-            state.latest = None;
+            if discard {
+                state.buf = FrameBuf::default();
+                state.latest = None;
+            }
             std::mem::take(&mut state.waiters)
         };
         for waker in waiters {
