@@ -492,7 +492,7 @@ impl NodeShared {
                     }
                     if let Some(old) = self.released.lock().get(&id).and_then(Weak::upgrade) {
                         if !old.is_down() {
-                            peer.follow(old);
+                            peer.follow(&old);
                         }
                     }
                     peers.insert(id, peer.clone());
@@ -547,6 +547,11 @@ impl NodeShared {
                     return;
                 }
             }
+        }
+        if opened.is_none() {
+            // A released predecessor's connections are read to their end first: the other side
+            // takes a connection made before it heard of the release for one of the old peer's.
+            peer.after_predecessor(SUCCESSOR_WAIT).await;
         }
         let lane_queue = peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.clone();
         // A released peer's lane still dials once for frames a sender queued before the release
@@ -819,7 +824,7 @@ impl NodeShared {
                     // that too. (A lane's queue is finished by the release already; the queue
                     // of a connection the other side dialled is finished here.)
                     queue.finish();
-                    let _ = released_wait(&mut write, peer_down.as_mut(), node_stopping.as_mut()).await;
+                    let _ = released_wait(&mut write, &peer, peer_down.as_mut(), node_stopping.as_mut()).await;
                 }
                 r
             }
@@ -828,7 +833,7 @@ impl NodeShared {
                     // Released: our side wrote all it had and ended its sending side. What the
                     // other side wrote before it heard of the release is still read, until it
                     // ends its own side (it releases too).
-                    released_wait(&mut read, peer_down.as_mut(), node_stopping.as_mut()).await.unwrap_or_else(str::to_string)
+                    released_wait(&mut read, &peer, peer_down.as_mut(), node_stopping.as_mut()).await.unwrap_or_else(str::to_string)
                 }
                 Ok(Ok(())) => "writer finished".to_string(),
                 Ok(Err(e)) => format!("write failed: {e}"),
@@ -868,7 +873,7 @@ impl NodeShared {
         let Some(transport) = self.transport() else { return "node gone".into() };
         // Nothing from this peer is handed on before what its released predecessor's
         // connections still carry.
-        peer.after_predecessor(RELEASE_READ_OUT).await;
+        peer.after_predecessor(SUCCESSOR_WAIT).await;
         let decoder = FrameDecoder::new(self.settings.max_frame);
         let mut conn = ConnState {
             acks: Vec::new(),
@@ -2440,17 +2445,26 @@ impl NodeShared {
             // side, released too, ends its own: neither loses what the other wrote before it
             // heard of the release. Not marked down before that: signals held for messages still
             // being read (see `fence`) must keep waiting for them. Whatever is still open after
-            // `RELEASE_READ_OUT` is closed.
+            // `RELEASE_READ_OUT` without progress is closed.
             peer.finish_lanes();
-            let deadline = Instant::now() + RELEASE_READ_OUT;
-            while Instant::now() < deadline && !peer.is_down() && (peer.has_connections() || peer.has_backlog()) {
+            let (mut progress, mut since) = (peer.progress(), Instant::now());
+            while since.elapsed() < RELEASE_READ_OUT && !peer.is_down() && (peer.has_connections() || peer.has_backlog()) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
+                let now = peer.progress();
+                if now != progress || peer.is_waiting_for_room() {
+                    (progress, since) = (now, Instant::now());
+                }
             }
             {
                 let mut released = shared.released.lock();
                 if released.get(&peer.id).is_some_and(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(&peer))) {
                     released.remove(&peer.id);
                 }
+            }
+            if peer.is_leaving() {
+                // Its Goodbye was read on these connections: it leaves the cluster, and
+                // `peer_leaving` reports it so once they are read.
+                return;
             }
             if peer.down.swap(true, Ordering::AcqRel) {
                 // Gone meanwhile (`peer_gone` closed it).
@@ -2756,6 +2770,8 @@ impl Transport for NodeShared {
         match lane.queue.poll_room(cx.waker()) {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => Poll::Pending,
+            // Released after we took it: the send goes to the node's next peer (`try_send`).
+            Err(_) if peer.releasing.load(Ordering::Acquire) && !peer.is_leaving() => Poll::Ready(Ok(())),
             Err(_) => Poll::Ready(Err(SendFailure::Unreachable(target.node))),
         }
     }
@@ -3000,19 +3016,28 @@ impl NodeShared {
     }
 }
 
-/// Waits for one side of a released connection to end (see `run_connection`): at most
-/// [`RELEASE_READ_OUT`], and not past a stop of the peer or the node; why it stopped waiting
-/// otherwise.
+/// Waits for one side of a released connection to end (see `run_connection`) while the peer's
+/// connections make progress ([`Peer::progress`]) or a reader waits for mailbox room: gives up
+/// after [`RELEASE_READ_OUT`] of neither, or when the peer or the node stops; says why.
 async fn released_wait<T>(
     side: impl std::future::Future<Output = T>,
-    peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-    node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    peer: &Peer,
+    mut peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    mut node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
 ) -> Result<T, &'static str> {
-    tokio::select! {
-        ended = side => Ok(ended),
-        _ = tokio::time::sleep(RELEASE_READ_OUT) => Err("released; the other side did not end its side"),
-        _ = peer_down => Err("peer down"),
-        _ = node_stopping => Err("node stopping"),
+    tokio::pin!(side);
+    loop {
+        let before = peer.progress();
+        tokio::select! {
+            ended = &mut side => return Ok(ended),
+            _ = tokio::time::sleep(RELEASE_READ_OUT) => {
+                if peer.progress() == before && !peer.is_waiting_for_room() {
+                    return Err("released; the other side did not end its side");
+                }
+            }
+            _ = peer_down.as_mut() => return Err("peer down"),
+            _ = node_stopping.as_mut() => return Err("node stopping"),
+        }
     }
 }
 
@@ -3029,10 +3054,18 @@ fn refused_by_release(peer: &Peer, result: &Result<(), Refusal>) -> bool {
         && !peer.is_leaving()
 }
 
-/// How long a released peer's connections are read after our side of them ended, for what the
-/// other side wrote before it heard of the release: it ends its own side once it has written
-/// that (within about a second), and the connections close then.
-const RELEASE_READ_OUT: Duration = Duration::from_secs(5);
+/// How long a released peer's connections may go without progress ([`Peer::progress`]) while
+/// they are read to their end, for what the other side wrote before it heard of the release (it
+/// ends its own side once that is written, within about a second), before they are closed
+/// anyway. Not while one of their readers waits for room in a mailbox: what it holds would be
+/// lost, and the actor takes it in time (as on any connection).
+const RELEASE_READ_OUT: Duration = Duration::from_secs(10);
+
+/// How long a new peer's connections wait without progress of its released predecessor's
+/// ([`Peer::after_predecessor`]): shorter than [`RELEASE_READ_OUT`], so that a predecessor
+/// whose reader waits on an actor that waits for an answer coming on the new connections goes
+/// on once they stop waiting, before it is closed (its rest would be lost; late is better).
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a shutting-down node waits for its lanes to write what they hold before it says
 /// goodbye.

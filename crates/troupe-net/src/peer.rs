@@ -57,8 +57,8 @@ pub(crate) struct Peer {
     /// Notified (all waiters) when one of those connections ends.
     inbound_ended: tokio::sync::Notify,
     /// The released peer for the same node whose connections were still being read when this
-    /// one was made: this one's readers wait for it (see [`Peer::after_predecessor`]).
-    predecessor: parking_lot::Mutex<Option<Arc<Peer>>>,
+    /// one was made: this one's lanes and readers wait for it (see [`Peer::after_predecessor`]).
+    predecessor: parking_lot::Mutex<std::sync::Weak<Peer>>,
 }
 
 /// A reader's wait for mailbox room, counted while it lasts (see [`Peer::waiting_for_room`]).
@@ -113,30 +113,43 @@ impl Peer {
             max_frame: AtomicUsize::new(max_frame),
             inbound: AtomicUsize::new(0),
             inbound_ended: tokio::sync::Notify::new(),
-            predecessor: parking_lot::Mutex::new(None),
+            predecessor: parking_lot::Mutex::new(std::sync::Weak::new()),
         }
     }
 
     /// Makes `old`, a released peer for the same node still reading its connections to their
     /// end, this one's predecessor.
-    pub(crate) fn follow(&self, old: Arc<Peer>) {
-        *self.predecessor.lock() = Some(old);
+    pub(crate) fn follow(&self, old: &Arc<Peer>) {
+        *self.predecessor.lock() = Arc::downgrade(old);
     }
 
-    /// Waits (at most `limit`) until the predecessor, if any, is done: its connections read to
-    /// their end and closed. A reader of this peer's connections waits for it before it hands on
-    /// any message, so what a sender wrote before the release is delivered before what it
-    /// wrote after.
-    pub(crate) async fn after_predecessor(&self, limit: std::time::Duration) {
-        let Some(old) = self.predecessor.lock().clone() else { return };
+    /// Waits until the predecessor, if any, is done: its connections read to their end and
+    /// closed; or until it made no progress for `patience`. A reader of this peer's connections
+    /// waits for it before it hands on any message, so what a sender wrote before the release
+    /// is delivered before what it wrote after; and a lane before it dials, so the other side
+    /// cannot take the new connection for one of the old peer's.
+    pub(crate) async fn after_predecessor(&self, patience: std::time::Duration) {
+        // Gone altogether (dropped) means done too.
+        let Some(old) = self.predecessor.lock().upgrade() else { return };
         let stopped = old.stop.notified();
         tokio::pin!(stopped);
         stopped.as_mut().enable();
         // `down` is set just before the release's `close_lanes` notifies `stop`.
-        if !old.is_down() {
-            let _ = tokio::time::timeout(limit, stopped).await;
+        while !old.is_down() {
+            let before = old.progress();
+            if tokio::time::timeout(patience, stopped.as_mut()).await.is_ok() || old.progress() == before {
+                break;
+            }
         }
-        self.predecessor.lock().take();
+        // Once one waiter is through, the others need not wait either.
+        *self.predecessor.lock() = std::sync::Weak::new();
+    }
+
+    /// Messages received from it and bytes written to it so far: what moves while its
+    /// connections are read or written.
+    pub(crate) fn progress(&self) -> u64 {
+        let written: u64 = self.lanes.iter().flatten().map(|lane| lane.queue.moved.load(Ordering::Relaxed)).sum();
+        self.received.load(Ordering::Relaxed) + written
     }
 
     /// Actor messages queued to it so far, over all lanes (including ones since sent).
