@@ -548,9 +548,12 @@ impl NodeShared {
                 }
             }
         }
-        if opened.is_none() {
+        if opened.is_none() && !control {
             // A released predecessor's connections are read to their end first: the other side
-            // takes a connection made before it heard of the release for one of the old peer's.
+            // could take a connection made before it heard of the release for one of the old
+            // peer's, and read it beside them. Not the control lane: the node must not look
+            // unreachable meanwhile (it is `up` once that lane connects). Should the other side
+            // take that connection for its old peer, it serves it until its release ends.
             peer.after_predecessor(SUCCESSOR_WAIT).await;
         }
         let lane_queue = peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.clone();
@@ -968,6 +971,7 @@ impl NodeShared {
                             Ok(Ok(n)) => {
                                 unanswered = 0;
                                 self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                                peer.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                             }
                             Ok(Err(e)) => return format!("read failed: {e}"),
                             Err(_) => {
@@ -1030,6 +1034,7 @@ impl NodeShared {
                 Ok(Ok(0)) => return "closed by peer".into(),
                 Ok(Ok(n)) => {
                     self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    peer.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Ok(Err(e)) => return format!("read failed: {e}"),
                 Err(_) => {
@@ -1978,6 +1983,14 @@ impl NodeShared {
     /// overtakes the data of a busy lane.
     fn peer_leaving(&self, peer: &Arc<Peer>) {
         let Some(shared) = self.me.upgrade() else { return };
+        if peer.releasing.load(Ordering::Acquire) {
+            if let Some(current) = self.peer(peer.id).filter(|current| !Arc::ptr_eq(current, peer)) {
+                // Said on connections we released: the node's current peer is the one that
+                // leaves (the released one just closes; reporting both would say it twice).
+                self.peer_leaving(&current);
+                return;
+            }
+        }
         // Its listener is closing: our lanes must not redial it meanwhile (two failed dials of
         // the control lane would report it lost instead of gone), and sends to it fail now
         // rather than queue for lanes that will not come back. Nothing is relayed through it.
@@ -2451,7 +2464,8 @@ impl NodeShared {
             while since.elapsed() < RELEASE_READ_OUT && !peer.is_down() && (peer.has_connections() || peer.has_backlog()) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 let now = peer.progress();
-                if now != progress || peer.is_waiting_for_room() {
+                // Its lanes may also wait for a predecessor of its own to be read out.
+                if now != progress || peer.is_waiting_for_room() || peer.has_live_predecessor() {
                     (progress, since) = (now, Instant::now());
                 }
             }

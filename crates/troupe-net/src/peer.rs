@@ -32,6 +32,8 @@ pub(crate) struct Peer {
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// Messages received from it (counted per read, for traffic and idleness).
     pub(crate) received: AtomicU64,
+    /// Bytes read from its connections.
+    pub(crate) bytes_in: AtomicU64,
     /// Notified (all waiters) when a Pong arrives from it, on any connection: evidence of life
     /// for probes.
     pub(crate) pong: tokio::sync::Notify,
@@ -103,6 +105,7 @@ impl Peer {
             acks,
             stop: Arc::new(tokio::sync::Notify::new()),
             received: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
             pong: tokio::sync::Notify::new(),
             announced: AtomicBool::new(false),
             releasing: AtomicBool::new(false),
@@ -126,8 +129,8 @@ impl Peer {
     /// Waits until the predecessor, if any, is done: its connections read to their end and
     /// closed; or until it made no progress for `patience`. A reader of this peer's connections
     /// waits for it before it hands on any message, so what a sender wrote before the release
-    /// is delivered before what it wrote after; and a lane before it dials, so the other side
-    /// cannot take the new connection for one of the old peer's.
+    /// is delivered before what it wrote after; and a data lane before it dials, so the other
+    /// side cannot take the new connection for one of the old peer's.
     pub(crate) async fn after_predecessor(&self, patience: std::time::Duration) {
         // Gone altogether (dropped) means done too.
         let Some(old) = self.predecessor.lock().upgrade() else { return };
@@ -145,11 +148,16 @@ impl Peer {
         *self.predecessor.lock() = std::sync::Weak::new();
     }
 
-    /// Messages received from it and bytes written to it so far: what moves while its
-    /// connections are read or written.
+    /// Bytes read from it and written to it so far: what moves while its connections are read
+    /// or written.
     pub(crate) fn progress(&self) -> u64 {
         let written: u64 = self.lanes.iter().flatten().map(|lane| lane.queue.moved.load(Ordering::Relaxed)).sum();
-        self.received.load(Ordering::Relaxed) + written
+        self.bytes_in.load(Ordering::Relaxed) + written
+    }
+
+    /// Whether it follows a released predecessor still being read out.
+    pub(crate) fn has_live_predecessor(&self) -> bool {
+        self.predecessor.lock().upgrade().is_some_and(|old| !old.is_down())
     }
 
     /// Actor messages queued to it so far, over all lanes (including ones since sent).
