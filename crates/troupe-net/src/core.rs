@@ -548,13 +548,19 @@ impl NodeShared {
                 }
             }
         }
-        if opened.is_none() && !control {
-            // A released predecessor's connections are read to their end first: the other side
-            // could take a connection made before it heard of the release for one of the old
-            // peer's, and read it beside them. Not the control lane: the node must not look
-            // unreachable meanwhile (it is `up` once that lane connects). Should the other side
-            // take that connection for its old peer, it serves it until its release ends.
-            peer.after_predecessor(SUCCESSOR_WAIT).await;
+        if opened.is_none() {
+            // The other side could take a connection made before it handled the release for one
+            // of the old peer's, and read it beside them (a signal on it would overtake messages
+            // still on the old connections). A data lane waits until the released predecessor's
+            // connections are read to their end; the control lane only until the predecessor's
+            // control connection has ended (the other side ends it once it handled the release,
+            // about a round trip): the node must not look unreachable for longer (it is `up`
+            // once that lane connects).
+            if control {
+                peer.after_predecessor_control(SUCCESSOR_WAIT).await;
+            } else {
+                peer.after_predecessor(SUCCESSOR_WAIT).await;
+            }
         }
         let lane_queue = peer.lane((purpose.channel as usize, purpose.lane as usize)).queue.clone();
         // A released peer's lane still dials once for frames a sender queued before the release
@@ -1983,14 +1989,15 @@ impl NodeShared {
     /// overtakes the data of a busy lane.
     fn peer_leaving(&self, peer: &Arc<Peer>) {
         let Some(shared) = self.me.upgrade() else { return };
-        if peer.releasing.load(Ordering::Acquire) {
-            if let Some(current) = self.peer(peer.id).filter(|current| !Arc::ptr_eq(current, peer)) {
-                // Said on connections we released: the node's current peer is the one that
-                // leaves (the released one just closes; reporting both would say it twice).
-                self.peer_leaving(&current);
-                return;
+        // Said on connections we released, while a newer peer for the node is in the map: that
+        // one is the peer that leaves (reporting both would say it twice), once what the
+        // released one's connections still carry is read and its held signals applied.
+        let (peer, released) = match self.peer(peer.id) {
+            Some(current) if peer.releasing.load(Ordering::Acquire) && !Arc::ptr_eq(&current, peer) => {
+                (current, Some(peer.clone()))
             }
-        }
+            _ => (peer.clone(), None),
+        };
         // Its listener is closing: our lanes must not redial it meanwhile (two failed dials of
         // the control lane would report it lost instead of gone), and sends to it fail now
         // rather than queue for lanes that will not come back. Nothing is relayed through it.
@@ -1998,8 +2005,14 @@ impl NodeShared {
             return;
         }
         self.relay_routes.lock().forget_via(peer.id);
-        let peer = peer.clone();
         self.runtime.spawn(async move {
+            if let Some(released) = released {
+                let deadline = Instant::now() + LEAVE_DRAIN;
+                while Instant::now() < deadline && !released.is_down() && released.has_connections() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                shared.drain_signals(&released, true);
+            }
             peer.inbound_drained(LEAVE_DRAIN).await;
             shared.peer_gone(&peer, "left the cluster", Departure::Left);
         });
@@ -3031,8 +3044,9 @@ impl NodeShared {
 }
 
 /// Waits for one side of a released connection to end (see `run_connection`) while the peer's
-/// connections make progress ([`Peer::progress`]) or a reader waits for mailbox room: gives up
-/// after [`RELEASE_READ_OUT`] of neither, or when the peer or the node stops; says why.
+/// connections make progress ([`Peer::progress`]), a reader waits for mailbox room or its
+/// readers wait for a predecessor: gives up after [`RELEASE_READ_OUT`] of none of these, or when
+/// the peer or the node stops; says why.
 async fn released_wait<T>(
     side: impl std::future::Future<Output = T>,
     peer: &Peer,
@@ -3045,7 +3059,7 @@ async fn released_wait<T>(
         tokio::select! {
             ended = &mut side => return Ok(ended),
             _ = tokio::time::sleep(RELEASE_READ_OUT) => {
-                if peer.progress() == before && !peer.is_waiting_for_room() {
+                if peer.progress() == before && !peer.is_waiting_for_room() && !peer.has_live_predecessor() {
                     return Err("released; the other side did not end its side");
                 }
             }

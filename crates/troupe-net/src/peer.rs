@@ -148,6 +148,24 @@ impl Peer {
         *self.predecessor.lock() = std::sync::Weak::new();
     }
 
+    /// Waits until the predecessor, if any, is down or its control connection has ended (the
+    /// other side ends it once it handled the release), at most `limit`. Leaves the predecessor
+    /// in place for the data lanes and readers ([`Peer::after_predecessor`]).
+    pub(crate) async fn after_predecessor_control(&self, limit: std::time::Duration) {
+        let Some(old) = self.predecessor.lock().upgrade() else { return };
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline
+            && !old.is_down()
+            && old
+                .lanes
+                .first()
+                .and_then(|control| control.first())
+                .is_some_and(|lane| lane.connected.load(Ordering::Acquire))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
     /// Bytes read from it and written to it so far: what moves while its connections are read
     /// or written.
     pub(crate) fn progress(&self) -> u64 {

@@ -194,11 +194,13 @@ impl NodeShared {
             }
             let Some(addrs) = &addrs else { return true };
             if !shared.reached_by_others(node, addrs).await {
-                // Unless it came back while we probed (the next round sees to that).
+                // Unless it came back while we probed (the next round sees to that), or another
+                // node that lost it too reported it meanwhile: on loaded machines two probes
+                // overlapped often enough that both nodes reported the same loss.
                 if shared.peer(node).is_some_and(|p| p.is_working()) {
                     continue;
                 }
-                return true;
+                return !shared.loss_reported(node);
             }
             // Still reached by another peer, which may not keep its connection (see the module
             // docs): ask again later. Counted and logged once per decision.
