@@ -149,18 +149,18 @@ impl Peer {
     }
 
     /// Waits until the predecessor, if any, is down or its control connection has ended (the
-    /// other side ends it once it handled the release), at most `limit`. Leaves the predecessor
+    /// other side ends it once it handled the release) with nothing left to write, at most
+    /// `limit`. Leaves the predecessor
     /// in place for the data lanes and readers ([`Peer::after_predecessor`]).
     pub(crate) async fn after_predecessor_control(&self, limit: std::time::Duration) {
         let Some(old) = self.predecessor.lock().upgrade() else { return };
         let deadline = std::time::Instant::now() + limit;
+        // Also while its control lane holds frames (the Release itself) and no connection: it
+        // dials once more for them (see `lane_loop`).
+        let control = old.lanes.first().and_then(|control| control.first());
         while std::time::Instant::now() < deadline
             && !old.is_down()
-            && old
-                .lanes
-                .first()
-                .and_then(|control| control.first())
-                .is_some_and(|lane| lane.connected.load(Ordering::Acquire))
+            && control.is_some_and(|lane| lane.connected.load(Ordering::Acquire) || lane.queue.has_backlog())
         {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }

@@ -41,7 +41,7 @@
 //! without probes (a dead node does not answer the ping through the overlay, so the asker waits
 //! out the whole probe).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -100,7 +100,16 @@ pub(crate) struct Probes {
     /// whether it was lost again meanwhile: one decision per node at a time, however often its
     /// connections fail, and a decision that finds the node back looks again if it was.
     deciding: HashMap<NodeId, bool>,
+    /// Lost nodes that a peer with a smaller id asked this node about while this node was
+    /// deciding on them too: that peer reports the loss first (see [`STEP_ASIDE`]).
+    asked_by_smaller: HashSet<NodeId>,
 }
+
+/// How long a node deciding to report a loss waits before it does, when a peer with a smaller
+/// id that lost the same node asked it meanwhile (so is deciding too): that peer's notice
+/// usually arrives within it, and this node then stays quiet. Two nodes that lose a node at
+/// the same moment otherwise both report it when their probes overlap (seen under load).
+const STEP_ASIDE: Duration = Duration::from_secs(1);
 
 /// Who answers a probe request.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -140,6 +149,7 @@ impl Deciding {
             }
             _ => {
                 probes.deciding.remove(&self.node);
+                probes.asked_by_smaller.remove(&self.node);
                 self.ended = true;
                 false
             }
@@ -153,7 +163,9 @@ impl Drop for Deciding {
             return;
         }
         if let Some(shared) = self.shared.upgrade() {
-            shared.probes.lock().deciding.remove(&self.node);
+            let mut probes = shared.probes.lock();
+            probes.deciding.remove(&self.node);
+            probes.asked_by_smaller.remove(&self.node);
         }
     }
 }
@@ -194,13 +206,16 @@ impl NodeShared {
             }
             let Some(addrs) = &addrs else { return true };
             if !shared.reached_by_others(node, addrs).await {
-                // Unless it came back while we probed (the next round sees to that), or another
-                // node that lost it too reported it meanwhile: on loaded machines two probes
-                // overlapped often enough that both nodes reported the same loss.
+                // Unless it came back while we probed (the next round sees to that).
                 if shared.peer(node).is_some_and(|p| p.is_working()) {
                     continue;
                 }
-                return !shared.loss_reported(node);
+                if shared.probes.lock().asked_by_smaller.remove(&node) {
+                    drop(shared);
+                    tokio::time::sleep(STEP_ASIDE).await;
+                    // `ReportLoss` looks again whether somebody reported it meanwhile.
+                }
+                return true;
             }
             // Still reached by another peer, which may not keep its connection (see the module
             // docs): ask again later. Counted and logged once per decision.
@@ -311,6 +326,9 @@ impl NodeShared {
                 return;
             }
             probes.answering.insert(asker, mine + 1);
+            if asker < self.id && probes.deciding.contains_key(&node) {
+                probes.asked_by_smaller.insert(node);
+            }
         }
         let answering = Answering { shared: Arc::clone(self), asker };
         self.runtime.spawn(async move {
