@@ -1683,7 +1683,7 @@ impl NodeShared {
             if peer.push_actor_control(control) {
                 return true;
             }
-            if !peer.releasing.load(Ordering::Acquire) || peer.is_leaving() {
+            if !peer.is_released() {
                 return false;
             }
             // Released after we took it (see `refused_by_release`): the node's next peer takes it.
@@ -2432,8 +2432,9 @@ impl NodeShared {
     /// acknowledged-delivery state is kept while the node lives). With `tell` (we decided), the
     /// peer is told first so it releases its side too instead of redialling; without, the peer
     /// told us. Nothing either side wrote on them is lost: queued messages are written (a lane
-    /// still dialling gets a second), then each side ends its sending side and reads the
-    /// other's to its end (see [`RELEASE_READ_OUT`]). With `tell`, false (nothing done) while
+    /// with frames but no connection dials once more), then each side ends its sending side and
+    /// reads the other's to its end (see [`RELEASE_READ_OUT`]); a new peer for the node waits for
+    /// that before it hands anything on (`Peer::after_predecessor`). With `tell`, false (nothing done) while
     /// acknowledged messages to the peer wait for their acknowledgement; told, the release goes
     /// ahead, and a new connection takes what is still unacknowledged once it is done.
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) -> bool {
@@ -2476,10 +2477,8 @@ impl NodeShared {
             let (mut progress, mut since) = (peer.progress(), Instant::now());
             while since.elapsed() < RELEASE_READ_OUT && !peer.is_down() && (peer.has_connections() || peer.has_backlog()) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                let now = peer.progress();
-                // Its lanes may also wait for a predecessor of its own to be read out.
-                if now != progress || peer.is_waiting_for_room() || peer.has_live_predecessor() {
-                    (progress, since) = (now, Instant::now());
+                if peer.still_moving(progress) {
+                    (progress, since) = (peer.progress(), Instant::now());
                 }
             }
             {
@@ -2798,7 +2797,7 @@ impl Transport for NodeShared {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => Poll::Pending,
             // Released after we took it: the send goes to the node's next peer (`try_send`).
-            Err(_) if peer.releasing.load(Ordering::Acquire) && !peer.is_leaving() => Poll::Ready(Ok(())),
+            Err(_) if peer.is_released() => Poll::Ready(Ok(())),
             Err(_) => Poll::Ready(Err(SendFailure::Unreachable(target.node))),
         }
     }
@@ -2926,7 +2925,7 @@ impl Transport for NodeShared {
                     return result.is_ok();
                 }
                 // Released after we took it (see `refused_by_release`): the node's next peer takes it.
-                Err(QueueRefusal::Closed) if peer.releasing.load(Ordering::Acquire) => {}
+                Err(QueueRefusal::Closed) if peer.is_released() => {}
                 Err(_) => return false,
             }
         }
@@ -3059,7 +3058,7 @@ async fn released_wait<T>(
         tokio::select! {
             ended = &mut side => return Ok(ended),
             _ = tokio::time::sleep(RELEASE_READ_OUT) => {
-                if peer.progress() == before && !peer.is_waiting_for_room() && !peer.has_live_predecessor() {
+                if !peer.still_moving(before) {
                     return Err("released; the other side did not end its side");
                 }
             }
@@ -3077,9 +3076,7 @@ const RELEASED_RETRIES: u32 = 3;
 /// queues finished) after the sender took it: the message goes to the node's next peer then,
 /// which a lookup now finds or makes (a released peer leaves the map before its queues finish).
 fn refused_by_release(peer: &Peer, result: &Result<(), Refusal>) -> bool {
-    matches!(result, Err(Refusal::Failed(SendFailure::Unreachable(_))))
-        && peer.releasing.load(Ordering::Acquire)
-        && !peer.is_leaving()
+    matches!(result, Err(Refusal::Failed(SendFailure::Unreachable(_)))) && peer.is_released()
 }
 
 /// How long a released peer's connections may go without progress ([`Peer::progress`]) while

@@ -173,6 +173,19 @@ impl Peer {
         self.bytes_in.load(Ordering::Relaxed) + written
     }
 
+    /// Whether a release should keep waiting for its connections: they moved since `before` (a
+    /// [`Peer::progress`] value), or a reader waits for mailbox room, or its readers wait for a
+    /// predecessor of their own.
+    pub(crate) fn still_moving(&self, before: u64) -> bool {
+        self.progress() != before || self.is_waiting_for_room() || self.has_live_predecessor()
+    }
+
+    /// Whether it was released on purpose (not leaving the cluster): a send it refuses because
+    /// its queues are finished goes to the node's next peer.
+    pub(crate) fn is_released(&self) -> bool {
+        self.releasing.load(Ordering::Acquire) && !self.is_leaving()
+    }
+
     /// Whether it follows a released predecessor still being read out.
     pub(crate) fn has_live_predecessor(&self) -> bool {
         self.predecessor.lock().upgrade().is_some_and(|old| !old.is_down())
