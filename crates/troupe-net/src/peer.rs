@@ -157,10 +157,10 @@ impl Peer {
         let deadline = std::time::Instant::now() + limit;
         // Also while its control lane holds frames (the Release itself) and no connection: it
         // dials once more for them (see `lane_loop`).
-        let control = old.lanes.first().and_then(|control| control.first());
+        let control = old.control_lane();
         while std::time::Instant::now() < deadline
             && !old.is_down()
-            && control.is_some_and(|lane| lane.connected.load(Ordering::Acquire) || lane.queue.has_backlog())
+            && (control.connected.load(Ordering::Acquire) || control.queue.has_backlog())
         {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
