@@ -27,6 +27,7 @@ use troupe_wire::{
 use crate::acks::{AckState, Arrival};
 use crate::config::{OverlayKind, Reach};
 use crate::conn::{self, ConnectError, Opened, ReadHalf};
+use crate::deadline::ReadDeadline;
 use crate::fault::{Faults, MessageInfo, Verdict};
 use crate::fence::{self, About, Admitted};
 use crate::framebuf::FrameBuf;
@@ -904,6 +905,8 @@ impl NodeShared {
         // Actors woken by this read's frames: run here if the scheduler is idle and the read was
         // a short exchange (see `INLINE_FRAMES`), else queued for the workers.
         let mut woken = troupe_actor::Woken::default();
+        // When a read has waited too long (see `idle_ping`, `ping_timeout`).
+        let mut deadline = ReadDeadline::default();
         loop {
             // Dispatch every whole frame in the buffer, in runs of frames that need no waiting
             // (one wake-up collection for each run, not one per frame).
@@ -972,15 +975,15 @@ impl NodeShared {
                     while big.len() < total {
                         let want = (total - big.len()).min(BIG_READ) as u64;
                         let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
-                        match tokio::time::timeout(wait, (&mut reader).take(want).read_buf(&mut big)).await {
-                            Ok(Ok(0)) => return "closed by peer".into(),
-                            Ok(Ok(n)) => {
+                        match deadline.run(wait, (&mut reader).take(want).read_buf(&mut big)).await {
+                            Some(Ok(0)) => return "closed by peer".into(),
+                            Some(Ok(n)) => {
                                 unanswered = 0;
                                 self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                                 peer.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                             }
-                            Ok(Err(e)) => return format!("read failed: {e}"),
-                            Err(_) => {
+                            Some(Err(e)) => return format!("read failed: {e}"),
+                            None => {
                                 if draining(&reply_queue, &mut moved) {
                                     unanswered = 0;
                                 }
@@ -1036,14 +1039,14 @@ impl NodeShared {
                 buf = Vec::with_capacity(64 * 1024);
             }
             let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
-            match tokio::time::timeout(wait, reader.read_buf(&mut buf)).await {
-                Ok(Ok(0)) => return "closed by peer".into(),
-                Ok(Ok(n)) => {
+            match deadline.run(wait, reader.read_buf(&mut buf)).await {
+                Some(Ok(0)) => return "closed by peer".into(),
+                Some(Ok(n)) => {
                     self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     peer.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Ok(Err(e)) => return format!("read failed: {e}"),
-                Err(_) => {
+                Some(Err(e)) => return format!("read failed: {e}"),
+                None => {
                     let aged = self.frame_pool.lock().trim(Instant::now()); // idle: give them back
                     drop(aged);
                     if draining(&reply_queue, &mut moved) {

@@ -17,6 +17,7 @@ mod acks;
 pub mod config;
 mod conn;
 mod core;
+mod deadline;
 pub mod emulation;
 mod fault;
 mod fence;
