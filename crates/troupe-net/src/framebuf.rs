@@ -103,6 +103,16 @@ impl FrameBuf {
         self.tail_written = 0;
     }
 
+    /// Takes over `spent`'s allocation (emptied) when this buffer is empty and has less room:
+    /// a frame written inline gives its buffer back to the queue, so the next message is encoded
+    /// into room that exists instead of a fresh, growing `Vec`.
+    pub(crate) fn recycle(&mut self, mut spent: FrameBuf) {
+        if self.is_empty() && spent.tail.capacity() > self.tail.capacity() && spent.tail.capacity() <= IDLE_KEEP {
+            spent.clear();
+            *self = spent;
+        }
+    }
+
     /// True when the buffer is empty but holds more memory than a quiet lane keeps.
     pub(crate) fn holds_spare(&self) -> bool {
         self.is_empty() && self.tail.capacity() > IDLE_KEEP
@@ -253,6 +263,22 @@ impl FrameBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_buffer_takes_over_a_spent_buffers_room_and_a_busy_one_does_not() {
+        let mut spent = FrameBuf::default();
+        spent.inline().extend_from_slice(&[1u8; 300]);
+        let room = spent.tail.capacity();
+        let mut queue = FrameBuf::default();
+        queue.recycle(spent.clone());
+        assert!(queue.is_empty(), "what was in the spent buffer is not carried over");
+        assert_eq!(queue.tail.capacity(), room);
+
+        let mut busy = FrameBuf::default();
+        busy.inline().push(7);
+        busy.recycle(spent);
+        assert_eq!(busy.to_vec(), vec![7], "a buffer with frames in it keeps them");
+    }
 
     fn sample() -> (FrameBuf, Vec<u8>) {
         let mut buf = FrameBuf::default();

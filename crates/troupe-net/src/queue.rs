@@ -335,6 +335,8 @@ impl SendQueue {
             state.writing = None;
             if !frame.is_empty() {
                 state.front = frame;
+            } else {
+                state.buf.recycle(frame);
             }
         }
         // Also when closed: a writer that found nothing to take while this write went on waits to
