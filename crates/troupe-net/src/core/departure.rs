@@ -1,0 +1,183 @@
+//! How a node stops being a peer: lost (our own failure detection or another node's notice),
+//! or gone (it said goodbye); what that means for its actors' proxies, asks and watches.
+
+use super::*;
+
+impl NodeShared {
+    /// Whether node `id` is refused for now (see [`drop_for_overflow`](Self::drop_for_overflow)).
+    /// Takes only its own lock, briefly.
+    pub(super) fn is_quarantined(&self, id: NodeId) -> bool {
+        self.quarantined.lock().get(&id).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Marks a peer down: stops its lanes, fails what waits on it, tells watchers and user code.
+    pub(crate) fn peer_down(&self, peer: &Arc<Peer>, why: &str) {
+        self.peer_gone(peer, why, Departure::Lost);
+    }
+
+    /// The peer said goodbye: what it sent before, on the connections it dialled for its lanes,
+    /// is read to the end (it closes them once it has written everything) before it counts as
+    /// gone, for at most [`LEAVE_DRAIN`]. The goodbye comes on the control connection, which
+    /// overtakes the data of a busy lane.
+    pub(super) fn peer_leaving(&self, peer: &Arc<Peer>) {
+        let Some(shared) = self.me.upgrade() else { return };
+        // Said on connections we released, while a newer peer for the node is in the map: that
+        // one is the peer that leaves (reporting both would say it twice), once what the
+        // released one's connections still carry is read and its held signals applied.
+        let (peer, released) = match self.peer(peer.id) {
+            Some(current) if peer.releasing.load(Ordering::Acquire) && !Arc::ptr_eq(&current, peer) => {
+                (current, Some(peer.clone()))
+            }
+            _ => (peer.clone(), None),
+        };
+        // Its listener is closing: our lanes must not redial it meanwhile (two failed dials of
+        // the control lane would report it lost instead of gone), and sends to it fail now
+        // rather than queue for lanes that will not come back. Nothing is relayed through it.
+        if peer.leaving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.relay_routes.lock().forget_via(peer.id);
+        self.runtime.spawn(async move {
+            if let Some(released) = released {
+                let deadline = Instant::now() + LEAVE_DRAIN;
+                while Instant::now() < deadline && !released.is_down() && released.has_connections() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                shared.drain_signals(&released, true);
+            }
+            peer.inbound_drained(LEAVE_DRAIN).await;
+            shared.peer_gone(&peer, "left the cluster", Departure::Left);
+        });
+    }
+
+    /// [`peer_down`](Self::peer_down), saying whether the peer told us it left (then nobody is
+    /// asked whether they still reach it before the cluster is told).
+    pub(super) fn peer_gone(&self, peer: &Arc<Peer>, why: &str, departure: Departure) {
+        if peer.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Closed before it leaves the map: a sender still holding it fills no frame into its
+        // queues once a new peer for the same node (see `ensure_peer`) may have taken its
+        // snapshot of the unacknowledged frames.
+        peer.close_lanes();
+        {
+            // Only this peer: a newer one for the same node may have taken its place.
+            let mut peers = self.peers.write();
+            let newer = peers.get(&peer.id).is_some_and(|p| !Arc::ptr_eq(p, peer));
+            if !newer {
+                // Its signals not yet acknowledged that start something (a watch, a link, a
+                // stop) are void: its actors' watchers and links hear of its loss now, and must
+                // not be watched, linked or stopped by them should the node be reached again.
+                // Given up under the map's lock, so no newer peer (see `ensure_peer`) queues
+                // them again; and not at all when a newer peer (a released one's successor)
+                // owns them now.
+                peer.acks.abandon_void();
+                peers.remove(&peer.id);
+            }
+        }
+        self.relay_routes.lock().forget_via(peer.id);
+        self.counters.messages_out.fetch_add(peer.messages_sent(), Ordering::Relaxed);
+        // Only on our own evidence (not a released peer, nor a failure notice about a node we
+        // have no connection to, which may be alive): forgetting the numbering of a live node on
+        // one side only would make the other drop or repeat acknowledged messages. A released
+        // node that dies unseen leaves its (empty: see `release_peer`) state behind.
+        self.forget_acks_later(peer.id);
+        tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
+        // What it signalled before it went (an actor's exit, say) comes before its departure.
+        self.drain_signals(peer, true);
+        self.node_gone(peer.id);
+        let _ = self.events.send(NodeEvent::Down { node: peer.id, name: peer.name.clone(), reason: why.to_string() });
+        self.tell_membership(DriverInput::PeerLost(troupe_overlay::PeerId(peer.id.0)));
+        // Nodes that reach it only through the overlay (relayed, or over connections since
+        // released) learn of it from us: a failure notice to every node, unless other peers
+        // still reach it (see `probe`; a node that said goodbye may still answer while it
+        // flushes its last frames, so it is not probed).
+        self.helper_lost(peer.id);
+        let probe = match departure {
+            Departure::Lost => Some(peer.addrs.clone()),
+            Departure::Left => {
+                self.forget_remote_watches_of(peer.id);
+                None
+            }
+        };
+        self.tell_membership(DriverInput::NodeLost(peer.id, probe));
+    }
+
+    /// What follows from the loss of node `id`, however we learned of it: its actors' proxies
+    /// exit with NodeDown (watchers and links hear of it), asks waiting on it fail, lookups
+    /// from it are dropped, and its address is forgotten.
+    fn node_gone(&self, id: NodeId) {
+        self.nodes_gone(|node| node == id);
+        self.directory.write().remove(&id);
+    }
+
+    /// The actors, asks and lookups of every node `gone` says is gone: proxies exit with
+    /// NodeDown, asks get NoReply, lookups are dropped.
+    pub(super) fn nodes_gone(&self, gone: impl Fn(NodeId) -> bool) {
+        let proxies: Vec<Arc<RemoteProxy>> = {
+            let proxies = self.proxies.lock();
+            proxies.iter().filter(|(actor, _)| gone(actor.node)).filter_map(|(_, p)| p.upgrade()).collect()
+        };
+        for proxy in proxies {
+            proxy.exited(ExitReason::NodeDown);
+        }
+        let failed: Vec<Box<dyn PendingReply>> = {
+            let mut replies = self.replies.lock();
+            let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| gone(*to)).map(|(k, _)| *k).collect();
+            ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
+        };
+        for pending in failed {
+            pending.complete(ReplyOutcome::NoReply, &[], None);
+        }
+        self.lookups.lock().retain(|_, (to, _)| !gone(*to));
+    }
+
+    /// Node `id` is gone for good (it said goodbye, or was not reached again for a long while):
+    /// the watches it held on our actors go. (Not on a mere loss: a node we take for lost may
+    /// be alive and still waiting for a Down.)
+    fn forget_remote_watches_of(&self, id: NodeId) {
+        self.remote_watches.lock().retain(|(watcher, _)| *watcher != id);
+    }
+
+    /// Whether a failure notice for `id` reached this node within [`NOTICE_MEMORY`].
+    pub(crate) fn loss_reported(&self, id: NodeId) -> bool {
+        self.lost_notices.lock().get(&id).is_some_and(|at| at.elapsed() < NOTICE_MEMORY)
+    }
+
+    /// Another node reports that node `id` was lost. Believed unless we still have a working
+    /// connection to it (then our own failure detection speaks for it).
+    pub(crate) fn node_lost_notice(&self, id: NodeId) {
+        {
+            let mut heard = self.lost_notices.lock();
+            if heard.len() >= 4096 {
+                heard.retain(|_, at| at.elapsed() < NOTICE_MEMORY);
+            }
+            heard.insert(id, Instant::now());
+        }
+        if id == self.id || self.peer(id).is_some_and(|p| p.is_working()) {
+            return;
+        }
+        tracing::debug!(node = %self.settings.name, lost = %id, "failure notice");
+        if let Some(peer) = self.peer(id) {
+            self.drain_signals(&peer, false);
+        }
+        self.node_gone(id);
+    }
+
+    /// Drops the acknowledged-delivery state of a lost incarnation if it has not come back
+    /// within ten reconnect periods (its unacknowledged messages are then given up). Not if it
+    /// was reached again meanwhile, even if that peer is gone again by then (released while
+    /// idle, say): the node kept its record of what it was given, and numbering from 1 again
+    /// would make it drop our next messages as copies.
+    pub(super) fn forget_acks_later(&self, id: NodeId) {
+        let Some(shared) = self.me.upgrade() else { return };
+        let Some(made) = self.acks.lock().get(&id).map(|state| state.peers_made()) else { return };
+        let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
+        self.runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if shared.peer(id).is_none() && forget_acks_if_not_reached_since(&mut shared.acks.lock(), id, made) {
+                shared.forget_remote_watches_of(id);
+            }
+        });
+    }
+}

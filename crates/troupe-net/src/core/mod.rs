@@ -1,0 +1,604 @@
+//! The state every task of a node shares: peers, exported actors, remote proxies, pending asks,
+//! and the tasks that move frames (listener, lanes, readers). It implements
+//! [`troupe_actor::Transport`], which is how remote `ActorRef`s reach the network.
+//!
+//! This module holds [`NodeShared`]'s state and the definitions its parts share (settings,
+//! limits, small helpers); its behaviour is split by concern, one `impl NodeShared` per file:
+//! - `connections`: making peers, each lane's dial-and-serve loop, the listener, one connection;
+//! - `receive`: a connection's read loop and the dispatch of frames to actors;
+//! - `send`: encoding frames, acknowledged delivery, the send path;
+//! - `transport`: the [`troupe_actor::Transport`] implementation over `send`;
+//! - `control`: control messages in and out, signals fenced behind messages;
+//! - `relay`: frames relayed along the overlay;
+//! - `departure`: a peer lost or gone, and what that means for proxies, asks and watches;
+//! - `membership`: the overlay driver's news, releasing idle peers, stats, shutdown.
+
+mod connections;
+mod control;
+mod departure;
+mod membership;
+mod receive;
+mod relay;
+mod send;
+mod transport;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, oneshot};
+use troupe_actor::{
+    ActorId, ActorSystem, BodyEncoder, DeliverLater, Delivery, ExitReason, FlushRest, Inbound, InboundBatch, NodeId,
+    PendingReply, Refusal, RemoteControl, RemoteProxy, ReplyOutcome, SendFailure, SendOptions, Transport, UntypedRef,
+};
+use troupe_wire::{
+    begin_frame, decode_acks, encode_acks, encode_frame, finish_frame, finish_frame_attached, flags, reject,
+    split_attached, write_attached_trailer, ConnPurpose, Control, Envelope, FrameDecoder, FrameHeader, FrameKind,
+    HandshakeConfig, HandshakeError, NodeInfo, ReplyHeader, ReplyStatus, Signal, WireActorId, WireExit,
+    ATTACHED_TRAILER_LEN, HEADER_LEN,
+};
+
+use crate::acks::{AckState, Arrival};
+use crate::config::{OverlayKind, Reach};
+use crate::conn::{self, ConnectError, Opened, ReadHalf};
+use crate::deadline::ReadDeadline;
+use crate::fault::{Faults, MessageInfo, Verdict};
+use crate::fence::{self, About, Admitted};
+use crate::framebuf::FrameBuf;
+use crate::framepool::FramePool;
+use crate::idmap::{id_map, IdMap};
+use crate::membership::{DriverHandle, DriverInput};
+use crate::peer::{default_key, Peer};
+use crate::peer_map::PeerMap;
+use crate::queue::{QueueRefusal, SendQueue};
+use crate::stats::{Counters, NodeStats};
+use crate::tls::TlsContext;
+use crate::NodeEvent;
+
+/// Settings the running node needs, resolved from its configuration.
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) secret: Vec<u8>,
+    /// Channel names and (parallelism, monotonic), index 0 = control, 1 = default.
+    pub(crate) channels: Vec<(String, u16, bool)>,
+    pub(crate) max_frame: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) idle_ping: Duration,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) ping_attempts: u32,
+    pub(crate) ack_retransmit: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    /// How to reach a node that is not connected.
+    pub(crate) reach: Reach,
+    /// Hops a relayed message may take.
+    pub(crate) relay_ttl: u8,
+    /// Link emulation applied to what this node reads from each connection (`None` = none).
+    pub(crate) link: Option<crate::emulation::LinkConfig>,
+}
+
+/// A read that brought at most this many small frames is a short exchange (asks, replies): the
+/// actors it woke run on the network thread if the actor scheduler is idle, which saves waking a
+/// worker. A read that brought more, or a large frame, is a stream: its actors run on the workers,
+/// in parallel with the next read.
+const INLINE_FRAMES: u64 = 4;
+
+/// Frames at least this long (header included) are read into a buffer of their own.
+const BIG_FRAME: usize = 64 * 1024;
+/// The most one read of a large frame takes from the socket.
+const BIG_READ: usize = 256 * 1024;
+
+/// A snapshot request waiting for its answer: the node asked, and where the answer goes.
+pub(crate) type ViewRequest = (NodeId, oneshot::Sender<Vec<u8>>);
+
+/// How long a failure notice heard keeps this node from sending its own for the same node (a
+/// node lost again later, after coming back, is reported again).
+const NOTICE_MEMORY: Duration = Duration::from_secs(60);
+
+/// How long a peer dropped for not reading what it asked for is refused: long enough for it to
+/// fail its redials and find this node down too (two failed control dials, about 100 ms apart),
+/// so both sides agree it was lost and its watchers hear of it; well under the 10 s after which
+/// a full-mesh overlay removes a member it cannot connect to, so the cluster does not remove
+/// either of them on the other's word. Direct connections only: relayed traffic still passes.
+const QUARANTINE: Duration = Duration::from_secs(3);
+
+/// The least a relayed message waiting for mailbox room is charged against the bound, in bytes:
+/// its task and boxed future cost memory however small its frame.
+const RELAYED_WAIT_MIN_CHARGE: usize = 256;
+
+/// One actor's relayed messages waiting for its mailbox may take at most this share of the
+/// node's bound on such waits, so one actor that never takes its messages cannot starve others.
+const RELAYED_WAIT_TARGET_SHARE: usize = 4;
+
+/// Relayed messages waiting for room in full mailboxes: what they are charged, in bytes.
+#[derive(Default)]
+struct RelayWaits(Mutex<RelayWaitState>);
+
+#[derive(Default)]
+struct RelayWaitState {
+    bytes: usize,
+    messages: usize,
+    /// Bytes charged per target actor (entries at zero are removed).
+    per_target: HashMap<ActorId, usize>,
+    /// Whether a drop at the bound was logged since the waits last drained.
+    logged: bool,
+}
+
+impl RelayWaits {
+    /// Charges a wait for `target` against both bounds; `Err(log)` when past either (`log`:
+    /// the first drop since the waits last drained). A wait is always admitted when none is
+    /// charged (to the node, or to that target), however large: the bounds are then one frame
+    /// over.
+    fn charge(&self, target: ActorId, charge: usize, limit: usize) -> Result<(), bool> {
+        let mut state = self.0.lock();
+        let mine = state.per_target.get(&target).copied().unwrap_or(0);
+        let fits_node = state.bytes == 0 || state.bytes.saturating_add(charge) <= limit;
+        let fits_target = mine == 0 || mine.saturating_add(charge) <= limit / RELAYED_WAIT_TARGET_SHARE;
+        if !(fits_node && fits_target) {
+            return Err(!std::mem::replace(&mut state.logged, true));
+        }
+        state.bytes += charge;
+        state.messages += 1;
+        *state.per_target.entry(target).or_insert(0) += charge;
+        Ok(())
+    }
+
+    fn release(&self, target: ActorId, charge: usize) {
+        let mut state = self.0.lock();
+        state.bytes -= charge;
+        state.messages -= 1;
+        if let Some(mine) = state.per_target.get_mut(&target) {
+            *mine -= charge;
+            if *mine == 0 {
+                state.per_target.remove(&target);
+            }
+        }
+        if state.bytes == 0 {
+            state.logged = false;
+        }
+    }
+
+    fn messages(&self) -> usize {
+        self.0.lock().messages
+    }
+}
+
+/// One wait's charge, given back however the wait ends.
+struct Charged(Arc<RelayWaits>, ActorId, usize);
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.0.release(self.1, self.2);
+    }
+}
+
+/// What one connection's reader keeps between frames.
+struct ConnState {
+    /// Sequence numbers to acknowledge after this read.
+    acks: Vec<u64>,
+    /// The exported actor the last message went to, with its id and type tag (read once, not
+    /// through its vtable for every message).
+    cache: Option<CachedTarget>,
+    /// Messages handed to actors since the counters were last updated.
+    delivered: u64,
+    /// Where messages still held when the reader is dropped are delivered from.
+    runtime: tokio::runtime::Handle,
+    /// Whether a message numbered out of the window was logged (once per connection: its
+    /// retransmissions would flood the log).
+    warned_window: bool,
+}
+
+/// Whether our backlog on a connection is draining: bytes went into its socket since `moved`
+/// (updated) while frames still wait in `queue` or its writer is busy with some, so the socket's
+/// buffer had been full and the other side took bytes off it. Our own small frames (pings)
+/// written into an idle socket do not count: a dead peer's socket takes those too.
+fn draining(queue: &SendQueue, moved: &mut u64) -> bool {
+    let now = queue.moved.load(Ordering::Relaxed);
+    let progressed = now != *moved && queue.has_backlog();
+    *moved = now;
+    progressed
+}
+
+impl Drop for ConnState {
+    /// A reader cancelled (its connection stopped) while it held messages it had read and
+    /// accepted, acknowledged ones included, hands them over on its way out: they are not lost.
+    fn drop(&mut self) {
+        let Some(batch) = self.cache.as_mut().and_then(|cached| cached.batch.as_mut()) else { return };
+        if let Some(FlushRest::Full { wait, .. }) = batch.flush().rest {
+            self.runtime.spawn(wait);
+        }
+    }
+}
+
+/// A wait for mailbox room that, if the reader awaiting it is cancelled, goes on by itself: the
+/// messages it holds were read and accepted (acknowledged ones are never sent again), so they
+/// must still be delivered. (They may then interleave with messages from the same sender that
+/// arrive over a new connection meanwhile; losing them would be worse.)
+struct FinishOnDrop {
+    wait: Option<DeliverLater>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::future::Future for FinishOnDrop {
+    type Output = u64;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<u64> {
+        let Some(wait) = self.wait.as_mut() else { return std::task::Poll::Ready(0) };
+        let delivered = std::task::ready!(wait.as_mut().poll(cx));
+        self.wait = None;
+        std::task::Poll::Ready(delivered)
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(wait) = self.wait.take() {
+            self.runtime.spawn(wait);
+        }
+    }
+}
+
+/// An exported actor a connection's reader delivered to last.
+struct CachedTarget {
+    id: ActorId,
+    type_tag: u64,
+    inbound: Arc<dyn Inbound>,
+    /// Messages for it read after the first of a series of consecutive ones, waiting to go into
+    /// its mailbox together (made when first needed, kept while cached). The first message of a
+    /// series goes to the mailbox directly, so traffic that switches actor at every frame, or
+    /// sends one message per read (an ask), never uses one.
+    batch: Option<Box<dyn InboundBatch>>,
+    /// A message for it was read since the batch was last handed over: the next one joins it.
+    in_batch: bool,
+}
+
+/// What became of one frame (or of a batch of messages handed over).
+enum Dispatched {
+    Done,
+    /// A message went into a mailbox.
+    Delivered,
+    /// The mailbox is full: await `wait` to deliver `count` messages, in order; it yields how
+    /// many were delivered.
+    Full {
+        wait: DeliverLater,
+        count: u64,
+    },
+    /// The connection must close, for this reason.
+    Close(String),
+}
+
+/// How a run of buffered frames ended (see `NodeShared::dispatch_run`).
+enum Run {
+    /// No whole frame is left in the buffer.
+    Drained,
+    /// Something needs awaiting (a full mailbox: the frame's own message, or the batch handed
+    /// over before the frame, which then stays unread) or closes the connection.
+    Wait(Dispatched),
+    /// A malformed frame: the connection closes for this reason.
+    BadFrame(String),
+}
+
+/// A pending registry lookup on another node.
+type LookupReply = Option<(ActorId, String)>;
+
+/// Asks waiting for replies, with the node each request went to.
+type PendingReplies = IdMap<u64, (NodeId, Box<dyn PendingReply>)>;
+
+pub(crate) struct NodeShared {
+    pub(crate) me: Weak<NodeShared>,
+    pub(crate) id: NodeId,
+    pub(crate) settings: Settings,
+    pub(crate) system: ActorSystem,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) tls: Option<TlsContext>,
+    pub(crate) advertised: RwLock<Vec<String>>,
+    pub(crate) peers: PeerMap,
+    /// Released peers whose connections are still being read to their end, by node: a new peer
+    /// for the node follows its predecessor (see `Peer::after_predecessor`).
+    released: Mutex<IdMap<NodeId, Weak<Peer>>>,
+    exported: RwLock<IdMap<u64, Arc<dyn Inbound>>>,
+    pub(crate) named: RwLock<HashMap<String, Arc<dyn Inbound>>>,
+    proxies: Mutex<HashMap<ActorId, Weak<RemoteProxy>>>,
+    /// Watches other nodes hold on this node's actors, as (watcher's node, watched actor): one
+    /// exit callback each, however often that node asks again (a proxy dropped and made anew
+    /// asks again); an entry goes when its Down is sent or its node is gone for good.
+    remote_watches: Mutex<HashSet<(NodeId, ActorId)>>,
+    proxies_since_sweep: AtomicU64,
+    /// Nodes reported lost by failure notices, with when: a node that detects a loss someone
+    /// reported within [`NOTICE_MEMORY`] does not report it again.
+    lost_notices: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers dropped for not reading what they asked for, and until when their handshakes are
+    /// refused (see [`QUARANTINE`]).
+    quarantined: Mutex<HashMap<NodeId, Instant>>,
+    /// Acknowledged-delivery state per remote incarnation; it outlives the `Peer` so a node
+    /// declared down and reached again keeps its numbering and gets its unacked messages.
+    acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
+    replies: Mutex<PendingReplies>,
+    lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
+    pub(crate) next_request: AtomicU64,
+    pub(crate) faults: Faults,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) shutting_down: AtomicBool,
+    pub(crate) stop: Arc<tokio::sync::Notify>,
+    /// The membership driver, when an overlay runs.
+    pub(crate) membership: OnceLock<DriverHandle>,
+    /// Where to reach nodes the overlay told us about (used to connect on demand).
+    directory: RwLock<HashMap<NodeId, NodeInfo>>,
+    /// Seed addresses (`host:port`), dialled again when the overlay has lost every contact.
+    pub(crate) seeds: Vec<String>,
+    /// The overlay this node runs.
+    pub(crate) overlay: OverlayKind,
+    /// Snapshot requests waiting for their answer, with the node asked.
+    pub(crate) view_requests: Mutex<HashMap<u64, ViewRequest>>,
+    /// This node's role in a client-server overlay.
+    pub(crate) role: Option<troupe_overlay::Role>,
+    /// Broadcasts delivered here, for subscribers.
+    pub(crate) broadcasts: broadcast::Sender<crate::membership::Delivered>,
+    /// Buffers of large frames read from any connection, for reuse (bounded node-wide).
+    frame_pool: Mutex<FramePool>,
+    /// Indirect probes in flight (see `probe`).
+    pub(crate) probes: Mutex<crate::probe::Probes>,
+    /// Relayed messages waiting for room in full mailboxes (see `wait_for_room_relayed`).
+    relay_waits: Arc<RelayWaits>,
+    /// Which neighbour relayed frames from each origin came through (see `routes`).
+    pub(crate) relay_routes: Mutex<crate::routes::RouteCache>,
+}
+
+/// How a peer went away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// Its connections failed, or it came back as a new incarnation.
+    Lost,
+    /// It said goodbye.
+    Left,
+}
+
+impl NodeShared {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        settings: Settings,
+        system: ActorSystem,
+        runtime: tokio::runtime::Handle,
+        tls: Option<TlsContext>,
+        loss: f64,
+        seeds: Vec<String>,
+        overlay: OverlayKind,
+        role: Option<troupe_overlay::Role>,
+    ) -> Arc<NodeShared> {
+        Arc::new_cyclic(|me| NodeShared {
+            me: me.clone(),
+            id: system.node_id(),
+            settings,
+            system,
+            runtime,
+            tls,
+            advertised: RwLock::new(Vec::new()),
+            peers: PeerMap::default(),
+            released: Mutex::new(id_map()),
+            exported: RwLock::new(id_map()),
+            named: RwLock::new(HashMap::new()),
+            proxies: Mutex::new(HashMap::new()),
+            remote_watches: Mutex::new(HashSet::new()),
+            proxies_since_sweep: AtomicU64::new(0),
+            lost_notices: Mutex::new(HashMap::new()),
+            quarantined: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            replies: Mutex::new(id_map()),
+            lookups: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            faults: Faults::with_loss(loss),
+            counters: Arc::default(),
+            events: broadcast::channel(1024).0,
+            shutting_down: AtomicBool::new(false),
+            stop: Arc::new(tokio::sync::Notify::new()),
+            membership: OnceLock::new(),
+            directory: RwLock::new(HashMap::new()),
+            seeds,
+            overlay,
+            broadcasts: broadcast::channel(4096).0,
+            view_requests: Mutex::new(HashMap::new()),
+            role,
+            frame_pool: Mutex::new(FramePool::default()),
+            probes: Mutex::new(crate::probe::Probes::default()),
+            relay_waits: Arc::default(),
+            relay_routes: Mutex::new(crate::routes::RouteCache::default()),
+        })
+    }
+
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        self.me.upgrade().map(|me| me as Arc<dyn Transport>)
+    }
+
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            cluster: self.settings.cluster.clone(),
+            secret: self.settings.secret.clone(),
+            me: NodeInfo {
+                name: self.settings.name.clone(),
+                incarnation: self.id.0,
+                listen: self.advertised.read().clone(),
+            },
+            max_frame: self.settings.max_frame,
+        }
+    }
+
+    pub(crate) fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        self.peers.get(id)
+    }
+
+    pub(crate) fn peer_named(&self, name: &str) -> Option<Arc<Peer>> {
+        self.peers.read().values().find(|p| p.name == name && !p.is_down()).cloned()
+    }
+
+    fn channel_index(&self, name: Option<&str>) -> usize {
+        match name {
+            None => 1,
+            // The control channel carries the node's own frames, not actor messages.
+            Some(name) => self.settings.channels.iter().skip(1).position(|(n, _, _)| n == name).map_or_else(
+                || {
+                    tracing::warn!(
+                        channel = name,
+                        "unknown channel (or the reserved control channel); using the default channel"
+                    );
+                    1
+                },
+                |index| index + 1,
+            ),
+        }
+    }
+}
+
+thread_local! {
+    /// Set when a reply port registers, which happens while an ask's body is encoded: the send
+    /// then writes the ask at once (`SendQueue::push_now`).
+    static ASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Waits for one side of a released connection to end (see `run_connection`) while the peer's
+/// connections make progress ([`Peer::progress`]), a reader waits for mailbox room or its
+/// readers wait for a predecessor: gives up after [`RELEASE_READ_OUT`] of none of these, or when
+/// the peer or the node stops; says why.
+async fn released_wait<T>(
+    side: impl std::future::Future<Output = T>,
+    peer: &Peer,
+    mut peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    mut node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Result<T, &'static str> {
+    tokio::pin!(side);
+    loop {
+        let before = peer.progress();
+        tokio::select! {
+            ended = &mut side => return Ok(ended),
+            _ = tokio::time::sleep(RELEASE_READ_OUT) => {
+                if !peer.still_moving(before) {
+                    return Err("released; the other side did not end its side");
+                }
+            }
+            _ = peer_down.as_mut() => return Err("peer down"),
+            _ = node_stopping.as_mut() => return Err("node stopping"),
+        }
+    }
+}
+
+/// How often a send refused by a peer released meanwhile (see [`refused_by_release`]) goes again
+/// to the node's next peer: more than once only if that one is released at once too.
+const RELEASED_RETRIES: u32 = 3;
+
+/// Whether `result` of a send through `peer` is a refusal because the peer was released (its
+/// queues finished) after the sender took it: the message goes to the node's next peer then,
+/// which a lookup now finds or makes (a released peer leaves the map before its queues finish).
+fn refused_by_release(peer: &Peer, result: &Result<(), Refusal>) -> bool {
+    matches!(result, Err(Refusal::Failed(SendFailure::Unreachable(_)))) && peer.is_released()
+}
+
+/// How long a released peer's connections may go without progress ([`Peer::progress`]) while
+/// they are read to their end, for what the other side wrote before it heard of the release (it
+/// ends its own side once that is written, within about a second), before they are closed
+/// anyway. Not while one of their readers waits for room in a mailbox: what it holds would be
+/// lost, and the actor takes it in time (as on any connection).
+const RELEASE_READ_OUT: Duration = Duration::from_secs(10);
+
+/// How long a new peer's connections wait without progress of its released predecessor's
+/// ([`Peer::after_predecessor`]): shorter than [`RELEASE_READ_OUT`], so that a predecessor
+/// whose reader waits on an actor that waits for an answer coming on the new connections goes
+/// on once they stop waiting, before it is closed (its rest would be lost; late is better).
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a shutting-down node waits for its lanes to write what they hold before it says
+/// goodbye.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// How long a node whose peer said goodbye keeps reading the connections that peer dialled (to
+/// their end: the peer closes them once written) before it takes the peer for gone.
+const LEAVE_DRAIN: Duration = Duration::from_secs(5);
+
+/// Bytes a relay wrapping adds to a frame, at most (a control header and tag, two node ids, a
+/// TTL and a length, as postcard varints), rounded up.
+const RELAY_OVERHEAD: usize = 64;
+
+/// Sends the acknowledgements a connection's reader collected, if any.
+fn flush_acks(conn: &mut ConnState, reply_queue: &SendQueue, channel: usize) {
+    if !conn.acks.is_empty() {
+        let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
+        encode_acks(&mut payload, &conn.acks);
+        reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
+        conn.acks.clear();
+    }
+}
+
+/// Forgets node `id`'s acknowledgement state unless a peer was made with it since `made` peers
+/// had been (under the map's lock, which a new peer takes to get the state: no peer can be made
+/// in between).
+fn forget_acks_if_not_reached_since(acks: &mut HashMap<NodeId, Arc<AckState>>, id: NodeId, made: u64) -> bool {
+    if acks.get(&id).is_some_and(|state| state.peers_made() == made) {
+        acks.remove(&id);
+        return true;
+    }
+    false
+}
+
+fn actor_id(w: &WireActorId) -> ActorId {
+    ActorId { node: NodeId(w.node), serial: w.serial }
+}
+
+fn wire_id(id: ActorId) -> WireActorId {
+    WireActorId { node: id.node.0, serial: id.serial }
+}
+
+fn wire_exit(reason: &ExitReason) -> WireExit {
+    match reason {
+        ExitReason::Normal => WireExit::Normal,
+        ExitReason::Shutdown => WireExit::Stopped,
+        ExitReason::Killed => WireExit::Killed,
+        ExitReason::Panicked(m) | ExitReason::Failed(m) => WireExit::Failed(m.clone()),
+        ExitReason::NoActor => WireExit::NoActor,
+        ExitReason::NodeDown => WireExit::NodeDown,
+        other => WireExit::Other(other.to_string()),
+    }
+}
+
+fn exit_reason(reason: WireExit) -> ExitReason {
+    match reason {
+        WireExit::Normal => ExitReason::Normal,
+        WireExit::Stopped => ExitReason::Shutdown,
+        WireExit::Killed => ExitReason::Killed,
+        WireExit::Failed(m) => ExitReason::Failed(m),
+        WireExit::NoActor => ExitReason::NoActor,
+        WireExit::NodeDown => ExitReason::NodeDown,
+        WireExit::Other(m) => ExitReason::Failed(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_nodes_ack_state_is_forgotten_only_if_it_was_not_reached_again() {
+        let id = NodeId(7);
+        let mut acks = HashMap::new();
+        let state = Arc::new(AckState::new(1 << 20));
+        state.peer_made();
+        acks.insert(id, state.clone());
+        // Lost with one peer made; reached again (a second peer), then released: keep.
+        let made = state.peers_made();
+        state.peer_made();
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(acks.contains_key(&id), "the state of a node that came back was forgotten");
+        // Lost again and not reached since: forget.
+        let made = state.peers_made();
+        assert!(forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(!acks.contains_key(&id));
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made), "nothing left to forget");
+    }
+}
