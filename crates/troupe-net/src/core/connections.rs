@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// Waits for one side of a released connection to end (see `run_connection`) while the peer's
+/// connections make progress ([`Peer::progress`]), a reader waits for mailbox room or its
+/// readers wait for a predecessor: gives up after [`RELEASE_READ_OUT`] of none of these, or when
+/// the peer or the node stops; says why.
+async fn released_wait<T>(
+    side: impl std::future::Future<Output = T>,
+    peer: &Peer,
+    mut peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    mut node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+) -> Result<T, &'static str> {
+    tokio::pin!(side);
+    loop {
+        let before = peer.progress();
+        tokio::select! {
+            ended = &mut side => return Ok(ended),
+            _ = tokio::time::sleep(RELEASE_READ_OUT) => {
+                if !peer.still_moving(before) {
+                    return Err("released; the other side did not end its side");
+                }
+            }
+            _ = peer_down.as_mut() => return Err("peer down"),
+            _ = node_stopping.as_mut() => return Err("node stopping"),
+        }
+    }
+}
+
 impl NodeShared {
     /// The peer for an established handshake, created (and its lanes started) on first sight.
     /// `first` is a connection already open for one of its lanes (a connect we initiated).
@@ -348,12 +374,7 @@ impl NodeShared {
 
     /// Runs one connection: the writer drains `queue`, the reader dispatches frames. Returns
     /// when either side ends; says why.
-    pub(super) async fn run_connection(
-        self: Arc<Self>,
-        peer: Arc<Peer>,
-        opened: Opened,
-        queue: Arc<SendQueue>,
-    ) -> String {
+    async fn run_connection(self: Arc<Self>, peer: Arc<Peer>, opened: Opened, queue: Arc<SendQueue>) -> String {
         let Opened { reader, writer, established, leftover } = opened;
         peer.version.store(established.version, Ordering::Relaxed);
         // Frames larger than it takes would end the connection: senders get `TooLarge` instead.

@@ -1,5 +1,6 @@
-//! Control messages: handling those that arrive (membership news, watches, links, lookups)
-//! and sending them, including signals fenced behind the messages sent before them.
+//! Control messages: handling those that arrive (membership news, watches, links, lookups) and
+//! sending them, directly or through the overlay, including signals fenced behind the messages
+//! sent before them; and a registry lookup on another node.
 
 use super::*;
 

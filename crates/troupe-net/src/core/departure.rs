@@ -1,7 +1,32 @@
 //! How a node stops being a peer: lost (our own failure detection or another node's notice),
-//! or gone (it said goodbye); what that means for its actors' proxies, asks and watches.
+//! gone (it said goodbye), or dropped and quarantined for a while because it does not read what
+//! it asks for; what that means for its actors' proxies, asks and watches.
 
 use super::*;
+
+/// How a peer went away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// Its connections failed, or it came back as a new incarnation.
+    Lost,
+    /// It said goodbye.
+    Left,
+}
+
+/// How long a node whose peer said goodbye keeps reading the connections that peer dialled (to
+/// their end: the peer closes them once written) before it takes the peer for gone.
+const LEAVE_DRAIN: Duration = Duration::from_secs(5);
+
+/// Forgets node `id`'s acknowledgement state unless a peer was made with it since `made` peers
+/// had been (under the map's lock, which a new peer takes to get the state: no peer can be made
+/// in between).
+fn forget_acks_if_not_reached_since(acks: &mut HashMap<NodeId, Arc<AckState>>, id: NodeId, made: u64) -> bool {
+    if acks.get(&id).is_some_and(|state| state.peers_made() == made) {
+        acks.remove(&id);
+        return true;
+    }
+    false
+}
 
 impl NodeShared {
     /// Whether node `id` is refused for now (see [`drop_for_overflow`](Self::drop_for_overflow)).
@@ -52,7 +77,7 @@ impl NodeShared {
 
     /// [`peer_down`](Self::peer_down), saying whether the peer told us it left (then nobody is
     /// asked whether they still reach it before the cluster is told).
-    pub(super) fn peer_gone(&self, peer: &Arc<Peer>, why: &str, departure: Departure) {
+    fn peer_gone(&self, peer: &Arc<Peer>, why: &str, departure: Departure) {
         if peer.down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -169,7 +194,7 @@ impl NodeShared {
     /// was reached again meanwhile, even if that peer is gone again by then (released while
     /// idle, say): the node kept its record of what it was given, and numbering from 1 again
     /// would make it drop our next messages as copies.
-    pub(super) fn forget_acks_later(&self, id: NodeId) {
+    fn forget_acks_later(&self, id: NodeId) {
         let Some(shared) = self.me.upgrade() else { return };
         let Some(made) = self.acks.lock().get(&id).map(|state| state.peers_made()) else { return };
         let grace = (self.settings.reconnect_max * 10).max(Duration::from_secs(60));
@@ -179,5 +204,48 @@ impl NodeShared {
                 shared.forget_remote_watches_of(id);
             }
         });
+    }
+
+    /// Drops a peer that keeps asking and does not read the answers (a send queue past its
+    /// overflow mark), and refuses its handshakes for [`QUARANTINE`]: otherwise it would redial at
+    /// once, be taken back, and never learn that it was dropped, while its watchers here were
+    /// told it was lost.
+    pub(super) fn drop_for_overflow(&self, peer: &Arc<Peer>) {
+        if peer.is_down() {
+            return;
+        }
+        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node = %self.settings.name, peer = %peer.name, quarantine = ?QUARANTINE, "peer does not read what it asks for; dropped");
+        {
+            let mut quarantined = self.quarantined.lock();
+            let now = Instant::now();
+            quarantined.retain(|_, until| *until > now);
+            quarantined.insert(peer.id, now + QUARANTINE);
+        }
+        self.peer_down(peer, "does not read what it asks for");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_nodes_ack_state_is_forgotten_only_if_it_was_not_reached_again() {
+        let id = NodeId(7);
+        let mut acks = HashMap::new();
+        let state = Arc::new(AckState::new(1 << 20));
+        state.peer_made();
+        acks.insert(id, state.clone());
+        // Lost with one peer made; reached again (a second peer), then released: keep.
+        let made = state.peers_made();
+        state.peer_made();
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(acks.contains_key(&id), "the state of a node that came back was forgotten");
+        // Lost again and not reached since: forget.
+        let made = state.peers_made();
+        assert!(forget_acks_if_not_reached_since(&mut acks, id, made));
+        assert!(!acks.contains_key(&id));
+        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made), "nothing left to forget");
     }
 }

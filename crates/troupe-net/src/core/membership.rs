@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long a shutting-down node waits for its lanes to write what they hold before it says
+/// goodbye.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
 impl NodeShared {
     /// Hands news to the membership driver, if an overlay runs.
     pub(crate) fn tell_membership(&self, input: DriverInput) {

@@ -2,16 +2,19 @@
 //! and the tasks that move frames (listener, lanes, readers). It implements
 //! [`troupe_actor::Transport`], which is how remote `ActorRef`s reach the network.
 //!
-//! This module holds [`NodeShared`]'s state and the definitions its parts share (settings,
-//! limits, small helpers); its behaviour is split by concern, one `impl NodeShared` per file:
+//! This module holds [`NodeShared`]'s state and the definitions several of its parts use
+//! (settings, limits, small helpers); its behaviour is split by concern, one `impl NodeShared`
+//! per file, each with the types and limits only it uses:
 //! - `connections`: making peers, each lane's dial-and-serve loop, the listener, one connection;
 //! - `receive`: a connection's read loop and the dispatch of frames to actors;
 //! - `send`: encoding frames, acknowledged delivery, the send path;
 //! - `transport`: the [`troupe_actor::Transport`] implementation over `send`;
 //! - `control`: control messages in and out, signals fenced behind messages;
 //! - `relay`: frames relayed along the overlay;
-//! - `departure`: a peer lost or gone, and what that means for proxies, asks and watches;
-//! - `membership`: the overlay driver's news, releasing idle peers, stats, shutdown.
+//! - `departure`: a peer lost, gone or quarantined, and what that means for proxies, asks and
+//!   watches;
+//! - `membership`: the overlay driver's news, the directory of known nodes, connecting on demand,
+//!   releasing idle peers, stats, shutdown.
 
 mod connections;
 mod control;
@@ -86,17 +89,6 @@ pub(crate) struct Settings {
     pub(crate) link: Option<crate::emulation::LinkConfig>,
 }
 
-/// A read that brought at most this many small frames is a short exchange (asks, replies): the
-/// actors it woke run on the network thread if the actor scheduler is idle, which saves waking a
-/// worker. A read that brought more, or a large frame, is a stream: its actors run on the workers,
-/// in parallel with the next read.
-const INLINE_FRAMES: u64 = 4;
-
-/// Frames at least this long (header included) are read into a buffer of their own.
-const BIG_FRAME: usize = 64 * 1024;
-/// The most one read of a large frame takes from the socket.
-const BIG_READ: usize = 256 * 1024;
-
 /// A snapshot request waiting for its answer: the node asked, and where the answer goes.
 pub(crate) type ViewRequest = (NodeId, oneshot::Sender<Vec<u8>>);
 
@@ -110,10 +102,6 @@ const NOTICE_MEMORY: Duration = Duration::from_secs(60);
 /// a full-mesh overlay removes a member it cannot connect to, so the cluster does not remove
 /// either of them on the other's word. Direct connections only: relayed traffic still passes.
 const QUARANTINE: Duration = Duration::from_secs(3);
-
-/// The least a relayed message waiting for mailbox room is charged against the bound, in bytes:
-/// its task and boxed future cost memory however small its frame.
-const RELAYED_WAIT_MIN_CHARGE: usize = 256;
 
 /// One actor's relayed messages waiting for its mailbox may take at most this share of the
 /// node's bound on such waits, so one actor that never takes its messages cannot starve others.
@@ -170,121 +158,6 @@ impl RelayWaits {
     fn messages(&self) -> usize {
         self.0.lock().messages
     }
-}
-
-/// One wait's charge, given back however the wait ends.
-struct Charged(Arc<RelayWaits>, ActorId, usize);
-
-impl Drop for Charged {
-    fn drop(&mut self) {
-        self.0.release(self.1, self.2);
-    }
-}
-
-/// What one connection's reader keeps between frames.
-struct ConnState {
-    /// Sequence numbers to acknowledge after this read.
-    acks: Vec<u64>,
-    /// The exported actor the last message went to, with its id and type tag (read once, not
-    /// through its vtable for every message).
-    cache: Option<CachedTarget>,
-    /// Messages handed to actors since the counters were last updated.
-    delivered: u64,
-    /// Where messages still held when the reader is dropped are delivered from.
-    runtime: tokio::runtime::Handle,
-    /// Whether a message numbered out of the window was logged (once per connection: its
-    /// retransmissions would flood the log).
-    warned_window: bool,
-}
-
-/// Whether our backlog on a connection is draining: bytes went into its socket since `moved`
-/// (updated) while frames still wait in `queue` or its writer is busy with some, so the socket's
-/// buffer had been full and the other side took bytes off it. Our own small frames (pings)
-/// written into an idle socket do not count: a dead peer's socket takes those too.
-fn draining(queue: &SendQueue, moved: &mut u64) -> bool {
-    let now = queue.moved.load(Ordering::Relaxed);
-    let progressed = now != *moved && queue.has_backlog();
-    *moved = now;
-    progressed
-}
-
-impl Drop for ConnState {
-    /// A reader cancelled (its connection stopped) while it held messages it had read and
-    /// accepted, acknowledged ones included, hands them over on its way out: they are not lost.
-    fn drop(&mut self) {
-        let Some(batch) = self.cache.as_mut().and_then(|cached| cached.batch.as_mut()) else { return };
-        if let Some(FlushRest::Full { wait, .. }) = batch.flush().rest {
-            self.runtime.spawn(wait);
-        }
-    }
-}
-
-/// A wait for mailbox room that, if the reader awaiting it is cancelled, goes on by itself: the
-/// messages it holds were read and accepted (acknowledged ones are never sent again), so they
-/// must still be delivered. (They may then interleave with messages from the same sender that
-/// arrive over a new connection meanwhile; losing them would be worse.)
-struct FinishOnDrop {
-    wait: Option<DeliverLater>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl std::future::Future for FinishOnDrop {
-    type Output = u64;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<u64> {
-        let Some(wait) = self.wait.as_mut() else { return std::task::Poll::Ready(0) };
-        let delivered = std::task::ready!(wait.as_mut().poll(cx));
-        self.wait = None;
-        std::task::Poll::Ready(delivered)
-    }
-}
-
-impl Drop for FinishOnDrop {
-    fn drop(&mut self) {
-        if let Some(wait) = self.wait.take() {
-            self.runtime.spawn(wait);
-        }
-    }
-}
-
-/// An exported actor a connection's reader delivered to last.
-struct CachedTarget {
-    id: ActorId,
-    type_tag: u64,
-    inbound: Arc<dyn Inbound>,
-    /// Messages for it read after the first of a series of consecutive ones, waiting to go into
-    /// its mailbox together (made when first needed, kept while cached). The first message of a
-    /// series goes to the mailbox directly, so traffic that switches actor at every frame, or
-    /// sends one message per read (an ask), never uses one.
-    batch: Option<Box<dyn InboundBatch>>,
-    /// A message for it was read since the batch was last handed over: the next one joins it.
-    in_batch: bool,
-}
-
-/// What became of one frame (or of a batch of messages handed over).
-enum Dispatched {
-    Done,
-    /// A message went into a mailbox.
-    Delivered,
-    /// The mailbox is full: await `wait` to deliver `count` messages, in order; it yields how
-    /// many were delivered.
-    Full {
-        wait: DeliverLater,
-        count: u64,
-    },
-    /// The connection must close, for this reason.
-    Close(String),
-}
-
-/// How a run of buffered frames ended (see `NodeShared::dispatch_run`).
-enum Run {
-    /// No whole frame is left in the buffer.
-    Drained,
-    /// Something needs awaiting (a full mailbox: the frame's own message, or the batch handed
-    /// over before the frame, which then stays unread) or closes the connection.
-    Wait(Dispatched),
-    /// A malformed frame: the connection closes for this reason.
-    BadFrame(String),
 }
 
 /// A pending registry lookup on another node.
@@ -352,15 +225,6 @@ pub(crate) struct NodeShared {
     relay_waits: Arc<RelayWaits>,
     /// Which neighbour relayed frames from each origin came through (see `routes`).
     pub(crate) relay_routes: Mutex<crate::routes::RouteCache>,
-}
-
-/// How a peer went away.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Departure {
-    /// Its connections failed, or it came back as a new incarnation.
-    Lost,
-    /// It said goodbye.
-    Left,
 }
 
 impl NodeShared {
@@ -464,32 +328,6 @@ thread_local! {
     static ASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Waits for one side of a released connection to end (see `run_connection`) while the peer's
-/// connections make progress ([`Peer::progress`]), a reader waits for mailbox room or its
-/// readers wait for a predecessor: gives up after [`RELEASE_READ_OUT`] of none of these, or when
-/// the peer or the node stops; says why.
-async fn released_wait<T>(
-    side: impl std::future::Future<Output = T>,
-    peer: &Peer,
-    mut peer_down: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-    mut node_stopping: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-) -> Result<T, &'static str> {
-    tokio::pin!(side);
-    loop {
-        let before = peer.progress();
-        tokio::select! {
-            ended = &mut side => return Ok(ended),
-            _ = tokio::time::sleep(RELEASE_READ_OUT) => {
-                if !peer.still_moving(before) {
-                    return Err("released; the other side did not end its side");
-                }
-            }
-            _ = peer_down.as_mut() => return Err("peer down"),
-            _ = node_stopping.as_mut() => return Err("node stopping"),
-        }
-    }
-}
-
 /// How often a send refused by a peer released meanwhile (see [`refused_by_release`]) goes again
 /// to the node's next peer: more than once only if that one is released at once too.
 const RELEASED_RETRIES: u32 = 3;
@@ -513,39 +351,6 @@ const RELEASE_READ_OUT: Duration = Duration::from_secs(10);
 /// whose reader waits on an actor that waits for an answer coming on the new connections goes
 /// on once they stop waiting, before it is closed (its rest would be lost; late is better).
 const SUCCESSOR_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a shutting-down node waits for its lanes to write what they hold before it says
-/// goodbye.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
-
-/// How long a node whose peer said goodbye keeps reading the connections that peer dialled (to
-/// their end: the peer closes them once written) before it takes the peer for gone.
-const LEAVE_DRAIN: Duration = Duration::from_secs(5);
-
-/// Bytes a relay wrapping adds to a frame, at most (a control header and tag, two node ids, a
-/// TTL and a length, as postcard varints), rounded up.
-const RELAY_OVERHEAD: usize = 64;
-
-/// Sends the acknowledgements a connection's reader collected, if any.
-fn flush_acks(conn: &mut ConnState, reply_queue: &SendQueue, channel: usize) {
-    if !conn.acks.is_empty() {
-        let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
-        encode_acks(&mut payload, &conn.acks);
-        reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
-        conn.acks.clear();
-    }
-}
-
-/// Forgets node `id`'s acknowledgement state unless a peer was made with it since `made` peers
-/// had been (under the map's lock, which a new peer takes to get the state: no peer can be made
-/// in between).
-fn forget_acks_if_not_reached_since(acks: &mut HashMap<NodeId, Arc<AckState>>, id: NodeId, made: u64) -> bool {
-    if acks.get(&id).is_some_and(|state| state.peers_made() == made) {
-        acks.remove(&id);
-        return true;
-    }
-    false
-}
 
 fn actor_id(w: &WireActorId) -> ActorId {
     ActorId { node: NodeId(w.node), serial: w.serial }
@@ -576,29 +381,5 @@ fn exit_reason(reason: WireExit) -> ExitReason {
         WireExit::NoActor => ExitReason::NoActor,
         WireExit::NodeDown => ExitReason::NodeDown,
         WireExit::Other(m) => ExitReason::Failed(m),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lost_nodes_ack_state_is_forgotten_only_if_it_was_not_reached_again() {
-        let id = NodeId(7);
-        let mut acks = HashMap::new();
-        let state = Arc::new(AckState::new(1 << 20));
-        state.peer_made();
-        acks.insert(id, state.clone());
-        // Lost with one peer made; reached again (a second peer), then released: keep.
-        let made = state.peers_made();
-        state.peer_made();
-        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made));
-        assert!(acks.contains_key(&id), "the state of a node that came back was forgotten");
-        // Lost again and not reached since: forget.
-        let made = state.peers_made();
-        assert!(forget_acks_if_not_reached_since(&mut acks, id, made));
-        assert!(!acks.contains_key(&id));
-        assert!(!forget_acks_if_not_reached_since(&mut acks, id, made), "nothing left to forget");
     }
 }

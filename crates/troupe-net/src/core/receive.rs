@@ -3,6 +3,134 @@
 
 use super::*;
 
+/// A read that brought at most this many small frames is a short exchange (asks, replies): the
+/// actors it woke run on the network thread if the actor scheduler is idle, which saves waking a
+/// worker. A read that brought more, or a large frame, is a stream: its actors run on the workers,
+/// in parallel with the next read.
+const INLINE_FRAMES: u64 = 4;
+
+/// Frames at least this long (header included) are read into a buffer of their own.
+const BIG_FRAME: usize = 64 * 1024;
+
+/// The most one read of a large frame takes from the socket.
+const BIG_READ: usize = 256 * 1024;
+
+/// What one connection's reader keeps between frames.
+struct ConnState {
+    /// Sequence numbers to acknowledge after this read.
+    acks: Vec<u64>,
+    /// The exported actor the last message went to, with its id and type tag (read once, not
+    /// through its vtable for every message).
+    cache: Option<CachedTarget>,
+    /// Messages handed to actors since the counters were last updated.
+    delivered: u64,
+    /// Where messages still held when the reader is dropped are delivered from.
+    runtime: tokio::runtime::Handle,
+    /// Whether a message numbered out of the window was logged (once per connection: its
+    /// retransmissions would flood the log).
+    warned_window: bool,
+}
+
+/// Whether our backlog on a connection is draining: bytes went into its socket since `moved`
+/// (updated) while frames still wait in `queue` or its writer is busy with some, so the socket's
+/// buffer had been full and the other side took bytes off it. Our own small frames (pings)
+/// written into an idle socket do not count: a dead peer's socket takes those too.
+fn draining(queue: &SendQueue, moved: &mut u64) -> bool {
+    let now = queue.moved.load(Ordering::Relaxed);
+    let progressed = now != *moved && queue.has_backlog();
+    *moved = now;
+    progressed
+}
+
+impl Drop for ConnState {
+    /// A reader cancelled (its connection stopped) while it held messages it had read and
+    /// accepted, acknowledged ones included, hands them over on its way out: they are not lost.
+    fn drop(&mut self) {
+        let Some(batch) = self.cache.as_mut().and_then(|cached| cached.batch.as_mut()) else { return };
+        if let Some(FlushRest::Full { wait, .. }) = batch.flush().rest {
+            self.runtime.spawn(wait);
+        }
+    }
+}
+
+/// A wait for mailbox room that, if the reader awaiting it is cancelled, goes on by itself: the
+/// messages it holds were read and accepted (acknowledged ones are never sent again), so they
+/// must still be delivered. (They may then interleave with messages from the same sender that
+/// arrive over a new connection meanwhile; losing them would be worse.)
+struct FinishOnDrop {
+    wait: Option<DeliverLater>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::future::Future for FinishOnDrop {
+    type Output = u64;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<u64> {
+        let Some(wait) = self.wait.as_mut() else { return std::task::Poll::Ready(0) };
+        let delivered = std::task::ready!(wait.as_mut().poll(cx));
+        self.wait = None;
+        std::task::Poll::Ready(delivered)
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(wait) = self.wait.take() {
+            self.runtime.spawn(wait);
+        }
+    }
+}
+
+/// An exported actor a connection's reader delivered to last.
+struct CachedTarget {
+    id: ActorId,
+    type_tag: u64,
+    inbound: Arc<dyn Inbound>,
+    /// Messages for it read after the first of a series of consecutive ones, waiting to go into
+    /// its mailbox together (made when first needed, kept while cached). The first message of a
+    /// series goes to the mailbox directly, so traffic that switches actor at every frame, or
+    /// sends one message per read (an ask), never uses one.
+    batch: Option<Box<dyn InboundBatch>>,
+    /// A message for it was read since the batch was last handed over: the next one joins it.
+    in_batch: bool,
+}
+
+/// What became of one frame (or of a batch of messages handed over).
+enum Dispatched {
+    Done,
+    /// A message went into a mailbox.
+    Delivered,
+    /// The mailbox is full: await `wait` to deliver `count` messages, in order; it yields how
+    /// many were delivered.
+    Full {
+        wait: DeliverLater,
+        count: u64,
+    },
+    /// The connection must close, for this reason.
+    Close(String),
+}
+
+/// How a run of buffered frames ended (see `NodeShared::dispatch_run`).
+enum Run {
+    /// No whole frame is left in the buffer.
+    Drained,
+    /// Something needs awaiting (a full mailbox: the frame's own message, or the batch handed
+    /// over before the frame, which then stays unread) or closes the connection.
+    Wait(Dispatched),
+    /// A malformed frame: the connection closes for this reason.
+    BadFrame(String),
+}
+
+/// Sends the acknowledgements a connection's reader collected, if any.
+fn flush_acks(conn: &mut ConnState, reply_queue: &SendQueue, channel: usize) {
+    if !conn.acks.is_empty() {
+        let mut payload = Vec::with_capacity(conn.acks.len() * 2 + 4);
+        encode_acks(&mut payload, &conn.acks);
+        reply_queue.push_frame(FrameKind::Ack, channel as u16, &payload);
+        conn.acks.clear();
+    }
+}
+
 impl NodeShared {
     /// Reads and dispatches frames until the connection fails; pings an idle connection and
     /// gives up on it after the configured attempts.
@@ -207,7 +335,7 @@ impl NodeShared {
     /// until one needs waiting for ([`Run::Wait`]), the buffer holds no whole frame more, or a
     /// frame is malformed (counted and logged; the connection must close). The batch of messages
     /// for one actor is handed over before any frame that is not a message and before returning.
-    pub(super) fn dispatch_run(
+    fn dispatch_run(
         &self,
         decoder: &FrameDecoder,
         buf: &[u8],
@@ -568,7 +696,7 @@ impl NodeShared {
     /// `count` messages for an actor that is gone (or a ref to an earlier incarnation of this node):
     /// counted, and the sender's node is told so its watchers hear of it and its further sends
     /// fail at once.
-    pub(super) fn dead_letters(&self, peer: &Peer, target: ActorId, count: u64) {
+    fn dead_letters(&self, peer: &Peer, target: ActorId, count: u64) {
         self.counters.dead_letters.fetch_add(count, Ordering::Relaxed);
         tracing::debug!(node = %self.settings.name, %target, "message for an unknown actor dropped");
         self.send_actor_control(peer.id, &Control::Down { target: wire_id(target), reason: WireExit::NoActor });

@@ -1,6 +1,25 @@
-//! Relaying frames along the overlay to nodes this node has no connection to.
+//! Relaying frames along the overlay to nodes this node has no connection to: sending a frame
+//! towards its destination, and handling one that arrives relayed (delivered here, with a
+//! bounded wait for mailbox room, or passed on).
 
 use super::*;
+
+/// One wait's charge, given back however the wait ends.
+struct Charged(Arc<RelayWaits>, ActorId, usize);
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        self.0.release(self.1, self.2);
+    }
+}
+
+/// The least a relayed message waiting for mailbox room is charged against the bound, in bytes:
+/// its task and boxed future cost memory however small its frame.
+const RELAYED_WAIT_MIN_CHARGE: usize = 256;
+
+/// Bytes a relay wrapping adds to a frame, at most (a control header and tag, two node ids, a
+/// TTL and a length, as postcard varints), rounded up.
+const RELAY_OVERHEAD: usize = 64;
 
 impl NodeShared {
     /// Whether a message for `node` (not connected) goes along the overlay: always with
@@ -74,7 +93,7 @@ impl NodeShared {
     /// boxed future cost memory too), against the node's bound (4 × `send_queue_bytes`) and
     /// against its target's share of it ([`RELAYED_WAIT_TARGET_SHARE`]): an actor that never
     /// takes its messages holds at most its share until it stops.
-    pub(super) fn wait_for_room_relayed(&self, target: ActorId, frame_len: usize, wait: DeliverLater) {
+    fn wait_for_room_relayed(&self, target: ActorId, frame_len: usize, wait: DeliverLater) {
         let charge = frame_len.max(RELAYED_WAIT_MIN_CHARGE);
         let limit = self.settings.queue_bytes.saturating_mul(4);
         if let Err(log) = self.relay_waits.charge(target, charge, limit) {
@@ -185,5 +204,11 @@ impl NodeShared {
                 tracing::warn!(peer = %via.name, kind = ?other, "relayed frame of the wrong kind dropped");
             }
         }
+    }
+
+    /// The largest message frame to relay: room is left for the relay wrapping (origin,
+    /// destination, TTL, length), which must fit each hop's limit too.
+    pub(super) fn relayed_max_frame(&self) -> usize {
+        self.settings.max_frame.saturating_sub(RELAY_OVERHEAD)
     }
 }

@@ -51,25 +51,6 @@ impl NodeShared {
         }
     }
 
-    /// Drops a peer that keeps asking and does not read the answers (a send queue past its
-    /// overflow mark), and refuses its handshakes for [`QUARANTINE`]: otherwise it would redial at
-    /// once, be taken back, and never learn that it was dropped, while its watchers here were
-    /// told it was lost.
-    pub(super) fn drop_for_overflow(&self, peer: &Arc<Peer>) {
-        if peer.is_down() {
-            return;
-        }
-        self.counters.bad_frames.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node = %self.settings.name, peer = %peer.name, quarantine = ?QUARANTINE, "peer does not read what it asks for; dropped");
-        {
-            let mut quarantined = self.quarantined.lock();
-            let now = Instant::now();
-            quarantined.retain(|_, until| *until > now);
-            quarantined.insert(peer.id, now + QUARANTINE);
-        }
-        self.peer_down(peer, "does not read what it asks for");
-    }
-
     /// Queues the unacknowledged frames of `peer`'s `lane` in front of its queue (see
     /// `AckState::unacked_on`), counted as retransmissions.
     pub(super) fn requeue_unacked(&self, peer: &Peer, lane: (usize, usize)) {
@@ -182,12 +163,6 @@ impl NodeShared {
     /// limit and ours.
     pub(super) fn frame_limit(&self, established: &troupe_wire::Established) -> usize {
         established.peer_max_frame.min(self.settings.max_frame)
-    }
-
-    /// The largest message frame to relay: room is left for the relay wrapping (origin,
-    /// destination, TTL, length), which must fit each hop's limit too.
-    pub(super) fn relayed_max_frame(&self) -> usize {
-        self.settings.max_frame.saturating_sub(RELAY_OVERHEAD)
     }
 
     /// Counts bytes a sender wrote to a socket itself.
