@@ -241,7 +241,7 @@ impl NodeShared {
                     buf.clear();
                     while big.len() < total {
                         let want = (total - big.len()).min(BIG_READ) as u64;
-                        let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
+                        let wait = self.read_wait(unanswered);
                         match deadline.run(wait, (&mut reader).take(want).read_buf(&mut big)).await {
                             Some(Ok(0)) => return "closed by peer".into(),
                             Some(Ok(n)) => {
@@ -251,15 +251,11 @@ impl NodeShared {
                             }
                             Some(Err(e)) => return format!("read failed: {e}"),
                             None => {
-                                if draining(&reply_queue, &mut moved) {
-                                    unanswered = 0;
+                                if let Err(reason) =
+                                    self.on_silence(&peer, &reply_queue, channel, &mut moved, &mut unanswered)
+                                {
+                                    return reason;
                                 }
-                                if unanswered >= self.settings.ping_attempts {
-                                    tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
-                                    return "idle ping unanswered".into();
-                                }
-                                unanswered += 1;
-                                reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
                             }
                         }
                         // Let the other connections' readers (small messages) have the thread.
@@ -305,7 +301,7 @@ impl NodeShared {
             if buf.is_empty() && buf.capacity() > 1 << 20 {
                 buf = Vec::with_capacity(64 * 1024);
             }
-            let wait = if unanswered == 0 { self.settings.idle_ping } else { self.settings.ping_timeout };
+            let wait = self.read_wait(unanswered);
             match deadline.run(wait, reader.read_buf(&mut buf)).await {
                 Some(Ok(0)) => return "closed by peer".into(),
                 Some(Ok(n)) => {
@@ -316,19 +312,46 @@ impl NodeShared {
                 None => {
                     let aged = self.frame_pool.lock().trim(Instant::now()); // idle: give them back
                     drop(aged);
-                    if draining(&reply_queue, &mut moved) {
-                        unanswered = 0;
+                    if let Err(reason) = self.on_silence(&peer, &reply_queue, channel, &mut moved, &mut unanswered) {
+                        return reason;
                     }
-                    if unanswered >= self.settings.ping_attempts {
-                        tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
-                        return "idle ping unanswered".into();
-                    }
-                    unanswered += 1;
-                    // (To a peer we cut ourselves off from, the writer drops it.)
-                    reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
                 }
             }
         }
+    }
+
+    /// How long a read may wait for data: `idle_ping` on a connection that answers, then
+    /// `ping_timeout` while pings go unanswered.
+    fn read_wait(&self, unanswered: u32) -> Duration {
+        if unanswered == 0 {
+            self.settings.idle_ping
+        } else {
+            self.settings.ping_timeout
+        }
+    }
+
+    /// A read waited [`read_wait`](Self::read_wait) for nothing: pings the other side, or gives
+    /// up on the connection once `ping_attempts` pings went unanswered (not while the other side
+    /// is still taking in our backlog: see `draining`).
+    fn on_silence(
+        &self,
+        peer: &Peer,
+        reply_queue: &SendQueue,
+        channel: usize,
+        moved: &mut u64,
+        unanswered: &mut u32,
+    ) -> Result<(), String> {
+        if draining(reply_queue, moved) {
+            *unanswered = 0;
+        }
+        if *unanswered >= self.settings.ping_attempts {
+            tracing::info!(node = %self.settings.name, peer = %peer.name, "connection silent; closing it");
+            return Err("idle ping unanswered".into());
+        }
+        *unanswered += 1;
+        // (To a peer we cut ourselves off from, the writer drops it.)
+        reply_queue.push_frame(FrameKind::Ping, channel as u16, &[]);
+        Ok(())
     }
 
     /// Dispatches the whole frames of `buf` from `start` (advanced past each, `frames` counted)
