@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+/// Stands in for a deadline that does not fit in an `Instant`: about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// One reader's deadline for its reads (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct ReadDeadline {
@@ -25,7 +28,9 @@ impl ReadDeadline {
     /// Runs `read` to completion, or gives up once `wait` has passed from now: as
     /// `tokio::time::timeout(wait, read)`, with `None` for a timeout.
     pub(crate) async fn run<F: Future>(&mut self, wait: Duration, read: F) -> Option<F::Output> {
-        let deadline = Instant::now() + wait;
+        let now = Instant::now();
+        // A configured wait too long to add (as tokio's `timeout` does): no deadline, in effect.
+        let deadline = now.checked_add(wait).unwrap_or_else(|| now + FAR_FUTURE);
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 // Armed for a later time (a longer wait before): bring it forward. An earlier time
@@ -83,6 +88,17 @@ mod tests {
         let began = Instant::now();
         assert_eq!(deadline.run(Duration::from_millis(100), std::future::pending::<()>()).await, None);
         assert_eq!(began.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_too_long_for_an_instant_means_no_deadline() {
+        let mut deadline = ReadDeadline::default();
+        assert_eq!(deadline.run(Duration::MAX, async { 3 }).await, Some(3));
+        let read = async {
+            tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+            4
+        };
+        assert_eq!(deadline.run(Duration::MAX, read).await, Some(4));
     }
 
     #[tokio::test(start_paused = true)]
