@@ -789,7 +789,8 @@ async fn a_loss_is_reported_once() {
 /// HyParView with small, frozen views: two nodes that are not neighbours but know each other's
 /// address talk over a connection the overlay does not want, released once idle. A watch made
 /// over it still hears the actor's exit (its node reconnects to report it), and the node's loss
-/// after the release (a failure notice from its neighbours).
+/// after the release (a failure notice from its neighbours), which the watching node then checks
+/// itself (it keeps state for the node since their connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_outlives_the_release_of_its_idle_connection() {
     use troupe_actor::ExitReason;
@@ -855,6 +856,7 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
     assert_eq!(reason, ExitReason::Normal);
 
     let (_counter, exit) = watch_after_release("second").await;
+    let mut events = a.events();
     // c is cut off from everyone (its neighbours report it).
     for node in &nodes {
         if node.id() != c.id() {
@@ -864,6 +866,18 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
     }
     let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("a never heard c was lost").unwrap();
     assert_eq!(reason, ExitReason::NodeDown);
+    // What a keeps for c since their connection (its acknowledged-delivery state) goes only on a's
+    // own evidence: a tries c again, fails, and reports c down itself, as for a lost connection.
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node, .. }) if node == c.id() => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+            }
+        }
+    });
+    down.await.expect("a never checked c itself after the failure notice");
     for node in &nodes {
         node.shutdown().await;
     }

@@ -105,7 +105,8 @@ impl NodeShared {
         // Only on our own evidence (not a released peer, nor a failure notice about a node we
         // have no connection to, which may be alive): forgetting the numbering of a live node on
         // one side only would make the other drop or repeat acknowledged messages. A released
-        // node that dies unseen leaves its (empty: see `release_peer`) state behind.
+        // node reported lost by others gets a peer to find out (see `node_lost_notice`); one that
+        // dies unseen and unreported leaves its (empty: see `release_peer`) state behind.
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
@@ -183,8 +184,19 @@ impl NodeShared {
             return;
         }
         tracing::debug!(node = %self.settings.name, lost = %id, "failure notice");
-        if let Some(peer) = self.peer(id) {
-            self.drain_signals(&peer, false);
+        match self.peer(id) {
+            Some(peer) => self.drain_signals(&peer, false),
+            // We had connections to it, released since: it keeps acknowledged-delivery state
+            // here, and may hold watches of our actors, which go only on our own evidence (see
+            // `forget_acks_later`). A peer made for it now finds out: its dials reach the node
+            // (the notice was wrong for us) or fail and report it lost, as for any peer (its
+            // watchers here and user code hear of it, and that state is forgotten in time).
+            // Made before `node_gone` forgets the node's address; not again once it has (a
+            // later notice, or our own loss of it, came first).
+            None if self.acks.lock().contains_key(&id) => {
+                self.peer_on_demand(id);
+            }
+            None => {}
         }
         self.node_gone(id);
     }
