@@ -507,6 +507,12 @@ impl<M: Membership> Driver<M> {
             if used.contains(&peer) || self.pending_connects.contains(&peer) {
                 continue;
             }
+            // One that never came up is still finding out whether the node is there (it comes
+            // up, or its failed dials report the node down): released, it would stop dialling
+            // with no verdict (a failure notice's check relies on one: see `node_lost_notice`).
+            if !shared.peer(id).is_some_and(|p| p.up.load(Ordering::Acquire)) {
+                continue;
+            }
             // Not released while acknowledged messages to it are outstanding: asked again at the
             // next sweep.
             if now.duration_since(entry.1) >= self.settings.release_idle && shared.release_peer(id, true) {

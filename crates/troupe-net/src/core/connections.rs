@@ -119,7 +119,8 @@ impl NodeShared {
     }
 
     /// Keeps one lane connected: dial, run, redial with backoff and jitter. Two failed dials in
-    /// a row of the control lane after it had been connected mean the node is down.
+    /// a row of the control lane mean the node is down, also for a peer that was never connected
+    /// (a failure notice's check relies on that: see `node_lost_notice`).
     async fn lane_loop(self: Arc<Self>, peer: Arc<Peer>, purpose: ConnPurpose, mut opened: Option<Opened>) {
         let control = purpose.channel == 0;
         let mut backoff = self.settings.reconnect_min;

@@ -105,8 +105,9 @@ impl NodeShared {
         // Only on our own evidence (not a released peer, nor a failure notice about a node we
         // have no connection to, which may be alive): forgetting the numbering of a live node on
         // one side only would make the other drop or repeat acknowledged messages. A released
-        // node reported lost by others gets a peer to find out (see `node_lost_notice`); one that
-        // dies unseen and unreported leaves its (empty: see `release_peer`) state behind.
+        // node reported lost by others gets a peer to find out while we still have its address
+        // (see `node_lost_notice`); one that dies unseen and unreported leaves its (empty: see
+        // `release_peer`) state behind.
         self.forget_acks_later(peer.id);
         tracing::info!(node = %self.settings.name, peer = %peer.name, why, "node down");
         // What it signalled before it went (an actor's exit, say) comes before its departure.
@@ -171,7 +172,8 @@ impl NodeShared {
     }
 
     /// Another node reports that node `id` was lost. Believed unless we still have a working
-    /// connection to it (then our own failure detection speaks for it).
+    /// connection to it (then our own failure detection speaks for it). When we only had
+    /// connections to it that were since released, a peer is made to check it ourselves.
     pub(crate) fn node_lost_notice(&self, id: NodeId) {
         {
             let mut heard = self.lost_notices.lock();
@@ -189,11 +191,14 @@ impl NodeShared {
             // We had connections to it, released since: it keeps acknowledged-delivery state
             // here, and may hold watches of our actors, which go only on our own evidence (see
             // `forget_acks_later`). A peer made for it now finds out: its dials reach the node
-            // (the notice was wrong for us) or fail and report it lost, as for any peer (its
-            // watchers here and user code hear of it, and that state is forgotten in time).
-            // Made before `node_gone` forgets the node's address; not again once it has (a
-            // later notice, or our own loss of it, came first).
-            None if self.acks.lock().contains_key(&id) => {
+            // (the notice was wrong for us) or fail and report it lost as for any peer, with a
+            // Down event for user code and that state forgotten in time (its actors' watchers
+            // here hear of the loss from the notice already: `node_gone` below). Made before
+            // `node_gone` forgets the node's address, so not again once it has (a later notice,
+            // or our own loss of it, came first); and not when this node reaches others only
+            // through the overlay (`reach = "relay"`): failing to dial a node it is not meant
+            // to dial is no evidence.
+            None if self.settings.reach == Reach::Direct && self.acks.lock().contains_key(&id) => {
                 self.peer_on_demand(id);
             }
             None => {}
