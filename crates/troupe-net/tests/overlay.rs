@@ -786,30 +786,24 @@ async fn a_loss_is_reported_once() {
     }
 }
 
-/// HyParView with small, frozen views: two nodes that are not neighbours but know each other's
-/// address talk over a connection the overlay does not want, released once idle. A watch made
-/// over it still hears the actor's exit (its node reconnects to report it), and the node's loss
-/// after the release (a failure notice from its neighbours), which the watching node then checks
-/// itself (it keeps state for the node since their connection).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_outlives_the_release_of_its_idle_connection() {
-    use troupe_actor::ExitReason;
+/// Six HyParView nodes with small views, frozen once joined (no shuffles, no random promotions),
+/// fast failure detection and idle connections released after 300 ms (`tune` may change more);
+/// and two of them, a and c, that are not neighbours but where a knew c's address (from the
+/// overlay's views) and asked an actor on c, over a connection of their own.
+async fn talking_strangers(tune: impl Fn(&mut NodeConfig)) -> (Vec<Node>, Node, Node) {
     let quick = |name: &str, seeds: &[&Node]| {
         let mut c = fast_failure_detection(config(name, OverlayKind::Hyparview, seeds));
         c.release_idle_ms = 300;
-        // Small views, frozen once joined (no shuffles, no random promotions): some pairs of the
-        // six nodes are not neighbours, and stay so for the test.
+        // Some pairs of the six nodes are not neighbours, and stay so for the test.
         c.hyparview.active_max = 3;
         c.hyparview.active_min = 1;
         c.hyparview.shuffle_ms = 600_000;
         c.hyparview.promotion_ms = 600_000;
+        tune(&mut c);
         c
     };
     // With promotions frozen, racing joins are likelier to split the nodes (see `six_joined`).
     let nodes = six_joined(quick).await;
-    // Two nodes that are not neighbours, where the first knows the second's address (from the
-    // overlay's views), so a message opens a connection of its own rather than being relayed.
-    let mut pair = None;
     for (x, y) in nodes.iter().flat_map(|x| nodes.iter().map(move |y| (x, y))) {
         if x.id() == y.id() || connected(x, y.name()) || connected(y, x.name()) {
             continue;
@@ -824,12 +818,22 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if connected(x, y.name()) {
-            pair = Some((x.clone(), y.clone()));
-            break;
+            let (a, c) = (x.clone(), y.clone());
+            return (nodes, a, c);
         }
     }
-    let (a, c) = pair.expect("no node knew the address of a node that is not its neighbour");
+    panic!("no node knew the address of a node that is not its neighbour");
+}
 
+/// HyParView with small, frozen views: two nodes that are not neighbours but know each other's
+/// address talk over a connection the overlay does not want, released once idle. A watch made
+/// over it still hears the actor's exit (its node reconnects to report it), and the node's loss
+/// after the release (a failure notice from its neighbours), which the watching node then checks
+/// itself (it keeps state for the node since their connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_outlives_the_release_of_its_idle_connection() {
+    use troupe_actor::ExitReason;
+    let (nodes, a, c) = talking_strangers(|_| {}).await;
     // Each round: a watch over an on-demand connection, which is then released.
     let watch_after_release = |name: &'static str| {
         let (a, c) = (a.clone(), c.clone());
@@ -881,4 +885,100 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
     for node in &nodes {
         node.shutdown().await;
     }
+}
+
+/// Binds a listener at `addr` that never accepts, and fills its accept queue: a connect to it
+/// then waits out its timeout, as to a host that is gone (no reset).
+async fn black_hole(addr: std::net::SocketAddr) -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        match socket.bind(addr).and_then(|()| socket.listen(1)) {
+            Ok(listener) => break listener,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "could not bind {addr}: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await
+        {
+            queued.push(stream);
+        }
+    }
+    (listener, queued)
+}
+
+/// The failure-notice check against a node whose address black-holes once it is gone: a node
+/// that only had a released connection to it dials it for the check, and each dial waits out the
+/// connect timeout (3 s), longer than the idle release (300 ms, swept every second). The
+/// checking peer must stay until its dials fail, and then report the node down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_notice_is_checked_also_when_the_nodes_address_black_holes() {
+    let (nodes, a, c) = talking_strangers(|c| c.connect_timeout_ms = 3000).await;
+    wait_until("the idle connection was never released", || !connected(&a, c.name()) && !connected(&c, a.name())).await;
+    let mut events = a.events();
+    let addr = c.local_addr();
+    // c leaves; its neighbours report it to everyone. Its port then takes no connection.
+    c.shutdown().await;
+    let _hole = black_hole(addr).await;
+    let down = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node, .. }) if node == c.id() => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+            }
+        }
+    });
+    down.await.expect("a's check of c ended without a verdict");
+    for node in nodes.iter().filter(|n| n.id() != c.id()) {
+        node.shutdown().await;
+    }
+}
+
+/// A node that leaves after its connections went idle says goodbye on them: HyParView lets go
+/// of its neighbours as it leaves, and had that released the idle connections, the neighbours
+/// would have taken the node for merely idle (no Down, its state kept for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_over_idle_connections_says_goodbye() {
+    let quick = |name: &str, seeds: &[&Node]| {
+        let mut c = config(name, OverlayKind::Hyparview, seeds);
+        c.release_idle_ms = 300;
+        c
+    };
+    let a = Node::start(quick("a", &[])).await.unwrap();
+    let b = Node::start(quick("b", &[&a])).await.unwrap();
+    let c = Node::start(quick("c", &[&a])).await.unwrap();
+    let nodes = [a.clone(), b.clone(), c.clone()];
+    wait_converged(&nodes, true, Duration::from_secs(20)).await;
+    let counter = c.system().spawn(Counter(0));
+    c.register("watched", &counter).expect("register");
+    let far = a.actor_ref::<CounterMsg>(counter.id());
+    assert_eq!(far.ask(CounterMsg::Get).await.expect("ask"), 0);
+    let watched = far.untyped();
+    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+    // Idle for longer than `release_idle`, the connections still up (the overlay uses them).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(connected(&a, "c"), "a and c are neighbours in a cluster of three");
+    let mut events = a.events();
+    c.shutdown().await;
+    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("the watch never fired").unwrap();
+    assert_eq!(reason, troupe_actor::ExitReason::NodeDown);
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node, reason, .. }) if node == c.id() => return reason,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+            }
+        }
+    });
+    assert_eq!(down.await.expect("a never reported c down"), "left the cluster");
+    a.shutdown().await;
+    b.shutdown().await;
 }

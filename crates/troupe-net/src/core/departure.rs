@@ -173,7 +173,8 @@ impl NodeShared {
 
     /// Another node reports that node `id` was lost. Believed unless we still have a working
     /// connection to it (then our own failure detection speaks for it). When we only had
-    /// connections to it that were since released, a peer is made to check it ourselves.
+    /// connections to it that were since released, a peer is made to check it ourselves (not
+    /// when this node reaches others only through the overlay).
     pub(crate) fn node_lost_notice(&self, id: NodeId) {
         {
             let mut heard = self.lost_notices.lock();
@@ -196,8 +197,8 @@ impl NodeShared {
             // here hear of the loss from the notice already: `node_gone` below). Made before
             // `node_gone` forgets the node's address, so not again once it has (a later notice,
             // or our own loss of it, came first); and not when this node reaches others only
-            // through the overlay (`reach = "relay"`): failing to dial a node it is not meant
-            // to dial is no evidence.
+            // through the overlay (`reach = "relay"`): a dial that fails there may say only that
+            // the node cannot be dialled, so such a node keeps that state as before.
             None if self.settings.reach == Reach::Direct && self.acks.lock().contains_key(&id) => {
                 self.peer_on_demand(id);
             }
