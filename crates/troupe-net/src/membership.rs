@@ -176,7 +176,6 @@ pub(crate) fn start<M: Membership + Send + 'static>(
         pending_connects: HashSet::new(),
         activity: HashMap::new(),
         backlog: backlog.clone(),
-        leaving: false,
     };
     shared.runtime.spawn(driver.run(rx, shared.stop.clone()));
     DriverHandle { tx, backlog }
@@ -195,8 +194,6 @@ struct Driver<M: Membership> {
     /// Per peer: the actor-message count last seen and since when it has not changed.
     activity: HashMap<NodeId, (u64, Instant)>,
     backlog: Arc<AtomicUsize>,
-    /// The node is leaving the cluster: its connections are no longer released (see `Leave`).
-    leaving: bool,
 }
 
 impl<M: Membership> Driver<M> {
@@ -254,12 +251,8 @@ impl<M: Membership> Driver<M> {
         match input {
             DriverInput::Join(contacts) => self.feed(Input::Join(contacts)),
             DriverInput::Leave(done) => {
-                // The protocol says goodbye to its neighbours and lets go of them, but their
-                // connections stay for the node's own goodbye (`NodeShared::shutdown`), which
-                // closes them next: released now, they would carry no goodbye, and each peer
-                // would take the node for merely idle, keep what it holds for it (numbering,
-                // watches of its actors) for good, and report its loss to nobody.
-                self.leaving = true;
+                // The protocol says goodbye to its neighbours and lets go of them; their
+                // connections stay for the node's own goodbye (see `NodeShared::leaving`).
                 self.feed(Input::Leave);
                 let _ = done.send(());
             }
@@ -445,9 +438,9 @@ impl<M: Membership> Driver<M> {
                 self.pending_connects.remove(&peer);
                 // The overlay is done with the peer; the connection goes unless actors still use
                 // it (then the idle sweep closes it later), or this node is leaving (its goodbye
-                // closes it: see `leaving`).
+                // closes it: see `NodeShared::leaving`).
                 let id = NodeId(peer.0);
-                if !self.leaving && !self.recently_used(&shared, id) {
+                if !shared.leaving.load(Ordering::Acquire) && !self.recently_used(&shared, id) {
                     // Deferred while acknowledged messages to it are outstanding: the idle sweep
                     // closes it later.
                     let _ = shared.release_peer(id, true);
@@ -500,8 +493,8 @@ impl<M: Membership> Driver<M> {
     /// `release_idle`, and tells the protocol they are gone.
     fn sweep_idle(&mut self) {
         let Some(shared) = self.shared.upgrade() else { return };
-        if self.leaving {
-            return; // see `leaving`
+        if shared.leaving.load(Ordering::Acquire) {
+            return; // see `NodeShared::leaving`
         }
         let now = Instant::now();
         let traffic = shared.peer_traffic();

@@ -573,6 +573,7 @@ impl Node {
     /// Leaves the cluster: tells the overlay (which says goodbye to its neighbours), then
     /// closes connections and shuts the actor system down.
     pub async fn shutdown(&self) {
+        self.shared.leaving.store(true, Ordering::Release);
         if self.shared.membership.get().is_some() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.shared.tell_membership(DriverInput::Leave(tx));

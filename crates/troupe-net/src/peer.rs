@@ -56,6 +56,8 @@ pub(crate) struct Peer {
     /// Connections it dialled for its lanes that we are reading now: what it sent us before it
     /// said goodbye is read to the end before it counts as gone.
     inbound: AtomicUsize,
+    /// This node's goodbye is queued to it (see [`Peer::say_goodbye`]).
+    said_goodbye: AtomicBool,
     /// Notified (all waiters) when one of those connections ends.
     inbound_ended: tokio::sync::Notify,
     /// The released peer for the same node whose connections were still being read when this
@@ -115,6 +117,7 @@ impl Peer {
             readers_waiting: AtomicU64::new(0),
             max_frame: AtomicUsize::new(max_frame),
             inbound: AtomicUsize::new(0),
+            said_goodbye: AtomicBool::new(false),
             inbound_ended: tokio::sync::Notify::new(),
             predecessor: parking_lot::Mutex::new(std::sync::Weak::new()),
         }
@@ -250,6 +253,12 @@ impl Peer {
         let mut payload = Vec::new();
         control.encode(&mut payload).is_ok()
             && self.lane((channel, index)).queue.push_frame(troupe_wire::FrameKind::Control, channel as u16, &payload)
+    }
+
+    /// Queues this node's goodbye on the control lane, once (this node is leaving the cluster):
+    /// true if this call queued it.
+    pub(crate) fn say_goodbye(&self) -> bool {
+        !self.said_goodbye.swap(true, Ordering::AcqRel) && self.push_control((0, 0), &troupe_wire::Control::Goodbye)
     }
 
     /// Queues an actor signal (watch, unwatch, down, stop, kill, link, unlink, and the `After`

@@ -941,44 +941,60 @@ async fn a_failure_notice_is_checked_also_when_the_nodes_address_black_holes() {
     }
 }
 
-/// A node that leaves after its connections went idle says goodbye on them: HyParView lets go
-/// of its neighbours as it leaves, and had that released the idle connections, the neighbours
-/// would have taken the node for merely idle (no Down, its state kept for good).
+/// A node that leaves after its connections went idle says goodbye on them, with either
+/// overlay: as it leaves, its protocol lets go of its neighbours, and they of it (HyParView on
+/// its next round, a full mesh at once); had either side released the idle connections, the
+/// neighbours would have taken the node for merely idle (no Down, its state kept for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_leaves_over_idle_connections_says_goodbye() {
-    let quick = |name: &str, seeds: &[&Node]| {
-        let mut c = config(name, OverlayKind::Hyparview, seeds);
-        c.release_idle_ms = 300;
-        c
-    };
-    let a = Node::start(quick("a", &[])).await.unwrap();
-    let b = Node::start(quick("b", &[&a])).await.unwrap();
-    let c = Node::start(quick("c", &[&a])).await.unwrap();
-    let nodes = [a.clone(), b.clone(), c.clone()];
-    wait_converged(&nodes, true, Duration::from_secs(20)).await;
-    let counter = c.system().spawn(Counter(0));
-    c.register("watched", &counter).expect("register");
-    let far = a.actor_ref::<CounterMsg>(counter.id());
-    assert_eq!(far.ask(CounterMsg::Get).await.expect("ask"), 0);
-    let watched = far.untyped();
-    let exit = tokio::spawn(async move { watched.wait_for_exit().await });
-    // Idle for longer than `release_idle`, the connections still up (the overlay uses them).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(connected(&a, "c"), "a and c are neighbours in a cluster of three");
-    let mut events = a.events();
-    c.shutdown().await;
-    let reason = tokio::time::timeout(Duration::from_secs(10), exit).await.expect("the watch never fired").unwrap();
-    assert_eq!(reason, troupe_actor::ExitReason::NodeDown);
-    let down = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::Down { node, reason, .. }) if node == c.id() => return reason,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+    for overlay in [OverlayKind::Hyparview, OverlayKind::Full] {
+        let quick = |name: &str, seeds: &[&Node]| {
+            let mut c = config(name, overlay, seeds);
+            c.release_idle_ms = 300;
+            c
+        };
+        let a = Node::start(quick("a", &[])).await.unwrap();
+        let b = Node::start(quick("b", &[&a])).await.unwrap();
+        let c = Node::start(quick("c", &[&a])).await.unwrap();
+        let nodes = [a.clone(), b.clone(), c.clone()];
+        wait_converged(&nodes, true, Duration::from_secs(20)).await;
+        let counter = c.system().spawn(Counter(0));
+        c.register("watched", &counter).expect("register");
+        let far = a.actor_ref::<CounterMsg>(counter.id());
+        assert_eq!(far.ask(CounterMsg::Get).await.expect("ask"), 0);
+        let watched = far.untyped();
+        let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+        // Idle for longer than `release_idle`, the connections still up (the overlay uses them).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(connected(&a, "c"), "{overlay:?}: a and c are neighbours in a cluster of three");
+        let mut events = a.events();
+        c.shutdown().await;
+        let reason = match tokio::time::timeout(Duration::from_secs(10), exit).await {
+            Ok(reason) => reason.unwrap(),
+            Err(_) => {
+                let mut seen = Vec::new();
+                while let Ok(e) = events.try_recv() {
+                    seen.push(format!("{e:?}"));
+                }
+                panic!(
+                    "{overlay:?}: the watch never fired; a's events {seen:?}; a's peers {:?}; stats {:?}",
+                    a.peers(),
+                    a.stats()
+                );
             }
-        }
-    });
-    assert_eq!(down.await.expect("a never reported c down"), "left the cluster");
-    a.shutdown().await;
-    b.shutdown().await;
+        };
+        assert_eq!(reason, troupe_actor::ExitReason::NodeDown, "{overlay:?}");
+        let down = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Down { node, reason, .. }) if node == c.id() => return reason,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+                }
+            }
+        });
+        assert_eq!(down.await.expect("a never reported c down"), "left the cluster", "{overlay:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+    }
 }

@@ -215,6 +215,7 @@ impl NodeShared {
 
     /// Sends Goodbye to every peer and stops all tasks.
     pub(crate) async fn shutdown(&self) {
+        self.leaving.store(true, Ordering::Release);
         if self.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -233,7 +234,7 @@ impl NodeShared {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for peer in &peers {
-            self.send_control(peer.id, &Control::Goodbye);
+            peer.say_goodbye();
         }
         // Let the writers flush the goodbyes.
         let deadline = Instant::now() + Duration::from_millis(500);

@@ -202,6 +202,12 @@ pub(crate) struct NodeShared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) shutting_down: AtomicBool,
+    /// The node is leaving the cluster (`Node::shutdown`, from before it tells its overlay): its
+    /// overlay no longer releases its connections (they are kept for its goodbye, which closes
+    /// them next), and one a peer releases carries its goodbye first. Released without one, each
+    /// peer would take the node for merely idle: no Down, what it holds for the node (numbering,
+    /// watches that node holds on its actors) kept for good, its departure reported to nobody.
+    pub(crate) leaving: AtomicBool,
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// The membership driver, when an overlay runs.
     pub(crate) membership: OnceLock<DriverHandle>,
@@ -264,6 +270,7 @@ impl NodeShared {
             counters: Arc::default(),
             events: broadcast::channel(1024).0,
             shutting_down: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             stop: Arc::new(tokio::sync::Notify::new()),
             membership: OnceLock::new(),
             directory: RwLock::new(HashMap::new()),
