@@ -56,7 +56,8 @@ pub(crate) struct Peer {
     /// Connections it dialled for its lanes that we are reading now: what it sent us before it
     /// said goodbye is read to the end before it counts as gone.
     inbound: AtomicUsize,
-    /// This node's goodbye is queued to it (see [`Peer::say_goodbye`]).
+    /// This node said goodbye to it: its goodbye was queued, or could not be (the lane was
+    /// closed); see [`Peer::say_goodbye`].
     said_goodbye: AtomicBool,
     /// Notified (all waiters) when one of those connections ends.
     inbound_ended: tokio::sync::Notify,

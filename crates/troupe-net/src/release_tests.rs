@@ -113,3 +113,33 @@ async fn a_released_connection_loses_and_reorders_nothing() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A node that is leaving (its overlay letting go of its neighbours, its goodbye not yet sent)
+/// and is asked to release a connection says goodbye on it first: the side that released it
+/// hears that the node left (a Down, "left the cluster") instead of taking it for merely idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_asked_to_release_says_goodbye_first() {
+    let a = Node::start(config("a")).await.expect("a");
+    let b = Node::start(config("b")).await.expect("b");
+    b.connect(&a.local_addr().to_string()).await.expect("connect");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !a.shared().peer(b.id()).is_some_and(|p| p.is_working()) {
+        assert!(tokio::time::Instant::now() < deadline, "a never had b up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut events = a.events();
+    b.shared().leaving.store(true, Ordering::Release);
+    assert!(a.shared().release_peer(b.id(), true), "nothing acknowledged is outstanding");
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(crate::NodeEvent::Down { node, reason, .. }) if node == b.id() => return reason,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
+            }
+        }
+    });
+    assert_eq!(down.await.expect("a took b for merely idle"), "left the cluster");
+    a.shutdown().await;
+    b.shutdown().await;
+}

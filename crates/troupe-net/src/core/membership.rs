@@ -236,9 +236,13 @@ impl NodeShared {
         for peer in &peers {
             peer.say_goodbye();
         }
-        // Let the writers flush the goodbyes.
+        // Let the writers flush the goodbyes, also those said on connections released since the
+        // node began to leave (see `Control::Release`).
+        let released: Vec<Arc<Peer>> = self.released.lock().values().filter_map(Weak::upgrade).collect();
         let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline && peers.iter().any(|p| p.control_lane().queue.len() > 0) {
+        while Instant::now() < deadline
+            && peers.iter().chain(&released).any(|p| !p.is_down() && p.control_lane().queue.has_backlog())
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.close_all_peers();

@@ -206,7 +206,8 @@ pub(crate) struct NodeShared {
     /// overlay no longer releases its connections (they are kept for its goodbye, which closes
     /// them next), and one a peer releases carries its goodbye first. Released without one, each
     /// peer would take the node for merely idle: no Down, what it holds for the node (numbering,
-    /// watches that node holds on its actors) kept for good, its departure reported to nobody.
+    /// watches that node holds on its actors) kept for good, and its departure known only if
+    /// another node happened to report it. (Stays set if `Node::shutdown` is cancelled.)
     pub(crate) leaving: AtomicBool,
     pub(crate) stop: Arc<tokio::sync::Notify>,
     /// The membership driver, when an overlay runs.
