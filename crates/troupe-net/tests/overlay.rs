@@ -872,19 +872,30 @@ async fn a_watch_outlives_the_release_of_its_idle_connection() {
     assert_eq!(reason, ExitReason::NodeDown);
     // What a keeps for c since their connection (its acknowledged-delivery state) goes only on a's
     // own evidence: a tries c again, fails, and reports c down itself, as for a lost connection.
-    let down = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::Down { node, .. }) if node == c.id() => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
-            }
-        }
-    });
-    down.await.expect("a never checked c itself after the failure notice");
+    down_reported(&mut events, c.id(), Duration::from_secs(10))
+        .await
+        .expect("a never checked c itself after the failure notice");
     for node in &nodes {
         node.shutdown().await;
     }
+}
+
+/// The reason of the first `NodeEvent::Down` for `node` among `events` within `within`.
+async fn down_reported(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    node: troupe_actor::NodeId,
+    within: Duration,
+) -> Result<String, tokio::time::error::Elapsed> {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node: down, reason, .. }) if down == node => return reason,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("the node's events ended"),
+            }
+        }
+    })
+    .await
 }
 
 /// Binds a listener at `addr` that never accepts, and fills its accept queue: a connect to it
@@ -926,16 +937,7 @@ async fn a_failure_notice_is_checked_also_when_the_nodes_address_black_holes() {
     // c leaves; its neighbours report it to everyone. Its port then takes no connection.
     c.shutdown().await;
     let _hole = black_hole(addr).await;
-    let down = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::Down { node, .. }) if node == c.id() => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
-            }
-        }
-    });
-    down.await.expect("a's check of c ended without a verdict");
+    down_reported(&mut events, c.id(), Duration::from_secs(20)).await.expect("a's check of c ended without a verdict");
     for node in nodes.iter().filter(|n| n.id() != c.id()) {
         node.shutdown().await;
     }
@@ -958,12 +960,7 @@ async fn a_node_that_leaves_over_idle_connections_says_goodbye() {
         let c = Node::start(quick("c", &[&a])).await.unwrap();
         let nodes = [a.clone(), b.clone(), c.clone()];
         wait_converged(&nodes, true, Duration::from_secs(20)).await;
-        let counter = c.system().spawn(Counter(0));
-        c.register("watched", &counter).expect("register");
-        let far = a.actor_ref::<CounterMsg>(counter.id());
-        assert_eq!(far.ask(CounterMsg::Get).await.expect("ask"), 0);
-        let watched = far.untyped();
-        let exit = tokio::spawn(async move { watched.wait_for_exit().await });
+        let (_counter, _far, exit) = counter_watched_from(&c, &a).await;
         // Idle for longer than `release_idle`, the connections still up (the overlay uses them).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(connected(&a, "c"), "{overlay:?}: a and c are neighbours in a cluster of three");
@@ -984,16 +981,8 @@ async fn a_node_that_leaves_over_idle_connections_says_goodbye() {
             }
         };
         assert_eq!(reason, troupe_actor::ExitReason::NodeDown, "{overlay:?}");
-        let down = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match events.recv().await {
-                    Ok(NodeEvent::Down { node, reason, .. }) if node == c.id() => return reason,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("a's events ended"),
-                }
-            }
-        });
-        assert_eq!(down.await.expect("a never reported c down"), "left the cluster", "{overlay:?}");
+        let down = down_reported(&mut events, c.id(), Duration::from_secs(10)).await;
+        assert_eq!(down.expect("a never reported c down"), "left the cluster", "{overlay:?}");
         a.shutdown().await;
         b.shutdown().await;
     }
