@@ -215,7 +215,6 @@ impl NodeShared {
 
     /// Sends Goodbye to every peer and stops all tasks.
     pub(crate) async fn shutdown(&self) {
-        self.leaving.store(true, Ordering::Release);
         if self.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
