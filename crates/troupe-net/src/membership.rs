@@ -252,7 +252,7 @@ impl<M: Membership> Driver<M> {
             DriverInput::Join(contacts) => self.feed(Input::Join(contacts)),
             DriverInput::Leave(done) => {
                 // The protocol says goodbye to its neighbours and lets go of them; their
-                // connections stay for the node's own goodbye (see `NodeShared::leaving`).
+                // connections stay for the node's own goodbye (see `release_peer`).
                 self.feed(Input::Leave);
                 let _ = done.send(());
             }
@@ -437,12 +437,11 @@ impl<M: Membership> Driver<M> {
             Command::Disconnect(peer) => {
                 self.pending_connects.remove(&peer);
                 // The overlay is done with the peer; the connection goes unless actors still use
-                // it (then the idle sweep closes it later), or this node is leaving (its goodbye
-                // closes it: see `NodeShared::leaving`).
+                // it (then the idle sweep closes it later).
                 let id = NodeId(peer.0);
-                if !shared.leaving.load(Ordering::Acquire) && !self.recently_used(&shared, id) {
-                    // Deferred while acknowledged messages to it are outstanding: the idle sweep
-                    // closes it later.
+                if !self.recently_used(&shared, id) {
+                    // Deferred while acknowledged messages to it are outstanding (the idle sweep
+                    // closes it later), and while this node is leaving (its goodbye closes it).
                     let _ = shared.release_peer(id, true);
                 }
             }
@@ -493,9 +492,6 @@ impl<M: Membership> Driver<M> {
     /// `release_idle`, and tells the protocol they are gone.
     fn sweep_idle(&mut self) {
         let Some(shared) = self.shared.upgrade() else { return };
-        if shared.leaving.load(Ordering::Acquire) {
-            return; // see `NodeShared::leaving`
-        }
         let now = Instant::now();
         let traffic = shared.peer_traffic();
         self.activity.retain(|id, _| traffic.iter().any(|(p, _)| p == id));

@@ -28,12 +28,6 @@ impl NodeShared {
             // Only from the peer in the map: one already released (this frame read from its old
             // connections to their end) must not release its successor.
             Control::Release if self.peer(peer.id).is_some_and(|current| Arc::ptr_eq(&current, peer)) => {
-                if self.leaving.load(Ordering::Acquire) {
-                    // This node is leaving (see `NodeShared::leaving`): its goodbye goes first, so
-                    // the other side, which reads ours to its end, hears that it left, not that
-                    // it let go.
-                    peer.say_goodbye();
-                }
                 // Our acknowledged messages still outstanding go on a new connection once the
                 // old ones are through (see `release_peer`).
                 if self.release_peer(peer.id, false) {

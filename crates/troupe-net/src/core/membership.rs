@@ -95,11 +95,21 @@ impl NodeShared {
     /// that before it hands anything on (`Peer::after_predecessor`). With `tell`, false (nothing done) while
     /// acknowledged messages to the peer wait for their acknowledgement; told, the release goes
     /// ahead, and a new connection takes what is still unacknowledged once it is done.
+    ///
+    /// While this node is leaving (see `leaving`), with `tell` nothing is done (false): the
+    /// node's goodbye closes the connections next. Told, the release goes ahead with the goodbye
+    /// written first, so the peer, which reads our side to its end, hears that we left.
     pub(crate) fn release_peer(&self, id: NodeId, tell: bool) -> bool {
         let Some(peer) = self.peer(id) else { return true };
         if peer.is_leaving() {
             // It said goodbye and is being read to the end; it goes by itself.
             return true;
+        }
+        if self.leaving.load(Ordering::Acquire) {
+            if tell {
+                return false;
+            }
+            peer.say_goodbye();
         }
         if tell && peer.acks.unacked() > 0 {
             // Acknowledged messages wait for an answer, and only a peer's connections

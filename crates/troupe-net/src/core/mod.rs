@@ -202,9 +202,9 @@ pub(crate) struct NodeShared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) shutting_down: AtomicBool,
-    /// The node is leaving the cluster (`Node::shutdown`, from before it tells its overlay): its
-    /// overlay no longer releases its connections (they are kept for its goodbye, which closes
-    /// them next), and one a peer releases carries its goodbye first. Released without one, each
+    /// The node is leaving the cluster (`Node::shutdown`, from before it tells its overlay): it
+    /// no longer releases connections on its own (they are kept for its goodbye, which closes
+    /// them next), and one a peer releases carries its goodbye first (see `release_peer`). Released without one, each
     /// peer would take the node for merely idle: no Down, what it holds for the node (numbering,
     /// watches that node holds on its actors) kept for good, and its departure known only if
     /// another node happened to report it. (Stays set if `Node::shutdown` is cancelled.)
