@@ -63,7 +63,7 @@ pub use exit::{Down, ExitReason};
 pub use id::{ActorId, NodeId};
 pub use message::Message;
 pub use panic_hook::quiet_actor_panics;
-pub use payload::{Payload, ATTACH_MIN};
+pub use payload::{Payload, ATTACH_MIN, INLINE_MAX};
 pub use props::{Props, Restart};
 pub use reference::{ActorRef, Tell, UntypedRef};
 pub use remote::{
