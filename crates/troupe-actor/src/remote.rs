@@ -212,15 +212,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends the answer to request `request` of node `to`. False when it cannot be sent.
     fn send_reply(&self, to: NodeId, request: u64, outcome: ReplyOutcome, body: BodyEncoder<'_>) -> bool;
 
-    /// The local actor system: it times asks to remote actors and runs the transport's small
-    /// tasks.
+    /// The local actor system: it times asks to remote actors.
     fn system(&self) -> &crate::ActorSystem;
-
-    /// Runs a small task of the runtime's own (a reply port's forwarder) on the system's actor
-    /// scheduler, where the actor that completes it runs, so completing it wakes no other thread.
-    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-        self.system().scheduler().spawn(task);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -740,9 +733,6 @@ mod tests {
         }
         fn system(&self) -> &crate::ActorSystem {
             unreachable!("the codec-context tests do not ask")
-        }
-        fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
-            tokio::spawn(task);
         }
     }
 

@@ -1,25 +1,30 @@
 //! Typed replies for `ask`.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use crossbeam_utils::atomic::AtomicCell;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::remote::{self, PendingReply, ReplyOutcome, WireReply};
+use crate::error::SendFailure;
+use crate::id::NodeId;
+use crate::remote::{self, PendingReply, ReplyOutcome, Transport, WireReply};
 
 /// The port through which an actor answers an [`ask`](crate::ActorRef::ask).
 ///
 /// An ask builds the request around a `Reply<T>`; the actor answers with [`send`](Reply::send).
 /// Dropping a `Reply` without answering tells the asker `AskError::NoReply`. A reply port can
 /// travel to another node inside a message (when `T` is serializable); the answer then travels
-/// back over the network.
-///
-/// It is one pointer wide: a port arriving from another node is a local port whose answer a
-/// small task forwards to the asker's node.
+/// back over the network, encoded and sent by `send` itself.
 pub struct Reply<T> {
-    /// Taken when answered or when the port moves to another node (serialization only has
-    /// `&self`, hence the atomic cell; a pointer-sized cell is a plain atomic swap).
+    /// The asker, on this node. Taken when answered or when the port moves to another node
+    /// (serialization only has `&self`, hence the atomic cells; a pointer-sized cell is a plain
+    /// atomic swap).
     tx: AtomicCell<Option<oneshot::Sender<T>>>,
+    /// Or the asker's node, for a port that arrived from there.
+    remote: AtomicCell<Option<Box<RemotePort<T>>>>,
 }
 
 impl<T> std::fmt::Debug for Reply<T> {
@@ -30,24 +35,77 @@ impl<T> std::fmt::Debug for Reply<T> {
 
 impl<T: Send + 'static> Reply<T> {
     pub(crate) fn new(tx: oneshot::Sender<T>) -> Self {
-        Reply { tx: AtomicCell::new(Some(tx)) }
+        Reply { tx: AtomicCell::new(Some(tx)), remote: AtomicCell::new(None) }
     }
 
-    /// Answers the ask. Returns false when the asker stopped waiting (it timed out or went away)
-    /// or the port was already used.
+    /// Answers the ask. Returns false when the asker stopped waiting (it timed out or went away;
+    /// for an asker on another node: when the answer could not be sent there) or the port was
+    /// already used.
     pub fn send(self, value: T) -> bool {
-        match self.tx.take() {
-            Some(tx) => tx.send(value).is_ok(),
+        if let Some(tx) = self.tx.take() {
+            return tx.send(value).is_ok();
+        }
+        match self.remote.take() {
+            Some(port) => (*port).answer(value),
             None => false,
         }
     }
 
-    /// True when the asker no longer waits for the answer.
+    /// True when the asker no longer waits for the answer (always false for an asker on
+    /// another node: only its node knows).
     pub fn is_closed(&self) -> bool {
-        let tx = self.tx.take();
-        let closed = tx.as_ref().is_none_or(|tx| tx.is_closed());
-        self.tx.store(tx);
+        let Some(tx) = self.tx.take() else {
+            let remote = self.remote.take();
+            let closed = remote.is_none();
+            self.remote.store(remote);
+            return closed;
+        };
+        let closed = tx.is_closed();
+        self.tx.store(Some(tx));
         closed
+    }
+}
+
+/// Encodes an answer of type `T` into a reply body (and its attached payloads).
+type Encoder<T> = fn(&T, &mut Vec<u8>, &mut Vec<Bytes>) -> Result<(), SendFailure>;
+
+/// The asker of a port that arrived from another node: where its answer goes. Dropped
+/// unanswered, it tells the asker's node there will be no answer.
+struct RemotePort<T> {
+    transport: Arc<dyn Transport>,
+    node: NodeId,
+    request: u64,
+    /// `T`'s encoder, taken where `T: Serialize` is known (the port's decoding).
+    encode: Encoder<T>,
+    /// Set once an answer (or its absence) was sent.
+    done: bool,
+}
+
+impl<T> RemotePort<T> {
+    /// Sends `value` to the asker's node: encoded right here, on the answering actor's thread, in
+    /// the codec context of that node (refs in the answer are resolved by it). False when it
+    /// could not be sent.
+    fn answer(mut self, value: T) -> bool {
+        let encode = self.encode;
+        let sent = remote::with_codec_context(&self.transport, self.node, || {
+            self.transport.send_reply(self.node, self.request, ReplyOutcome::Answered, &mut |out, attached| {
+                encode(&value, out, attached)
+            })
+        });
+        // Also when it failed: the asker's node is gone or unreachable, and a NoReply would
+        // not get there either. (If encoding panicked, `done` stays false and the drop on the
+        // way out sends the NoReply.)
+        self.done = true;
+        sent
+    }
+}
+
+impl<T> Drop for RemotePort<T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.transport.send_reply(self.node, self.request, ReplyOutcome::NoReply, &mut |_, _| Ok(()));
+        }
     }
 }
 
@@ -61,7 +119,7 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
         self.tx.is_closed()
     }
 
-    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<bytes::Bytes>) {
+    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>) {
         if outcome != ReplyOutcome::Answered {
             return;
         }
@@ -76,13 +134,43 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
     }
 }
 
+/// A port that came from one node and went on to another: that node's answer is passed back to
+/// the first (its absence too, as the port's drop).
+struct RelayedPending<T> {
+    port: Box<RemotePort<T>>,
+}
+
+impl<T: DeserializeOwned + Send + 'static> PendingReply for RelayedPending<T> {
+    fn is_closed(&self) -> bool {
+        false
+    }
+
+    fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>) {
+        if outcome != ReplyOutcome::Answered {
+            return;
+        }
+        match remote::decode_body::<T>(body, attached) {
+            Ok(value) => {
+                (*self.port).answer(value);
+            }
+            Err(error) => {
+                tracing::warn!(%error, ty = std::any::type_name::<T>(), "undecodable reply dropped");
+            }
+        }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Send + 'static> Serialize for Reply<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
         let (transport, peer) =
             remote::reply_context().ok_or_else(|| S::Error::custom("reply ports encode only inside a node"))?;
-        let tx = self.tx.take().ok_or_else(|| S::Error::custom("reply port already used"))?;
-        let request = transport.register_reply(peer, Box::new(LocalPending { tx }));
+        let pending: Box<dyn PendingReply> = match (self.tx.take(), self.remote.take()) {
+            (Some(tx), _) => Box::new(LocalPending { tx }),
+            (None, Some(port)) => Box::new(RelayedPending { port }),
+            (None, None) => return Err(S::Error::custom("reply port already used")),
+        };
+        let request = transport.register_reply(peer, pending);
         WireReply { node: transport.local_node().0, request }.serialize(serializer)
     }
 }
@@ -93,24 +181,19 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
         let wire = WireReply::deserialize(deserializer)?;
         let (transport, sender) =
             remote::reply_context().ok_or_else(|| D::Error::custom("reply ports decode only inside a node"))?;
-        // A port is always the sending node's own (it registers the ask and forwards the answer
-        // on): one naming another node would send our answer to an ask someone else is waiting on.
+        // A port is always the sending node's own (it registers the ask and takes the answer
+        // back): one naming another node would send our answer to an ask someone else is
+        // waiting on.
         if wire.node != sender.0 {
             return Err(D::Error::custom("a reply port naming another node than its sender"));
         }
-        let (tx, rx) = oneshot::channel::<T>();
-        let node = crate::id::NodeId(wire.node);
-        let request = wire.request;
-        // Forward the answer (or its absence) to the asker's node.
-        transport.clone().spawn(Box::pin(async move {
-            let answer = rx.await;
-            remote::with_codec_context(&transport, node, || match answer {
-                Ok(value) => transport.send_reply(node, request, ReplyOutcome::Answered, &mut |out, attached| {
-                    remote::encode_body(&value, out, attached)
-                }),
-                Err(_) => transport.send_reply(node, request, ReplyOutcome::NoReply, &mut |_, _| Ok(())),
-            });
-        }));
-        Ok(Reply::new(tx))
+        let port = RemotePort {
+            transport,
+            node: NodeId(wire.node),
+            request: wire.request,
+            encode: remote::encode_body::<T>,
+            done: false,
+        };
+        Ok(Reply { tx: AtomicCell::new(None), remote: AtomicCell::new(Some(Box::new(port))) })
     }
 }

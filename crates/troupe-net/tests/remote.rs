@@ -556,6 +556,44 @@ async fn a_reply_port_passed_on_through_three_nodes_gets_its_answer() {
     }
 }
 
+/// A counter that answers nothing: every reply port it gets is dropped unanswered, but for one
+/// it is asked to pass on.
+struct Silent;
+impl Actor for Silent {
+    type Msg = CounterMsg;
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        if let CounterMsg::AskThrough(other, reply) = msg {
+            other.tell(CounterMsg::Get(reply)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A reply port dropped unanswered on another node fails the ask at once (`NoReply`, not the
+/// ask's timeout), also when it was passed on to a third node that dropped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_port_dropped_on_another_node_fails_the_ask_at_once() {
+    let (a, b) = pair().await;
+    let c = Node::start(config("c")).await.expect("c");
+    c.connect(&b.local_addr().to_string()).await.expect("connect");
+    c.connect(&a.local_addr().to_string()).await.expect("connect");
+    b.register("silent", &b.system().spawn(Silent)).unwrap();
+    c.register("silent", &c.system().spawn(Silent)).unwrap();
+    let silent_on_b: ActorRef<CounterMsg> = a.lookup("b", "silent").await.expect("lookup");
+    let silent_on_c: ActorRef<CounterMsg> = a.lookup("c", "silent").await.expect("lookup");
+    let started = std::time::Instant::now();
+    let direct = silent_on_b.ask_timeout(CounterMsg::Get, Duration::from_secs(30)).await;
+    assert!(matches!(direct, Err(troupe_actor::AskError::NoReply(_))), "{direct:?}");
+    let passed_on =
+        silent_on_b.ask_timeout(|reply| CounterMsg::AskThrough(silent_on_c.clone(), reply), Duration::from_secs(30));
+    let passed_on = passed_on.await;
+    assert!(matches!(passed_on, Err(troupe_actor::AskError::NoReply(_))), "{passed_on:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the asks ended only with their timeout");
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_travel_inside_messages() {
     let (a, b) = pair().await;
