@@ -236,12 +236,24 @@ fn small_copy(bytes: &[u8]) -> Bytes {
 }
 
 /// Runs `encode` collecting the payloads it attaches into `attached` (in serialization order).
+/// Also when `encode` panics (a user's `Serialize`): the thread's collecting state is put back
+/// as it was, or the thread would go on attaching payloads that are never sent.
 pub(crate) fn collecting_attachments<R>(attached: &mut Vec<Bytes>, encode: impl FnOnce() -> R) -> R {
+    /// Puts the outer collection back when the encoding ends, unwinding included.
+    struct Restore<'a> {
+        previous: Option<Vec<Bytes>>,
+        attached: &'a mut Vec<Bytes>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            let collected = ATTACH_OUT.with(|a| std::mem::replace(&mut *a.borrow_mut(), previous));
+            *self.attached = collected.unwrap_or_default();
+        }
+    }
     let previous = ATTACH_OUT.with(|a| a.borrow_mut().replace(std::mem::take(attached)));
-    let result = encode();
-    let collected = ATTACH_OUT.with(|a| std::mem::replace(&mut *a.borrow_mut(), previous));
-    *attached = collected.unwrap_or_default();
-    result
+    let _restore = Restore { previous, attached };
+    encode()
 }
 
 /// Runs `decode` with `attached` as the source of attached payloads. Fails (after `decode`) when
@@ -250,19 +262,29 @@ pub(crate) fn with_attachments<T>(
     attached: Option<Bytes>,
     decode: impl FnOnce() -> Result<T, String>,
 ) -> Result<T, String> {
+    /// Puts the outer decode's attachments back when this decode ends, unwinding included (a
+    /// user's `Deserialize` may panic): this decode's must not stay for a later one to take.
+    struct Restore(Option<(Bytes, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            ATTACH_IN.with(|a| *a.borrow_mut() = previous);
+        }
+    }
     let Some(attached) = attached else {
         // No attachments: nothing may be taken from an outer decode's (if this one is nested).
         let previous = ATTACH_IN.with(|a| a.borrow_mut().take());
         if previous.is_none() {
             return decode(); // the common case: nothing to put back
         }
-        let result = decode();
-        ATTACH_IN.with(|a| *a.borrow_mut() = previous);
-        return result;
+        let _restore = Restore(previous);
+        return decode();
     };
     let previous = ATTACH_IN.with(|a| a.borrow_mut().replace((attached, 0)));
+    let restore = Restore(previous);
     let result = decode();
-    let left = ATTACH_IN.with(|a| std::mem::replace(&mut *a.borrow_mut(), previous));
+    let left = ATTACH_IN.with(|a| a.borrow_mut().take());
+    drop(restore);
     let value = result?;
     match left {
         Some((bytes, taken)) if taken != bytes.len() => {
@@ -472,6 +494,34 @@ mod tests {
         // A huge claimed length is refused, not allocated.
         let forged = postcard::to_stdvec(&Wire::Attached(u64::MAX)).unwrap();
         assert!(decode::<Payload>(&forged, Some(all)).is_err());
+    }
+
+    #[test]
+    fn a_panicking_encode_or_decode_leaves_no_attachment_state_behind() {
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        struct Boom;
+        impl Serialize for Boom {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("a user's Serialize that panics")
+            }
+        }
+        let large = Payload::from(vec![5u8; ATTACH_MIN * 2]);
+        let mut attached = Vec::new();
+        let encoded = catch_unwind(AssertUnwindSafe(|| {
+            collecting_attachments(&mut attached, || postcard::to_stdvec(&(large.clone(), Boom)))
+        }));
+        assert!(encoded.is_err());
+        let body = postcard::to_stdvec(&large).expect("encodes");
+        assert!(body.len() > ATTACH_MIN * 2, "outside a node again, the payload goes in the body");
+
+        let (body, attached) = encode(&large);
+        let region = Bytes::from(attached.concat());
+        let decoded = catch_unwind(|| with_attachments(Some(region), || -> Result<(), String> { panic!("boom") }));
+        assert!(decoded.is_err());
+        assert!(
+            postcard::from_bytes::<Payload>(&body).is_err(),
+            "a decode outside a node took from the attachments a panicked decode left behind"
+        );
     }
 
     #[test]

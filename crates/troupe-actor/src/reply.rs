@@ -92,10 +92,10 @@ impl<T> RemotePort<T> {
                 encode(&value, out, attached)
             })
         });
-        // Also when it failed: the asker's node is gone or unreachable, and a NoReply would
-        // not get there either. (If encoding panicked, `done` stays false and the drop on the
-        // way out sends the NoReply.)
-        self.done = true;
+        // Not sent (the answer did not encode, or is larger than a frame may be; or the
+        // asker's node is out of reach, and then so is a NoReply): the drop sends a NoReply, so
+        // the asker does not wait out its timeout. As when encoding panicked.
+        self.done = sent;
         sent
     }
 }

@@ -18,6 +18,8 @@ pub mod config;
 mod conn;
 mod core;
 mod deadline;
+#[cfg(test)]
+mod departure_tests;
 pub mod emulation;
 mod fault;
 mod fence;

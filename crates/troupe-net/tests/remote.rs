@@ -594,6 +594,66 @@ async fn a_reply_port_dropped_on_another_node_fails_the_ask_at_once() {
     }
 }
 
+/// Asks whose answers cannot travel back.
+#[derive(Serialize, Deserialize)]
+enum BadAnswerMsg {
+    /// Answered with more bytes than a frame may hold.
+    TooLarge(Reply<troupe_actor::Payload>),
+    /// Answered with a value whose `Serialize` panics.
+    Panicking(Reply<Explosive>),
+}
+impl Message for BadAnswerMsg {}
+impl RemoteMessage for BadAnswerMsg {
+    const TYPE_NAME: &'static str = "test.BadAnswer";
+}
+
+#[derive(Debug, Deserialize)]
+struct Explosive;
+impl Serialize for Explosive {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("an answer that cannot be encoded")
+    }
+}
+
+struct BadAnswers;
+impl Actor for BadAnswers {
+    type Msg = BadAnswerMsg;
+    async fn handle(&mut self, msg: BadAnswerMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        match msg {
+            BadAnswerMsg::TooLarge(reply) => {
+                reply.send(troupe_actor::Payload::from(vec![1u8; 2 << 20]));
+            }
+            BadAnswerMsg::Panicking(reply) => {
+                reply.send(Explosive);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An answer that cannot be sent back (larger than a frame may be, or its encoding panics)
+/// fails the ask at once with `NoReply` instead of leaving the asker to its timeout; the
+/// connection goes on carrying other asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_cannot_travel_fails_the_ask_at_once() {
+    let a = Node::start(config("a")).await.expect("a");
+    let b = Node::start(NodeConfig { max_frame_bytes: 1 << 20, ..config("b") }).await.expect("b");
+    a.connect(&b.local_addr().to_string()).await.expect("connect");
+    b.register("bad", &b.system().spawn(BadAnswers)).unwrap();
+    b.register("counter", &b.system().spawn(Counter(4))).unwrap();
+    let bad: ActorRef<BadAnswerMsg> = a.lookup("b", "bad").await.expect("lookup");
+    let counter: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
+    let started = std::time::Instant::now();
+    let too_large = bad.ask_timeout(BadAnswerMsg::TooLarge, Duration::from_secs(30)).await;
+    assert!(matches!(too_large, Err(troupe_actor::AskError::NoReply(_))), "{too_large:?}");
+    let panicking = bad.ask_timeout(BadAnswerMsg::Panicking, Duration::from_secs(30)).await;
+    assert!(matches!(panicking, Err(troupe_actor::AskError::NoReply(_))), "{panicking:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the asks ended only with their timeout");
+    assert_eq!(counter.ask(CounterMsg::Get).await, Ok(4), "the connection carries other asks");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_travel_inside_messages() {
     let (a, b) = pair().await;

@@ -134,8 +134,10 @@ impl NodeShared {
     /// exit with NodeDown (watchers and links hear of it), asks waiting on it fail, lookups
     /// from it are dropped, and its address is forgotten.
     fn node_gone(&self, id: NodeId) {
-        self.nodes_gone(|node| node == id);
+        // The address first: failing an ask drops the reply port it held, and a port from that
+        // very node (passed on to us and back) sends it a NoReply, which must not dial it again.
         self.directory.write().remove(&id);
+        self.nodes_gone(|node| node == id);
     }
 
     /// The actors, asks and lookups of every node `gone` says is gone: proxies exit with
