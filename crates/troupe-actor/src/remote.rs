@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -172,6 +173,9 @@ pub trait PendingReply: Send + 'static {
     /// Completes the ask with the reply's body and its attached payloads. Called inside a codec
     /// context for the replying node.
     fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>);
+    /// The deadline given with [`Transport::register_reply`] passed: the asker hears that its
+    /// ask timed out. (By default it is dropped, and the asker hears there is no answer.)
+    fn expire(self: Box<Self>) {}
 }
 
 /// What the actor runtime needs from a network transport.
@@ -202,8 +206,11 @@ pub trait Transport: Send + Sync + 'static {
     /// The exported local actor with this serial, if any.
     fn local_actor(&self, serial: u64) -> Option<UntypedRef>;
 
-    /// Registers a pending ask whose request travels to `to`; returns the request number.
-    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64;
+    /// Registers a pending ask whose request travels to `to`; returns the request number. With
+    /// a `deadline`, the transport times the ask: it must [expire](PendingReply::expire) the
+    /// entry once the deadline has passed (the asker arms no timer of its own), and complete it
+    /// (with `NoReply`) when it stops.
+    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>, deadline: Option<Instant>) -> u64;
 
     /// Tells node `to` that the local actor `actor` ended with `reason` (an actor there is linked
     /// to it; the node handles it as the exit of a watched actor).
@@ -725,7 +732,7 @@ mod tests {
         fn local_actor(&self, _: u64) -> Option<UntypedRef> {
             None
         }
-        fn register_reply(&self, _: NodeId, _: Box<dyn PendingReply>) -> u64 {
+        fn register_reply(&self, _: NodeId, _: Box<dyn PendingReply>, _: Option<Instant>) -> u64 {
             0
         }
         fn send_reply(&self, _: NodeId, _: u64, _: ReplyOutcome, _: BodyEncoder<'_>) -> bool {

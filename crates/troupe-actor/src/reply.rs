@@ -1,6 +1,7 @@
 //! Typed replies for `ask`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_utils::atomic::AtomicCell;
@@ -22,10 +23,20 @@ pub struct Reply<T> {
     /// The asker, on this node. Taken when answered or when the port moves to another node
     /// (serialization only has `&self`, hence the atomic cells; a pointer-sized cell is a plain
     /// atomic swap).
-    tx: AtomicCell<Option<oneshot::Sender<T>>>,
+    tx: AtomicCell<Option<oneshot::Sender<Answer<T>>>>,
     /// Or the asker's node, for a port that arrived from there.
     remote: AtomicCell<Option<Box<RemotePort<T>>>>,
+    /// When the asker on this node stops waiting, if it asked another node: the port's transport
+    /// times the ask, so the asker needs no timer of its own.
+    deadline: Option<Instant>,
 }
+
+/// What an asker on this node receives: the answer, or word that its deadline passed.
+pub(crate) type Answer<T> = Result<T, Expired>;
+
+/// The deadline of an ask timed by the transport passed.
+#[derive(Debug)]
+pub(crate) struct Expired;
 
 impl<T> std::fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,8 +45,10 @@ impl<T> std::fmt::Debug for Reply<T> {
 }
 
 impl<T: Send + 'static> Reply<T> {
-    pub(crate) fn new(tx: oneshot::Sender<T>) -> Self {
-        Reply { tx: AtomicCell::new(Some(tx)), remote: AtomicCell::new(None) }
+    /// A port for an asker on this node; with a `deadline` when it asks another node (see
+    /// [`Transport::register_reply`]).
+    pub(crate) fn new(tx: oneshot::Sender<Answer<T>>, deadline: Option<Instant>) -> Self {
+        Reply { tx: AtomicCell::new(Some(tx)), remote: AtomicCell::new(None), deadline }
     }
 
     /// Answers the ask. Returns false when the asker stopped waiting (it timed out or went away;
@@ -43,7 +56,7 @@ impl<T: Send + 'static> Reply<T> {
     /// already used.
     pub fn send(self, value: T) -> bool {
         if let Some(tx) = self.tx.take() {
-            return tx.send(value).is_ok();
+            return tx.send(Ok(value)).is_ok();
         }
         match self.remote.take() {
             Some(port) => (*port).answer(value),
@@ -111,7 +124,7 @@ impl<T> Drop for RemotePort<T> {
 
 /// An ask from this node whose request went to another node.
 struct LocalPending<T> {
-    tx: oneshot::Sender<T>,
+    tx: oneshot::Sender<Answer<T>>,
 }
 
 impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
@@ -125,12 +138,16 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
         }
         match remote::decode_body::<T>(body, attached) {
             Ok(value) => {
-                let _ = self.tx.send(value);
+                let _ = self.tx.send(Ok(value));
             }
             Err(error) => {
                 tracing::warn!(%error, ty = std::any::type_name::<T>(), "undecodable reply dropped");
             }
         }
+    }
+
+    fn expire(self: Box<Self>) {
+        let _ = self.tx.send(Err(Expired));
     }
 }
 
@@ -158,6 +175,9 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for RelayedPending<T> {
             }
         }
     }
+
+    // Never registered with a deadline (the asker's node times its own ask): `expire` as by
+    // default.
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Serialize for Reply<T> {
@@ -165,12 +185,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Serialize for Reply<T> {
         use serde::ser::Error;
         let (transport, peer) =
             remote::reply_context().ok_or_else(|| S::Error::custom("reply ports encode only inside a node"))?;
-        let pending: Box<dyn PendingReply> = match (self.tx.take(), self.remote.take()) {
-            (Some(tx), _) => Box::new(LocalPending { tx }),
-            (None, Some(port)) => Box::new(RelayedPending { port }),
+        let (pending, deadline): (Box<dyn PendingReply>, _) = match (self.tx.take(), self.remote.take()) {
+            (Some(tx), _) => (Box::new(LocalPending { tx }), self.deadline),
+            (None, Some(port)) => (Box::new(RelayedPending { port }), None),
             (None, None) => return Err(S::Error::custom("reply port already used")),
         };
-        let request = transport.register_reply(peer, pending);
+        let request = transport.register_reply(peer, pending, deadline);
         WireReply { node: transport.local_node().0, request }.serialize(serializer)
     }
 }
@@ -194,6 +214,6 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
             encode: remote::encode_body::<T>,
             done: false,
         };
-        Ok(Reply { tx: AtomicCell::new(None), remote: AtomicCell::new(Some(Box::new(port))) })
+        Ok(Reply { tx: AtomicCell::new(None), remote: AtomicCell::new(Some(Box::new(port))), deadline: None })
     }
 }

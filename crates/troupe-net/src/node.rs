@@ -339,6 +339,8 @@ impl Node {
             let joining = shared.clone();
             handle.spawn(async move { joining.rejoin_through_seeds().await });
         }
+        // Last: a start that failed above leaves no sweeper holding the node.
+        handle.spawn(shared.clone().ask_sweeper());
         Ok((shared, bound))
     }
 

@@ -594,6 +594,65 @@ async fn a_reply_port_dropped_on_another_node_fails_the_ask_at_once() {
     }
 }
 
+/// A counter that keeps every reply port it gets, unanswered.
+#[derive(Default)]
+struct Hoarder(Vec<Reply<u64>>);
+impl Actor for Hoarder {
+    type Msg = CounterMsg;
+    async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> ActorResult {
+        if let CounterMsg::Get(reply) = msg {
+            self.0.push(reply);
+        }
+        Ok(())
+    }
+}
+
+/// An ask to another node that gets no answer times out when its timeout says, not sooner and
+/// not much later, also when an ask with a later deadline was waiting before it; and the asks
+/// still waiting when the asking node shuts down end then, with `NoReply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_asks_time_out_on_time_and_end_with_their_node() {
+    let (a, b) = pair().await;
+    b.register("hoarder", &b.system().spawn(Hoarder::default())).unwrap();
+    let hoarder: ActorRef<CounterMsg> = a.lookup("b", "hoarder").await.expect("lookup");
+    let long = {
+        let hoarder = hoarder.clone();
+        tokio::spawn(async move { hoarder.ask_timeout(CounterMsg::Get, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for timeout in [Duration::from_millis(300), Duration::from_millis(100)] {
+        let started = std::time::Instant::now();
+        let short = hoarder.ask_timeout(CounterMsg::Get, timeout).await;
+        let took = started.elapsed();
+        assert!(matches!(short, Err(troupe_actor::AskError::Timeout { .. })), "{short:?}");
+        assert!(took >= timeout, "timed out after {took:?}, before its {timeout:?}");
+        assert!(took < timeout + Duration::from_secs(1), "timed out after {took:?}, long after its {timeout:?}");
+    }
+    assert!(!long.is_finished(), "the 60 s ask ended early");
+    let started = std::time::Instant::now();
+    a.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), long).await.expect("the ask ends with its node");
+    assert!(matches!(ended, Ok(Err(troupe_actor::AskError::NoReply(_)))), "{ended:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    b.shutdown().await;
+}
+
+/// A node dropped without `shutdown` after its actor system was shut down: an ask still waiting
+/// on another node ends with `NoReply` (its node timed it, and is gone), not never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_ask_ends_when_its_node_is_dropped_after_its_system_stopped() {
+    let (a, b) = pair().await;
+    b.register("hoarder", &b.system().spawn(Hoarder::default())).unwrap();
+    let hoarder: ActorRef<CounterMsg> = a.lookup("b", "hoarder").await.expect("lookup");
+    let waiting = tokio::spawn(async move { hoarder.ask_timeout(CounterMsg::Get, Duration::from_secs(60)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.system().shutdown().await;
+    drop(a);
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the ask ends");
+    assert!(matches!(ended, Ok(Err(troupe_actor::AskError::NoReply(_)))), "{ended:?}");
+    b.shutdown().await;
+}
+
 /// Asks whose answers cannot travel back.
 #[derive(Serialize, Deserialize)]
 enum BadAnswerMsg {

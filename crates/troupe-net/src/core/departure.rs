@@ -153,7 +153,7 @@ impl NodeShared {
         let failed: Vec<Box<dyn PendingReply>> = {
             let mut replies = self.replies.lock();
             let ids: Vec<u64> = replies.iter().filter(|(_, (to, _))| gone(*to)).map(|(k, _)| *k).collect();
-            ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, p)| p).collect()
+            ids.into_iter().filter_map(|k| replies.remove(&k)).map(|(_, waiting)| waiting.pending).collect()
         };
         for pending in failed {
             pending.complete(ReplyOutcome::NoReply, &[], None);

@@ -255,6 +255,7 @@ impl NodeShared {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.close_all_peers();
+        self.fail_waiting_asks();
     }
 
     /// The node's runtime is going away without [`shutdown`](Self::shutdown) (its last handle
@@ -262,12 +263,15 @@ impl NodeShared {
     /// queueing for writers that are gone.
     ///
     /// Unlike `shutdown`, the actor system may go on, so what waits on other nodes is told now:
-    /// watchers of remote actors get `NodeDown`, asks waiting for a remote answer `NoReply`. That
-    /// runs on the actor scheduler, not in whatever code dropped the node. Also finishes a
+    /// asks waiting for a remote answer get `NoReply` at once, and watchers of remote actors get
+    /// `NodeDown` on the actor scheduler, not in whatever code dropped the node. Also finishes a
     /// `shutdown` that was cut short (it may have set the flag and not yet closed the peers).
     pub(crate) fn stop_now(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Release);
         let closed = self.close_all_peers();
+        // Here, not on the scheduler: the actor system may have been shut down already, and
+        // nothing else would end them.
+        self.fail_waiting_asks();
         tracing::debug!(node = %self.settings.name, peers = closed, "node dropped without shutdown");
         let shared = self.clone();
         self.system.scheduler().spawn(async move { shared.nodes_gone(|_| true) });

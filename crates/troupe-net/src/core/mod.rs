@@ -9,6 +9,7 @@
 //! - `receive`: a connection's read loop and the dispatch of frames to actors;
 //! - `send`: encoding frames, acknowledged delivery, the send path;
 //! - `transport`: the [`troupe_actor::Transport`] implementation over `send`;
+//! - `asks`: timing the asks that wait on other nodes, one sweeper for all of them;
 //! - `control`: control messages in and out, signals fenced behind messages;
 //! - `relay`: frames relayed along the overlay;
 //! - `departure`: a peer lost, gone or quarantined, and what that means for proxies, asks and
@@ -16,6 +17,7 @@
 //! - `membership`: the overlay driver's news, the directory of known nodes, connecting on demand,
 //!   releasing idle peers, stats, shutdown.
 
+mod asks;
 mod connections;
 mod control;
 mod departure;
@@ -163,8 +165,15 @@ impl RelayWaits {
 /// A pending registry lookup on another node.
 type LookupReply = Option<(ActorId, String)>;
 
+/// An ask waiting for its reply: the asker's side, and when it stops waiting if this node times
+/// it (see `asks.rs`).
+struct Waiting {
+    pending: Box<dyn PendingReply>,
+    deadline: Option<Instant>,
+}
+
 /// Asks waiting for replies, with the node each request went to.
-type PendingReplies = IdMap<u64, (NodeId, Box<dyn PendingReply>)>;
+type PendingReplies = IdMap<u64, (NodeId, Waiting)>;
 
 pub(crate) struct NodeShared {
     pub(crate) me: Weak<NodeShared>,
@@ -196,6 +205,12 @@ pub(crate) struct NodeShared {
     /// declared down and reached again keeps its numbering and gets its unacked messages.
     acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
     replies: Mutex<PendingReplies>,
+    /// The earliest deadline of the asks this node times: when the ask sweeper wakes next.
+    ask_sweep_at: Mutex<Option<Instant>>,
+    /// Wakes the ask sweeper when an ask with an earlier deadline comes in, or the node stops.
+    ask_sweep_sooner: tokio::sync::Notify,
+    /// Set when the node stopped and failed the asks waiting on other nodes.
+    asks_stopped: AtomicBool,
     lookups: Mutex<HashMap<u64, (NodeId, oneshot::Sender<LookupReply>)>>,
     pub(crate) next_request: AtomicU64,
     pub(crate) faults: Faults,
@@ -265,6 +280,9 @@ impl NodeShared {
             quarantined: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             replies: Mutex::new(id_map()),
+            ask_sweep_at: Mutex::new(None),
+            ask_sweep_sooner: tokio::sync::Notify::new(),
+            asks_stopped: AtomicBool::new(false),
             lookups: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             faults: Faults::with_loss(loss),

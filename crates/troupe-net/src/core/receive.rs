@@ -755,7 +755,7 @@ impl NodeShared {
                 return;
             }
         };
-        if let Some(pending) = self.answered(&self.replies, header.request, (from, name), "ask") {
+        if let Some(Waiting { pending, .. }) = self.answered(&self.replies, header.request, (from, name), "ask") {
             let outcome = match header.status {
                 ReplyStatus::Ok => ReplyOutcome::Answered,
                 _ => ReplyOutcome::NoReply,

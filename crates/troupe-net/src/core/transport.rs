@@ -140,14 +140,24 @@ impl Transport for NodeShared {
         self.exported_local(ActorId { node: self.id, serial }).map(|i| i.untyped())
     }
 
-    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>) -> u64 {
+    fn register_reply(&self, to: NodeId, pending: Box<dyn PendingReply>, deadline: Option<Instant>) -> u64 {
         ASKING.set(true);
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let mut replies = self.replies.lock();
-        if replies.len() >= 4096 && request % 1024 == 0 {
-            replies.retain(|_, (_, p)| !p.is_closed());
+        {
+            let mut replies = self.replies.lock();
+            if replies.len() >= 4096 && request % 1024 == 0 {
+                replies.retain(|_, (_, waiting)| !waiting.pending.is_closed());
+            }
+            replies.insert(request, (to, Waiting { pending, deadline }));
         }
-        replies.insert(request, (to, pending));
+        if let Some(deadline) = deadline {
+            self.sweep_asks_by(deadline);
+        }
+        if self.asks_stopped.load(Ordering::Acquire) {
+            // The node stopped while this was encoded: no answer can come, and nothing would
+            // time it.
+            self.fail_waiting_asks();
+        }
         request
     }
 
