@@ -374,8 +374,27 @@ impl FullMesh {
             }
             self.had_peers = true;
             self.dialing.remove(&contact.id);
-            self.connected.entry(contact.id).or_insert((contact.clone(), now));
-            self.send_state(contact.id, true, now, out);
+            let id = contact.id;
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.connected.entry(id) {
+                slot.insert((contact.clone(), now));
+                // A contact this node already counts alive (a rejoin that found the seed known
+                // again meanwhile) is a neighbour from now on, as if it had connected.
+                self.link_up(contact, now, out);
+            }
+            self.send_state(id, true, now, out);
+        }
+    }
+
+    /// An alive member's connection is up (it is a neighbour from now on): its link and
+    /// failure detector start afresh, and `NeighborUp` says so. Nothing for one not alive.
+    fn link_up(&mut self, member: Member, now: Duration, out: &mut Vec<Command<FullMeshMessage>>) {
+        let id = member.id;
+        if let Some(link) = self.links.get_mut(&id) {
+            link.down_since = None;
+            link.suspect_since = None;
+            self.detector.heartbeat(&id, now);
+            let m = self.set.get(&id).map_or(member, |e| e.member.clone());
+            out.push(Command::Event(MembershipEvent::NeighborUp(m)));
         }
     }
 
@@ -398,13 +417,7 @@ impl FullMesh {
         if self.phase != Phase::Active {
             return;
         }
-        if let Some(link) = self.links.get_mut(&id) {
-            link.down_since = None;
-            link.suspect_since = None;
-            self.detector.heartbeat(&id, now);
-            let m = self.set.get(&id).map_or(member, |e| e.member.clone());
-            out.push(Command::Event(MembershipEvent::NeighborUp(m)));
-        }
+        self.link_up(member, now, out);
         // Exchange states on every new connection; probes of removed incarnations ask for an
         // answer so that both sides notice and refute.
         let probe = self.set.get(&id).is_some_and(|e| !e.is_alive());
