@@ -122,6 +122,17 @@ impl<T> Drop for RemotePort<T> {
     }
 }
 
+/// The answer a reply from the network carries: none when the replier did not answer or the
+/// answer does not decode (logged).
+fn answer_in<T: DeserializeOwned>(outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>) -> Option<T> {
+    if outcome != ReplyOutcome::Answered {
+        return None;
+    }
+    remote::decode_body::<T>(body, attached)
+        .map_err(|error| tracing::warn!(%error, ty = std::any::type_name::<T>(), "undecodable reply dropped"))
+        .ok()
+}
+
 /// An ask from this node whose request went to another node.
 struct LocalPending<T> {
     tx: oneshot::Sender<Answer<T>>,
@@ -133,16 +144,8 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for LocalPending<T> {
     }
 
     fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>) {
-        if outcome != ReplyOutcome::Answered {
-            return;
-        }
-        match remote::decode_body::<T>(body, attached) {
-            Ok(value) => {
-                let _ = self.tx.send(Ok(value));
-            }
-            Err(error) => {
-                tracing::warn!(%error, ty = std::any::type_name::<T>(), "undecodable reply dropped");
-            }
+        if let Some(value) = answer_in(outcome, body, attached) {
+            let _ = self.tx.send(Ok(value));
         }
     }
 
@@ -163,16 +166,8 @@ impl<T: DeserializeOwned + Send + 'static> PendingReply for RelayedPending<T> {
     }
 
     fn complete(self: Box<Self>, outcome: ReplyOutcome, body: &[u8], attached: Option<Bytes>) {
-        if outcome != ReplyOutcome::Answered {
-            return;
-        }
-        match remote::decode_body::<T>(body, attached) {
-            Ok(value) => {
-                (*self.port).answer(value);
-            }
-            Err(error) => {
-                tracing::warn!(%error, ty = std::any::type_name::<T>(), "undecodable reply dropped");
-            }
+        if let Some(value) = answer_in(outcome, body, attached) {
+            (*self.port).answer(value);
         }
     }
 

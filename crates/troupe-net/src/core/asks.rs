@@ -50,8 +50,8 @@ impl NodeShared {
                     .collect();
                 let expired = due.into_iter().filter_map(|request| replies.remove(&request)).map(|(_, w)| w.pending);
                 let expired = expired.collect();
-                // Set under the map's lock: an ask registered after this sees it, and one
-                // registered before is in `next`.
+                // Set under the map's lock: an ask registered after this sees the new value in
+                // `sweep_asks_by`, and one registered before is counted in it.
                 *self.ask_sweep_at.lock() = replies.values().filter_map(|(_, waiting)| waiting.deadline).min();
                 expired
             };
