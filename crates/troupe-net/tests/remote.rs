@@ -614,12 +614,19 @@ impl Actor for Hoarder {
 async fn remote_asks_time_out_on_time_and_end_with_their_node() {
     let (a, b) = pair().await;
     b.register("hoarder", &b.system().spawn(Hoarder::default())).unwrap();
+    b.register("counter", &b.system().spawn(Counter(9))).unwrap();
     let hoarder: ActorRef<CounterMsg> = a.lookup("b", "hoarder").await.expect("lookup");
+    let counter: ActorRef<CounterMsg> = a.lookup("b", "counter").await.expect("lookup");
     let long = {
         let hoarder = hoarder.clone();
         tokio::spawn(async move { hoarder.ask_timeout(CounterMsg::Get, Duration::from_secs(60)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // Asks answered in time leave their deadlines behind until the node tidies them away: the
+    // waiting one must survive that.
+    for _ in 0..3_000 {
+        assert_eq!(counter.ask(CounterMsg::Get).await, Ok(9));
+    }
     for timeout in [Duration::from_millis(300), Duration::from_millis(100)] {
         let started = std::time::Instant::now();
         let short = hoarder.ask_timeout(CounterMsg::Get, timeout).await;

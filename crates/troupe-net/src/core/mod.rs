@@ -205,8 +205,8 @@ pub(crate) struct NodeShared {
     /// declared down and reached again keeps its numbering and gets its unacked messages.
     acks: Mutex<HashMap<NodeId, Arc<AckState>>>,
     replies: Mutex<PendingReplies>,
-    /// The earliest deadline of the asks this node times: when the ask sweeper wakes next.
-    ask_sweep_at: Mutex<Option<Instant>>,
+    /// The deadlines of the asks this node times, earliest first (see `asks.rs`).
+    ask_deadlines: Mutex<asks::Deadlines>,
     /// Wakes the ask sweeper when an ask with an earlier deadline comes in, or the node stops.
     ask_sweep_sooner: tokio::sync::Notify,
     /// Set when the node stopped and failed the asks waiting on other nodes.
@@ -280,7 +280,7 @@ impl NodeShared {
             quarantined: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             replies: Mutex::new(id_map()),
-            ask_sweep_at: Mutex::new(None),
+            ask_deadlines: Mutex::new(asks::Deadlines::new()),
             ask_sweep_sooner: tokio::sync::Notify::new(),
             asks_stopped: AtomicBool::new(false),
             lookups: Mutex::new(HashMap::new()),

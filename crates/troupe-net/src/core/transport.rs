@@ -149,9 +149,9 @@ impl Transport for NodeShared {
                 replies.retain(|_, (_, waiting)| !waiting.pending.is_closed());
             }
             replies.insert(request, (to, Waiting { pending, deadline }));
-        }
-        if let Some(deadline) = deadline {
-            self.sweep_asks_by(deadline);
+            if let Some(deadline) = deadline {
+                self.time_ask(&replies, request, deadline);
+            }
         }
         if self.asks_stopped.load(Ordering::Acquire) {
             // The node stopped while this was encoded: no answer can come, and nothing would
