@@ -80,6 +80,15 @@ async fn pair() -> (Node, Node) {
     (a, b)
 }
 
+/// [`pair`], and a third node `c` connected to both.
+async fn trio() -> (Node, Node, Node) {
+    let (a, b) = pair().await;
+    let c = Node::start(config("c")).await.expect("c");
+    c.connect(&b.local_addr().to_string()).await.expect("connect");
+    c.connect(&a.local_addr().to_string()).await.expect("connect");
+    (a, b, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tell_and_ask_across_nodes() {
     let (a, b) = pair().await;
@@ -534,10 +543,7 @@ async fn a_dead_letter_report_does_not_overtake_the_real_down() {
 /// (a port naming another node than its sender is refused), so the answer retraces the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_port_passed_on_through_three_nodes_gets_its_answer() {
-    let (a, b) = pair().await;
-    let c = Node::start(config("c")).await.expect("c");
-    c.connect(&b.local_addr().to_string()).await.expect("connect");
-    c.connect(&a.local_addr().to_string()).await.expect("connect");
+    let (a, b, c) = trio().await;
     let on_b = b.system().spawn(Counter(2));
     b.register("counter", &on_b).unwrap();
     let on_c = c.system().spawn(Counter(3));
@@ -573,10 +579,7 @@ impl Actor for Silent {
 /// ask's timeout), also when it was passed on to a third node that dropped it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_port_dropped_on_another_node_fails_the_ask_at_once() {
-    let (a, b) = pair().await;
-    let c = Node::start(config("c")).await.expect("c");
-    c.connect(&b.local_addr().to_string()).await.expect("connect");
-    c.connect(&a.local_addr().to_string()).await.expect("connect");
+    let (a, b, c) = trio().await;
     b.register("silent", &b.system().spawn(Silent)).unwrap();
     c.register("silent", &c.system().spawn(Silent)).unwrap();
     let silent_on_b: ActorRef<CounterMsg> = a.lookup("b", "silent").await.expect("lookup");
